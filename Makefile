@@ -1,0 +1,46 @@
+# Cairn — the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SHARED ?= $(abspath ../shared)
+
+export CAIRN_CDSI_DIR ?= $(SHARED)/cdsi/supporting-data
+export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
+export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
+
+.PHONY: run test lint unit fuzz bench clean install
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: set up and start the engine on the embedded SQLite database under ./var/
+run: $(STAMP)
+	$(BIN)/cairn serve --data-dir var --listen 127.0.0.1:2575
+
+## test: set up and run the whole suite (lint, types, import rules, tests)
+test: $(STAMP) lint
+	$(BIN)/pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e" tests
+
+fuzz: $(STAMP)
+	CAIRN_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/fuzz
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Cairn's configuration: one typed, frozen settings tree read from TOML.
+
+Imports only the standard library. Only ``engine`` reads settings; it hands
+plain values down to the other packages.
+"""
+
+from config._settings import (
+    CAIR_REGIONS,
+    CdsiSettings,
+    DatabaseSettings,
+    DedupSettings,
+    Facility,
+    LoggingSettings,
+    MatchingSettings,
+    Region,
+    RegistrySettings,
+    ServerSettings,
+    Settings,
+    load_settings,
+    with_overrides,
+)
+from config.errors import ConfigError
+
+__all__ = [
+    "CAIR_REGIONS",
+    "CdsiSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "DedupSettings",
+    "Facility",
+    "LoggingSettings",
+    "MatchingSettings",
+    "Region",
+    "RegistrySettings",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+    "with_overrides",
+]

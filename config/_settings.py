@@ -1,0 +1,355 @@
+"""The typed settings tree and its TOML/environment loader.
+
+Every section is a frozen dataclass with defaults that serve the embedded
+(SQLite, development) mode. ``load_settings`` reads a TOML file, rejects
+unknown keys, converts and checks each value, then applies environment
+overrides of the form ``CAIRN_<SECTION>__<KEY>`` (e.g.
+``CAIRN_DATABASE__URL``). Every problem raises :class:`ConfigError` naming
+the file, the dotted key and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from config.errors import ConfigError
+
+UnknownSenderPolicy = Literal["accept", "reject"]
+LogFormat = Literal["auto", "json", "console"]
+SqliteSynchronous = Literal["FULL", "NORMAL"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One regional registry: CAIR has nine."""
+
+    code: str
+    name: str
+
+
+#: The nine CAIR regions, in the order CDPH lists its regional registries.
+CAIR_REGIONS: tuple[Region, ...] = (
+    Region("NORCAL", "Northern California"),
+    Region("SAC", "Greater Sacramento"),
+    Region("BAY", "Bay Area"),
+    Region("CENVAL", "Central Valley"),
+    Region("CENCST", "Central Coast"),
+    Region("LAO", "Los Angeles-Orange"),
+    Region("INLAND", "Inland Empire"),
+    Region("SD", "San Diego-Imperial"),
+    Region("SJV", "San Joaquin Valley"),
+)
+
+
+@dataclass(frozen=True)
+class Facility:
+    """A known sending facility (MSH-4) and the region its data belongs to."""
+
+    id: str
+    region: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The MLLP listener."""
+
+    listen: str = "127.0.0.1:2575"
+    data_dir: str = "var"
+    max_message_bytes: int = 1024 * 1024
+    idle_timeout_seconds: float = 300.0
+    shutdown_grace_seconds: float = 30.0
+    max_in_flight: int = 256
+    tls_certificate: str = ""
+    tls_private_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the registry's data lives; empty URL means SQLite in data_dir."""
+
+    url: str = ""
+    sqlite_synchronous: SqliteSynchronous = "FULL"
+    pool_size: int = 8
+    group_commit_max: int = 64
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Registry-wide policy."""
+
+    name: str = "CAIRN"
+    facility_id: str = "CAIRN"
+    statewide: bool = False
+    unknown_sender: UnknownSenderPolicy = "accept"
+    unknown_sender_region: str = "BAY"
+    processing_ids: tuple[str, ...] = ("P", "T", "D")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """structlog output."""
+
+    format: LogFormat = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class CdsiSettings:
+    """The CDSi supporting data release the forecaster uses."""
+
+    supporting_data: str = ""
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    """Patient matching thresholds (scores in 0..1)."""
+
+    match_threshold: float = 0.92
+    possible_threshold: float = 0.75
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """Vaccination de-duplication windows."""
+
+    window_days: int = 23
+    group_window_days: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole settings tree."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    cdsi: CdsiSettings = field(default_factory=CdsiSettings)
+    matching: MatchingSettings = field(default_factory=MatchingSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    regions: tuple[Region, ...] = CAIR_REGIONS
+    facilities: tuple[Facility, ...] = ()
+
+    def region_codes(self) -> frozenset[str]:
+        """The configured region codes."""
+        return frozenset(r.code for r in self.regions)
+
+    def facility_region(self, facility_id: str) -> str | None:
+        """The region of a known sending facility, or None when unknown."""
+        for facility in self.facilities:
+            if facility.id == facility_id:
+                return facility.region
+        return None
+
+
+def _convert(value: Any, hint: Any, source: str, key: str) -> Any:  # noqa: PLR0911
+    """Convert a TOML (or environment string) value to the annotated type."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(source, key, f"expected one of {choices}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(source, key, "unsupported union type")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(source, key, f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(source, key, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(source, key, f"expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(source, key, f"expected a number, got {value!r}")
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, key, f"expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_hint, _ellipsis) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"expected a list, got {value!r}")
+        return tuple(
+            _convert(item, item_hint, source, f"{key}[{i}]") for i, item in enumerate(value)
+        )
+    if origin in (Mapping, dict):
+        _key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a table, got {value!r}")
+        return {
+            str(k): _convert(v, value_hint, source, f"{key}.{k}") for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a table, got {value!r}")
+        return _build(hint, value, source, key)
+    raise ConfigError(source, key, f"unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], source: str, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in table.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(source, key, f"unknown key (known keys: {known})")
+        kwargs[name] = _convert(value, hints[name], source, key)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        key = f"{prefix}.{missing[0]}" if prefix else missing[0]
+        raise ConfigError(source, key, "required key is missing")
+    return cls(**kwargs)
+
+
+def _apply_environment(
+    table: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Overlay ``CAIRN_SECTION__KEY`` variables onto a raw settings table."""
+    overridden: list[str] = []
+    sections = {f.name for f in dataclasses.fields(Settings)}
+    for var, raw in environ.items():
+        if not var.startswith("CAIRN_") or "__" not in var:
+            continue
+        section, _, key = var[len("CAIRN_") :].lower().partition("__")
+        if section not in sections:
+            raise ConfigError("environment", var, f"unknown settings section {section!r}")
+        sub = table.setdefault(section, {})
+        if not isinstance(sub, dict):
+            raise ConfigError("environment", var, f"{section} is not a table")
+        sub[key] = raw
+        overridden.append(f"{section}.{key}")
+    return table, overridden
+
+
+def _check(settings: Settings, source: str) -> None:
+    """Cross-field rules: regions unique, facilities point at known regions."""
+    seen: set[str] = set()
+    for i, region in enumerate(settings.regions):
+        if not region.code:
+            raise ConfigError(source, f"regions[{i}].code", "must not be empty")
+        if region.code in seen:
+            raise ConfigError(source, f"regions[{i}].code", f"duplicate region {region.code!r}")
+        seen.add(region.code)
+    facility_ids: set[str] = set()
+    for i, facility in enumerate(settings.facilities):
+        if facility.region not in seen:
+            raise ConfigError(
+                source,
+                f"facilities[{i}].region",
+                f"unknown region {facility.region!r} (known: {', '.join(sorted(seen))})",
+            )
+        if facility.id in facility_ids:
+            raise ConfigError(source, f"facilities[{i}].id", f"duplicate facility {facility.id!r}")
+        facility_ids.add(facility.id)
+    if settings.registry.unknown_sender_region not in seen:
+        raise ConfigError(
+            source,
+            "registry.unknown_sender_region",
+            f"unknown region {settings.registry.unknown_sender_region!r}",
+        )
+    host, sep, port = settings.server.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            source, "server.listen", f"expected HOST:PORT, got {settings.server.listen!r}"
+        )
+    if settings.server.max_message_bytes < 1024:
+        raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
+    m = settings.matching
+    if not 0 < m.possible_threshold <= m.match_threshold <= 1:
+        raise ConfigError(
+            source,
+            "matching",
+            "expected 0 < possible_threshold <= match_threshold <= 1",
+        )
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from an optional TOML file plus environment overrides.
+
+    Args:
+        path: the TOML file (``--config``); None for the built-in defaults.
+        environ: the environment to read ``CAIRN_*__*`` overrides from.
+
+    Returns:
+        The checked, frozen settings tree.
+
+    Raises:
+        ConfigError: naming the file, the dotted key and what is wrong.
+    """
+    source = "defaults"
+    table: dict[str, Any] = {}
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as handle:
+                table = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(source, "", "file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    env = os.environ if environ is None else environ
+    table, overridden = _apply_environment(table, env)
+    try:
+        settings: Settings = _build(Settings, table, source, "")
+    except ConfigError as exc:
+        if exc.key.split("[")[0] in overridden:
+            raise ConfigError("environment", exc.key, exc.reason) from None
+        raise
+    _check(settings, source)
+    return settings
+
+
+def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
+    """Return settings with some section values replaced (command-line flags).
+
+    Example: ``with_overrides(s, server={"listen": "0.0.0.0:2575"})``.
+    """
+    changes: dict[str, Any] = {}
+    for section, values in sections.items():
+        current = getattr(settings, section)
+        changes[section] = dataclasses.replace(current, **values)
+    updated = dataclasses.replace(settings, **changes)
+    _check(updated, "command line")
+    return updated

@@ -1,0 +1,6 @@
+"""Listeners: Twisted protocols that frame bytes and hand raw messages on.
+
+May import ``parsers`` (framing only); never storage, forecast, config or handlers.
+"""
+
+__all__: list[str] = []
