@@ -151,7 +151,7 @@ class Settings:
         return None
 
 
-def _convert(value: Any, hint: Any, source: str, key: str) -> Any:  # noqa: PLR0911
+def _convert(value: Any, hint: Any, source: str, key: str) -> Any:
     """Convert a TOML (or environment string) value to the annotated type."""
     origin = typing.get_origin(hint)
     if hint is Any:
@@ -167,7 +167,14 @@ def _convert(value: Any, hint: Any, source: str, key: str) -> Any:  # noqa: PLR0
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+        if isinstance(value, str) and value.lower() in {
+            "true",
+            "1",
+            "yes",
+            "false",
+            "0",
+            "no",
+        }:
             return value.lower() in {"true", "1", "yes"}
         raise ConfigError(source, key, f"expected true or false, got {value!r}")
     if hint is int:
@@ -201,20 +208,24 @@ def _convert(value: Any, hint: Any, source: str, key: str) -> Any:  # noqa: PLR0
         if not isinstance(value, list):
             raise ConfigError(source, key, f"expected a list, got {value!r}")
         return tuple(
-            _convert(item, item_hint, source, f"{key}[{i}]") for i, item in enumerate(value)
+            _convert(item, item_hint, source, f"{key}[{i}]")
+            for i, item in enumerate(value)
         )
     if origin in (Mapping, dict):
         _key_hint, value_hint = typing.get_args(hint)
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a table, got {value!r}")
         return {
-            str(k): _convert(v, value_hint, source, f"{key}.{k}") for k, v in value.items()
+            str(k): _convert(v, value_hint, source, f"{key}.{k}")
+            for k, v in value.items()
         }
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a table, got {value!r}")
         return _build(hint, value, source, key)
-    raise ConfigError(source, key, f"unsupported setting type {hint!r}")  # pragma: no cover
+    raise ConfigError(
+        source, key, f"unsupported setting type {hint!r}"
+    )  # pragma: no cover
 
 
 def _build(cls: type[Any], table: Mapping[str, Any], source: str, prefix: str) -> Any:
@@ -252,7 +263,9 @@ def _apply_environment(
             continue
         section, _, key = var[len("CAIRN_") :].lower().partition("__")
         if section not in sections:
-            raise ConfigError("environment", var, f"unknown settings section {section!r}")
+            raise ConfigError(
+                "environment", var, f"unknown settings section {section!r}"
+            )
         sub = table.setdefault(section, {})
         if not isinstance(sub, dict):
             raise ConfigError("environment", var, f"{section} is not a table")
@@ -268,7 +281,9 @@ def _check(settings: Settings, source: str) -> None:
         if not region.code:
             raise ConfigError(source, f"regions[{i}].code", "must not be empty")
         if region.code in seen:
-            raise ConfigError(source, f"regions[{i}].code", f"duplicate region {region.code!r}")
+            raise ConfigError(
+                source, f"regions[{i}].code", f"duplicate region {region.code!r}"
+            )
         seen.add(region.code)
     facility_ids: set[str] = set()
     for i, facility in enumerate(settings.facilities):
@@ -279,7 +294,9 @@ def _check(settings: Settings, source: str) -> None:
                 f"unknown region {facility.region!r} (known: {', '.join(sorted(seen))})",
             )
         if facility.id in facility_ids:
-            raise ConfigError(source, f"facilities[{i}].id", f"duplicate facility {facility.id!r}")
+            raise ConfigError(
+                source, f"facilities[{i}].id", f"duplicate facility {facility.id!r}"
+            )
         facility_ids.add(facility.id)
     if settings.registry.unknown_sender_region not in seen:
         raise ConfigError(
@@ -290,7 +307,9 @@ def _check(settings: Settings, source: str) -> None:
     host, sep, port = settings.server.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(
-            source, "server.listen", f"expected HOST:PORT, got {settings.server.listen!r}"
+            source,
+            "server.listen",
+            f"expected HOST:PORT, got {settings.server.listen!r}",
         )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")

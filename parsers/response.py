@@ -1,0 +1,275 @@
+"""Validation findings as values, and the ACK^V04 (Z23) encoder.
+
+Handlers return :class:`Issue` values; the pipeline encodes them into ERR
+segments. ERR-2 location, ERR-3 (table 0357), ERR-4 severity (0516), ERR-5
+application code (CDC 0533) and ERR-8 readable text are always filled, as
+AIRA's acknowledgement guidance asks (REFERENCE §9.1, §9.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from parsers.tokenizer import STANDARD_ENCODING, Encoding
+from parsers.views import MessageHeader
+
+Severity = Literal["E", "W", "I"]
+
+#: HL7 table 0357 texts for the codes Cairn emits.
+HL7_ERROR_TEXT = {
+    "0": "Message accepted",
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "202": "Unsupported processing id",
+    "203": "Unsupported version id",
+    "204": "Unknown key identifier",
+    "205": "Duplicate key identifier",
+    "206": "Application record locked",
+    "207": "Application internal error",
+}
+
+#: CDC table 0533 (application error codes) texts.
+APP_ERROR_TEXT = {
+    "1": "Illogical Date error",
+    "2": "Invalid Date",
+    "3": "Illogical Value error",
+    "4": "Invalid value",
+    "5": "Table value not found",
+    "6": "Required observation missing",
+    "7": "Required data missing",
+    "8": "Data was ignored",
+}
+
+_SEVERITY_TEXT = {"E": "Error", "W": "Warning", "I": "Information"}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """ERR-2 (ERL): segment, occurrence, field, repetition, component."""
+
+    segment: str
+    occurrence: int = 1
+    field: int | None = None
+    repetition: int | None = None
+    component: int | None = None
+    subcomponent: int | None = None
+
+    def __str__(self) -> str:
+        """``RXA-5`` style text for logs and ERR-8."""
+        text = self.segment
+        if self.field is not None:
+            text += f"-{self.field}"
+            if self.component is not None:
+                text += f".{self.component}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One validation finding; becomes one ERR segment.
+
+    Attributes:
+        severity: ``E`` error, ``W`` warning, ``I`` information (0516).
+        hl7_code: table 0357 code (e.g. ``101`` required field missing).
+        location: where in the message; None for the message as a whole.
+        app_code: CDC table 0533 code (e.g. ``7`` required data missing).
+        text: short readable text naming the field and the reason, never
+            patient data.
+    """
+
+    severity: Severity
+    hl7_code: str
+    location: Location | None
+    app_code: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """What a handler decided about a message: the MSA-1 code and the issues."""
+
+    ack_code: Literal["AA", "AE", "AR"]
+    issues: tuple[Issue, ...] = ()
+    #: a short outcome for journal and logs, e.g. "stored 3 of 3 doses"
+    outcome: str = ""
+    region: str | None = None
+    facts: dict[str, int] = field(default_factory=dict)
+
+
+def ack_code_for(issues: Iterable[Issue]) -> Literal["AA", "AE"]:
+    """MSA-1 follows the worst ERR-4: any error gives AE, else AA."""
+    return "AE" if any(i.severity == "E" for i in issues) else "AA"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """Our side of a response's MSH."""
+
+    sending_application: str
+    sending_facility: str
+    control_id: str
+    timestamp: str
+
+
+def _esc(encoding: Encoding, value: str) -> str:
+    return encoding.escape_text(value)
+
+
+def _hd_text(
+    encoding: Encoding, namespace: str, universal_id: str, id_type: str
+) -> str:
+    parts = [
+        _esc(encoding, namespace),
+        _esc(encoding, universal_id),
+        _esc(encoding, id_type),
+    ]
+    while parts and not parts[-1]:
+        parts.pop()
+    return encoding.component.join(parts)
+
+
+def encode_msh(
+    encoding: Encoding,
+    ours: ResponseHeader,
+    theirs: MessageHeader | None,
+    message_type: str,
+    profile: str,
+) -> str:
+    """Encode a response MSH, addressed back to the sender of ``theirs``.
+
+    ``message_type`` is given with ``^`` between components (e.g.
+    ``ACK^V04^ACK``) and re-joined with the message's own component separator.
+    """
+    c = encoding.component
+    fs = encoding.field
+    fields = [
+        "MSH",
+        encoding.msh2,
+        _esc(encoding, ours.sending_application),
+        _esc(encoding, ours.sending_facility),
+        _hd_text(encoding, *_hd_parts(theirs, "app")) if theirs else "",
+        _hd_text(encoding, *_hd_parts(theirs, "facility")) if theirs else "",
+        ours.timestamp,
+        "",
+        c.join(message_type.split("^")),
+        _esc(encoding, ours.control_id),
+        _esc(
+            encoding,
+            (
+                theirs.processing_id
+                if theirs and theirs.processing_id in {"P", "T", "D"}
+                else "P"
+            ),
+        ),
+        "2.5.1",
+        "",
+        "",
+        "NE",
+        "NE",
+        "",
+        "",
+        "",
+        "",
+        c.join([profile, "CDCPHINVS"]),
+    ]
+    return fs.join(fields)
+
+
+def _hd_parts(header: MessageHeader, which: str) -> tuple[str, str, str]:
+    hd = header.sending_application if which == "app" else header.sending_facility
+    return (hd.namespace, hd.universal_id, hd.universal_id_type)
+
+
+def encode_err(encoding: Encoding, issue: Issue) -> str:
+    """Encode one ERR segment (ERR-2, -3, -4, -5, -8)."""
+    c = encoding.component
+    fs = encoding.field
+    loc = ""
+    if issue.location is not None:
+        parts = [
+            issue.location.segment,
+            str(issue.location.occurrence),
+            "" if issue.location.field is None else str(issue.location.field),
+            "" if issue.location.repetition is None else str(issue.location.repetition),
+            "" if issue.location.component is None else str(issue.location.component),
+            ""
+            if issue.location.subcomponent is None
+            else str(issue.location.subcomponent),
+        ]
+        while parts and not parts[-1]:
+            parts.pop()
+        loc = c.join(parts)
+    hl7 = c.join(
+        [
+            issue.hl7_code,
+            _esc(encoding, HL7_ERROR_TEXT.get(issue.hl7_code, "")),
+            "HL70357",
+        ]
+    )
+    app = (
+        c.join(
+            [
+                issue.app_code,
+                _esc(encoding, APP_ERROR_TEXT.get(issue.app_code, "")),
+                "HL70533",
+            ]
+        )
+        if issue.app_code
+        else ""
+    )
+    fields = [
+        "ERR",
+        "",
+        loc,
+        hl7,
+        issue.severity,
+        app,
+        "",
+        "",
+        _esc(encoding, issue.text),
+    ]
+    return fs.join(fields)
+
+
+def encode_ack(
+    ack: Acknowledgement,
+    *,
+    ours: ResponseHeader,
+    theirs: MessageHeader | None,
+    acked_control_id: str,
+    encoding: Encoding = STANDARD_ENCODING,
+    trigger: str = "V04",
+) -> bytes:
+    """Encode an ACK (profile Z23) for a message.
+
+    Args:
+        ack: the decision and its issues.
+        ours: our MSH-3/4/10/7.
+        theirs: the header of the message acknowledged (None if unreadable).
+        acked_control_id: MSA-2, the MSH-10 of the message acknowledged.
+        encoding: the delimiters to write with (the sender's own).
+        trigger: MSH-9.2 (``V04`` for VXU; the query's event for QBP rejects).
+
+    Returns:
+        The ACK as UTF-8 bytes, segments ended by CR.
+    """
+    segments = [
+        encode_msh(encoding, ours, theirs, f"ACK^{trigger}^ACK", "Z23"),
+        encoding.field.join(["MSA", ack.ack_code, _esc(encoding, acked_control_id)]),
+    ]
+    segments.extend(encode_err(encoding, issue) for issue in ack.issues)
+    return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def summarize(issues: Sequence[Issue]) -> dict[str, int]:
+    """Counts of issues per severity, for logs."""
+    counts = {"E": 0, "W": 0, "I": 0}
+    for issue in issues:
+        counts[issue.severity] += 1
+    return counts
