@@ -1,0 +1,122 @@
+"""The typed settings tree: defaults, TOML, environment overrides and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import CAIR_REGIONS, ConfigError, load_settings, with_overrides
+
+EXAMPLE = (
+    Path(__file__).resolve().parents[2]
+    / "config"
+    / "examples"
+    / "cairn.production.toml"
+)
+
+
+def test_settings_defaults_serve_embedded_mode() -> None:
+    """Without a file, the defaults accept unknown senders and use SQLite."""
+    settings = load_settings(None, environ={})
+    assert settings.registry.unknown_sender == "accept"
+    assert settings.database.url == ""
+    assert settings.server.listen == "127.0.0.1:2575"
+    assert len(settings.regions) == 9
+
+
+def test_settings_example_production_config_rejects_unknown_senders() -> None:
+    """The shipped production example loads and rejects unknown senders."""
+    settings = load_settings(EXAMPLE, environ={})
+    assert settings.registry.unknown_sender == "reject"
+    assert settings.facility_region("SUTTERPEDS") == "SAC"
+
+
+def test_settings_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    """An unknown key is an error naming the file and the dotted key."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nlisten = '0.0.0.0:2575'\nbogus = 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert str(err.value).startswith(f"{path}: server.bogus: unknown key")
+
+
+def test_settings_wrong_type_names_key_and_reason(tmp_path: Path) -> None:
+    """A value of the wrong type names the key, what was expected and what was given."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nmax_message_bytes = 'big'\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert "server.max_message_bytes: expected an integer, got 'big'" in str(err.value)
+
+
+def test_settings_bad_listen_address(tmp_path: Path) -> None:
+    """server.listen must be HOST:PORT."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nlisten = 'nowhere'\n")
+    with pytest.raises(ConfigError, match=r"server\.listen: expected HOST:PORT"):
+        load_settings(path, environ={})
+
+
+def test_settings_facility_in_unknown_region(tmp_path: Path) -> None:
+    """A facility must point at a configured region."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[[facilities]]\nid = 'X'\nregion = 'MARS'\n")
+    with pytest.raises(
+        ConfigError, match=r"facilities\[0\]\.region: unknown region 'MARS'"
+    ):
+        load_settings(path, environ={})
+
+
+def test_settings_environment_overrides_file(tmp_path: Path) -> None:
+    """CAIRN_SECTION__KEY overrides the file, converted to the field's type."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nmax_message_bytes = 2048\n")
+    settings = load_settings(
+        path,
+        environ={
+            "CAIRN_SERVER__MAX_MESSAGE_BYTES": "4096",
+            "CAIRN_REGISTRY__STATEWIDE": "true",
+        },
+    )
+    assert settings.server.max_message_bytes == 4096
+    assert settings.registry.statewide is True
+
+
+def test_settings_bad_environment_value_names_environment() -> None:
+    """A bad override is reported against the environment, not the file."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"CAIRN_SERVER__MAX_MESSAGE_BYTES": "lots"})
+    assert str(err.value).startswith("environment: server.max_message_bytes")
+
+
+def test_settings_missing_file_is_reported(tmp_path: Path) -> None:
+    """A --config path that does not exist is a clear error."""
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_settings_invalid_toml_is_reported(tmp_path: Path) -> None:
+    """A TOML syntax error names the file."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(path, environ={})
+
+
+def test_settings_command_line_overrides_are_checked() -> None:
+    """with_overrides applies flags and checks them like file values."""
+    settings = with_overrides(
+        load_settings(None, environ={}), server={"listen": "0.0.0.0:0"}
+    )
+    assert settings.server.listen == "0.0.0.0:0"
+    with pytest.raises(ConfigError):
+        with_overrides(settings, server={"listen": "bad"})
+
+
+def test_settings_region_codes_are_the_nine_cair_regions() -> None:
+    """The built-in regions are CAIR's nine, each with a code and a name."""
+    assert load_settings(None, environ={}).region_codes() == frozenset(
+        r.code for r in CAIR_REGIONS
+    )
+    assert all(r.name for r in CAIR_REGIONS)
