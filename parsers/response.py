@@ -100,6 +100,21 @@ class Acknowledgement:
     outcome: str = ""
     region: str | None = None
     facts: dict[str, int] = field(default_factory=dict)
+    #: MSH-9.2 of the ACK: the trigger event of the message acknowledged
+    trigger: str = "V04"
+
+    def encode(
+        self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
+    ) -> bytes:
+        """Encode this decision as an ACK (Z23) to the message ``theirs``."""
+        return encode_ack(
+            self,
+            ours=ours,
+            theirs=theirs,
+            acked_control_id=theirs.control_id if theirs else "",
+            encoding=encoding,
+            trigger=self.trigger,
+        )
 
 
 def ack_code_for(issues: Iterable[Issue]) -> Literal["AA", "AE"]:

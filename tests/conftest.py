@@ -29,3 +29,33 @@ def shared_path(env: str, default: Path, what: str) -> Path:
 def _samples_dir() -> Path:
     """The folder of real HL7 sample messages (../shared/hl7/samples)."""
     return shared_path("CAIRN_HL7_SAMPLES", SHARED / "hl7" / "samples", "HL7 samples")
+
+
+@pytest.fixture(autouse=True)
+def _no_phi_in_logs() -> object:
+    """Every log event goes through the strict allow-list, and no canary may appear.
+
+    The strict allow-list raises on a key that is not known to be PHI-free;
+    the canary check fails a test whose log events contain a test patient's
+    name, identifier, phone or street.
+    """
+    import structlog
+
+    from engine.logging import AllowListProcessor
+    from tests.support.messages import CANARIES
+
+    captured: list[dict[str, object]] = []
+
+    def capture(_logger: object, _name: str, event_dict: dict[str, object]) -> dict[str, object]:
+        captured.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, AllowListProcessor(strict=True), capture],
+        cache_logger_on_first_use=False,
+    )
+    yield captured
+    text = repr(captured)
+    leaked = [c for c in CANARIES if c in text]
+    assert not leaked, f"patient data in log events: {leaked}"
+    structlog.reset_defaults()

@@ -1,0 +1,154 @@
+"""QBP^Q11 (Z34/Z44) views and the RSP^K11 (Z31/Z32/Z33/Z42) encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from parsers.builder import OutSegment, encode_segment
+from parsers.response import Issue, ResponseHeader, encode_err, encode_msh
+from parsers.tokenizer import Encoding, Message
+from parsers.views import (
+    Address,
+    CodedValue,
+    Identifier,
+    MessageHeader,
+    PersonName,
+    Phone,
+    address,
+    coded,
+    identifiers,
+    person_name,
+    phone,
+    read_header,
+)
+
+QueryStatus = Literal["OK", "NF", "TM", "AE", "AR", "PD"]
+Profile = Literal["Z31", "Z32", "Z33", "Z42"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParameters:
+    """QPD of a Z34/Z44 query (REFERENCE §7.2)."""
+
+    occurrence: int
+    raw: str
+    query_name: CodedValue
+    query_name_raw: str
+    query_tag: str
+    identifiers: tuple[Identifier, ...]
+    name: PersonName
+    mother_maiden_name: PersonName
+    birth_date: str
+    sex: str
+    address: Address
+    phone: Phone
+    multiple_birth: str
+    birth_order: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityLimit:
+    """RCP: priority and the most records the sender will accept."""
+
+    occurrence: int
+    priority: str
+    quantity: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryView:
+    """A QBP^Q11 message."""
+
+    header: MessageHeader
+    parameters: QueryParameters | None
+    limit: QuantityLimit | None
+    unexpected: tuple[tuple[str, int], ...]
+
+
+def read_query(message: Message) -> QueryView:
+    """Build the QBP view from a tokenized message."""
+    header = read_header(message.msh)
+    qpd_seg = message.first("QPD")
+    rcp_seg = message.first("RCP")
+    params = None
+    if qpd_seg is not None:
+        sep = message.encoding.field
+        params = QueryParameters(
+            occurrence=qpd_seg.occurrence,
+            raw=sep.join(qpd_seg.fields),
+            query_name=coded(qpd_seg, 1),
+            query_name_raw=qpd_seg.raw(1),
+            query_tag=qpd_seg.value(2).strip(),
+            identifiers=identifiers(qpd_seg, 3),
+            name=person_name(qpd_seg, 4),
+            mother_maiden_name=person_name(qpd_seg, 5),
+            birth_date=qpd_seg.value(6).strip(),
+            sex=qpd_seg.value(7).strip().upper(),
+            address=address(qpd_seg, 8),
+            phone=phone(qpd_seg, 9),
+            multiple_birth=qpd_seg.value(10).strip().upper(),
+            birth_order=qpd_seg.value(11).strip(),
+        )
+    limit = None
+    if rcp_seg is not None:
+        limit = QuantityLimit(
+            occurrence=rcp_seg.occurrence,
+            priority=rcp_seg.value(1).strip(),
+            quantity=rcp_seg.value(2, 0, 1).strip(),
+            unit=rcp_seg.value(2, 0, 2, 1).strip(),
+        )
+    unexpected = tuple(
+        (s.id, s.occurrence)
+        for s in message.segments[1:]
+        if s.id not in {"QPD", "RCP", "SFT", "DSC"}
+    )
+    return QueryView(header, params, limit, unexpected)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResponse:
+    """An RSP^K11 decision: profile, statuses, errors and the body to send."""
+
+    ack_code: Literal["AA", "AE", "AR"]
+    query_status: QueryStatus
+    profile: Profile
+    issues: tuple[Issue, ...] = ()
+    query_tag: str = ""
+    query_name_raw: str = ""
+    qpd_raw: str | None = None
+    body: tuple[OutSegment, ...] = ()
+    outcome: str = ""
+    region: str | None = None
+
+    def encode(
+        self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
+    ) -> bytes:
+        """Encode the RSP^K11 in the query's own delimiters."""
+        fs = encoding.field
+        segments = [
+            encode_msh(encoding, ours, theirs, "RSP^K11^RSP_K11", self.profile),
+            fs.join(
+                [
+                    "MSA",
+                    self.ack_code,
+                    encoding.escape_text(theirs.control_id if theirs else ""),
+                ]
+            ),
+        ]
+        segments.extend(encode_err(encoding, issue) for issue in self.issues)
+        segments.append(
+            fs.join(
+                [
+                    "QAK",
+                    encoding.escape_text(self.query_tag),
+                    self.query_status,
+                    self.query_name_raw,
+                ]
+            )
+        )
+        if self.qpd_raw is not None:
+            segments.append(self.qpd_raw)
+        segments.extend(encode_segment(encoding, seg) for seg in self.body)
+        return ("\r".join(segments) + "\r").encode("utf-8")
