@@ -19,7 +19,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.db",
     "engine.commands.send",
     "engine.commands.messages",
-    "engine.commands.cdsi",
 )
 
 

@@ -78,8 +78,12 @@ class MessageHeader:
 
     @property
     def sender(self) -> str:
-        """Who sent the message: MSH-4 (sending facility), the registry's key."""
-        return self.sending_facility.key
+        """Who sent the message: MSH-4 (sending facility), the registry's key.
+
+        MSH-4 is RE in the guide; when it is empty the sending application
+        (MSH-3) identifies the sender instead.
+        """
+        return self.sending_facility.key or self.sending_application.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,12 +46,18 @@ def _no_phi_in_logs() -> object:
 
     captured: list[dict[str, object]] = []
 
-    def capture(_logger: object, _name: str, event_dict: dict[str, object]) -> dict[str, object]:
+    def capture(
+        _logger: object, _name: str, event_dict: dict[str, object]
+    ) -> dict[str, object]:
         captured.append(dict(event_dict))
         raise structlog.DropEvent
 
     structlog.configure(
-        processors=[structlog.processors.add_log_level, AllowListProcessor(strict=True), capture],
+        processors=[
+            structlog.processors.add_log_level,
+            AllowListProcessor(strict=True),
+            capture,
+        ],
         cache_logger_on_first_use=False,
     )
     yield captured

@@ -56,7 +56,7 @@ class Dose:
             return out
         if self.source == "00":
             out.append(
-                f"RXA|0|1|{self.date}||{self.cvx}^vaccine^CVX|{self.amount}|mL^mL^UCUM||00^New^NIP001|||||||{self.lot}|20301231|{self.mvx}^maker^MVX|||{self.completion}|{self.action}"
+                f"RXA|0|1|{self.date}||{self.cvx}^vaccine^CVX|{self.amount}|mL^mL^UCUM||00^New^NIP001||||||{self.lot}|20301231|{self.mvx}^maker^MVX|||{self.completion}|{self.action}"
             )
             out.append("RXR|C28161^IM^NCIT|LA^Left Arm^HL70163")
         else:

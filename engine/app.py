@@ -1,0 +1,198 @@
+"""The composition root: builds storage, handlers, pipeline and listeners from config.
+
+This is the one place that reads settings and wires objects together; every
+other package receives plain values and collaborators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import (
+    IReactorThreads,
+)
+
+from config import Settings
+from engine.pipeline import (
+    GroupCommitter,
+    Inbound,
+    MessagePipeline,
+    Outcome,
+    Route,
+    SenderPolicy,
+)
+from handlers.codes import CodeTables
+from handlers.vxu import VxuHandler
+from listeners.mllp import MllpFactory
+from storage import Database, open_database
+
+logger = structlog.get_logger()
+
+
+def database_url(settings: Settings) -> str:
+    """The database URL: the configured one, else SQLite in the data directory."""
+    if settings.database.url:
+        return settings.database.url
+    data_dir = Path(settings.server.data_dir)
+    return f"sqlite:///{(data_dir / 'cairn.sqlite3').resolve()}"
+
+
+def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
+    """Open the database; on the embedded SQLite default, create and upgrade it.
+
+    PostgreSQL is never migrated implicitly: ``cairn db upgrade`` is the only
+    thing that changes a production schema, and serve refuses an old one.
+    """
+    url = database_url(settings)
+    if url.startswith("sqlite"):
+        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+    db = open_database(
+        url,
+        sqlite_synchronous=settings.database.sqlite_synchronous,
+        pool_size=settings.database.pool_size,
+    )
+    if upgrade and url.startswith("sqlite"):
+        db.upgrade()
+    db.check_schema_current()
+    return db
+
+
+def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
+    """Build the pipeline and its handlers from settings."""
+    codes = CodeTables.load()
+    routes = {"VXU": Route(VxuHandler(codes), "VXU_V04")}
+    senders = SenderPolicy(
+        facilities={f.id: f.region for f in settings.facilities},
+        unknown_sender=settings.registry.unknown_sender,
+        unknown_sender_region=settings.registry.unknown_sender_region,
+        processing_ids=frozenset(settings.registry.processing_ids),
+    )
+    return MessagePipeline(
+        database=db,
+        routes=routes,
+        senders=senders,
+        application=settings.registry.name,
+        facility=settings.registry.facility_id,
+    )
+
+
+class PipelineSink:
+    """Bridges the listener (reactor thread) and the group committer (worker thread).
+
+    Implements the listener's ``MessageSink``.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorThreads,
+        pipeline: MessagePipeline,
+        *,
+        max_batch: int,
+        max_queue: int = 4096,
+    ) -> None:
+        self._reactor = reactor
+        self._pipeline = pipeline
+        self._committer = GroupCommitter(
+            pipeline, self._deliver, max_batch=max_batch, max_queue=max_queue
+        )
+        self._max_queue = max_queue
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._committer.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain the queue and stop the writer thread (blocking)."""
+        self._committer.stop(timeout)
+
+    def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
+        """Queue a message; the Deferred fires with the response after commit."""
+        d: Deferred[bytes] = Deferred()
+        if self._committer.pending() >= self._max_queue:
+            logger.warning(
+                "overloaded",
+                in_flight=self._committer.pending(),
+                peer=peer,
+                listener=listener,
+            )
+            d.errback(RuntimeError("engine overloaded"))
+            return d
+        self._committer.submit(Inbound(raw, peer, listener), d)
+        return d
+
+    def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
+        """The reject for a message over the size limit."""
+        return self._pipeline.oversize(head, peer, listener)
+
+    def _deliver(self, token: Any, outcome: Outcome | BaseException) -> None:
+        self._reactor.callFromThread(self._fire, token, outcome)
+
+    @staticmethod
+    def _fire(d: Deferred[bytes], outcome: Outcome | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            d.errback(outcome)
+        else:
+            d.callback(outcome.payload)
+
+
+@dataclass
+class RunningServer:
+    """A started engine: its port, listener factory and sink."""
+
+    port: Any
+    factory: MllpFactory
+    sink: PipelineSink
+    db: Database
+
+    @inlineCallbacks
+    def shutdown(self) -> Any:
+        """Stop accepting, finish what is in flight, then release everything."""
+        logger.info(
+            "shutdown_started",
+            in_flight=self.factory.in_flight
+            if hasattr(self.factory, "in_flight")
+            else 0,
+        )
+        yield self.port.stopListening()
+        yield self.factory.quiesce()
+        self.sink.stop()
+        self.db.close()
+        logger.info("shutdown_finished")
+
+
+def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
+    """Wire the pipeline to an MLLP listener and start listening."""
+    pipeline = build_pipeline(settings, db)
+    sink = PipelineSink(reactor, pipeline, max_batch=settings.database.group_commit_max)
+    sink.start()
+    factory = MllpFactory(
+        sink,
+        reactor,
+        name="mllp",
+        max_message_bytes=settings.server.max_message_bytes,
+        idle_timeout=settings.server.idle_timeout_seconds,
+    )
+    host, _, port_text = settings.server.listen.rpartition(":")
+    port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    return RunningServer(port, factory, sink, db)
+
+
+def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
+    """On SIGTERM or SIGINT, shut down gracefully before the reactor stops.
+
+    Twisted turns the signals into ``reactor.stop()``; a "before shutdown"
+    trigger that returns a Deferred holds the reactor until it fires, so the
+    listener stops accepting, in-flight messages are committed and answered,
+    and only then does the process exit.
+    """
+    reactor.addSystemEventTrigger("before", "shutdown", server.shutdown)
+
+
+def listening_address(server: RunningServer) -> tuple[str, int]:
+    """The host and port actually bound (port 0 picks a free one)."""
+    address = server.port.getHost()
+    return str(getattr(address, "host", "")), int(getattr(address, "port", 0))

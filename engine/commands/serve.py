@@ -1,0 +1,50 @@
+"""``cairn serve``: run the MLLP listener and the message pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from engine.app import (
+    install_graceful_shutdown,
+    listening_address,
+    open_registry_database,
+    start_server,
+)
+from engine.commands._common import add_database_options, settings_from
+from engine.logging import configure_logging
+from storage import StorageError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` sub-command."""
+    parser = subparsers.add_parser(
+        "serve", help="run the MLLP listener and the message pipeline"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:2575)",
+    )
+    add_database_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the engine and run until SIGTERM or SIGINT."""
+    settings = settings_from(args)
+    configure_logging(settings.logging.format, settings.logging.level)
+    from twisted.internet import reactor  # noqa: TID251 - engine owns the global reactor
+
+    try:
+        db = open_registry_database(settings, upgrade=True)
+    except StorageError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    server = start_server(reactor, settings, db)
+    install_graceful_shutdown(reactor, server)
+    host, port = listening_address(server)
+    print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    reactor.run()  # type: ignore[misc] # zope interface method
+    return 0

@@ -1,0 +1,601 @@
+"""The message pipeline: journal, idempotency, routing, and the durable ACK.
+
+For each raw message the pipeline decodes and tokenizes it, checks the
+envelope (type, event, processing id, version, sender), looks up
+(sending facility, MSH-10) in the journal so that a resend gets its original
+answer, journals the raw bytes, dispatches to the handler for the message
+type, encodes the response and stores it with the journal row. All of that
+runs inside one database transaction; the response leaves only after it
+commits, so an AA always means the data is durable.
+
+Messages that arrive together share one transaction (group commit, as
+DESIGN.md's performance budget requires), each isolated by a savepoint so a
+failing message rolls back alone. :meth:`MessagePipeline.process_batch` is
+synchronous and needs no reactor; :class:`GroupCommitter` runs it on a worker
+thread and hands the answers back to the reactor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from handlers.context import MessageContext
+from parsers import (
+    STANDARD_ENCODING,
+    Acknowledgement,
+    Encoding,
+    Issue,
+    Location,
+    Message,
+    MessageHeader,
+    ParseError,
+    ResponseHeader,
+    decode_message,
+    read_header,
+    tokenize,
+)
+from parsers.tokenizer import read_encoding
+from storage import Database, JournalEntry, NewJournalEntry, UnitOfWork
+
+logger = structlog.get_logger()
+
+SUPPORTED_VERSION = "2.5.1"
+
+
+class Response(Protocol):
+    """What a handler returns: a decision the pipeline can encode."""
+
+    @property
+    def ack_code(self) -> str:
+        """MSA-1."""
+
+    @property
+    def outcome(self) -> str:
+        """A short outcome for the journal and the log (no PHI)."""
+
+    def encode(
+        self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
+    ) -> bytes:
+        """Encode the response message."""
+
+
+class Handler(Protocol):
+    """A message-type handler (VXU, QBP)."""
+
+    def handle(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    ) -> Response:
+        """Apply the message inside the caller's transaction and decide the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a message type goes: its handler and the MSH-9 it must carry."""
+
+    handler: Handler
+    structure: str
+
+
+@dataclass(frozen=True, slots=True)
+class SenderPolicy:
+    """How the registry treats sending facilities (from config)."""
+
+    facilities: Mapping[str, str]
+    unknown_sender: str  # "accept" or "reject"
+    unknown_sender_region: str
+    processing_ids: frozenset[str] = frozenset({"P", "T", "D"})
+
+    def region_of(self, sender: str) -> tuple[str | None, bool]:
+        """(region, known) for a sender; region None means reject."""
+        region = self.facilities.get(sender)
+        if region is not None:
+            return region, True
+        if self.unknown_sender == "accept":
+            return self.unknown_sender_region, False
+        return None, False
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One raw message waiting to be processed."""
+
+    raw: bytes
+    peer: str
+    listener: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the pipeline decided for one message.
+
+    ``payload`` is what goes back to the sender (empty when MSH-16 says not
+    to answer); ``response`` is the full encoded response kept in the journal.
+    """
+
+    payload: bytes
+    ack_code: str
+    journal_id: int | None
+
+
+def _issue(
+    code: str, segment: str, field_no: int | None, app_code: str, text: str
+) -> Issue:
+    location = Location(segment, 1, field_no) if segment else None
+    return Issue("E", code, location, app_code, text)
+
+
+def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
+    """Honour MSH-16 (application acknowledgment type), original mode.
+
+    ``NE`` never answers, ``ER`` answers only errors, ``SU`` only successes;
+    empty or unknown values always answer. MSH-15 ``AL`` with MSH-16 ``ER``
+    is the reversed pair that 2012 NIST messages carry: answer always, as
+    REFERENCE §1 advises.
+    """
+    mode = header.application_ack_type
+    if mode == "NE":
+        return False
+    if mode == "ER":
+        return header.accept_ack_type == "AL" or ack_code != "AA"
+    if mode == "SU":
+        return ack_code == "AA"
+    return True
+
+
+class MessagePipeline:
+    """Turns raw messages into durable, journaled responses.
+
+    Args:
+        database: the registry's storage.
+        routes: message code (``VXU``, ``QBP``) to its route.
+        senders: the sending-facility policy.
+        application: our MSH-3.
+        facility: our MSH-5/4 value.
+        now: the clock (UTC).
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        routes: Mapping[str, Route],
+        senders: SenderPolicy,
+        application: str = "CAIRN",
+        facility: str = "CAIRN",
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._db = database
+        self._routes = dict(routes)
+        self._senders = senders
+        self._application = application
+        self._facility = facility
+        self._now = now or (lambda: datetime.now(UTC))
+        self._counter = itertools.count(1)
+        self._node = uuid.uuid4().hex[:6]
+
+    # -- responses ---------------------------------------------------------
+
+    def _ours(self, journal_id: int | None) -> ResponseHeader:
+        stamp = self._now().strftime("%Y%m%d%H%M%S+0000")
+        control = (
+            f"{self._node}{journal_id}"
+            if journal_id
+            else f"{self._node}x{next(self._counter)}"
+        )
+        return ResponseHeader(self._application, self._facility, control, stamp)
+
+    def reject(
+        self,
+        issues: Sequence[Issue],
+        header: MessageHeader | None,
+        encoding: Encoding,
+        journal_id: int | None = None,
+    ) -> bytes:
+        """Encode an AR acknowledgement (nothing stored)."""
+        trigger = header.trigger_event if header and header.trigger_event else "V04"
+        ack = Acknowledgement("AR", tuple(issues), outcome="rejected", trigger=trigger)
+        return ack.encode(self._ours(journal_id), header, encoding)
+
+    def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
+        """The answer to a message over the size limit: AR, then the listener closes."""
+        header: MessageHeader | None = None
+        encoding = STANDARD_ENCODING
+        try:
+            text = decode_message(head).text
+            encoding = read_encoding(text)
+            header = read_header(tokenize(text.split("\r")[0].split("\n")[0]).msh)
+        except ParseError:
+            header = None
+        log = logger.bind(
+            peer=peer,
+            listener=listener,
+            control_id=header.control_id if header else "",
+            sender=header.sender if header else "",
+        )
+        log.warning("message_too_large")
+        issue = _issue(
+            "207",
+            "",
+            None,
+            "3",
+            "message exceeds the maximum message size; rejected, nothing stored",
+        )
+        return self.reject([issue], header, encoding)
+
+    # -- processing --------------------------------------------------------
+
+    def process_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        """Process messages in one transaction, one savepoint each.
+
+        Returns the outcomes in order once the transaction has committed. If
+        the commit fails, the exception propagates: no answer may leave.
+        """
+        outcomes: list[Outcome] = []
+        with self._db.transaction() as uow:
+            for item in batch:
+                outcomes.append(self._process_isolated(uow, item))
+        return outcomes
+
+    def _process_isolated(self, uow: UnitOfWork, item: Inbound) -> Outcome:
+        started = time.perf_counter()
+        log = logger.bind(peer=item.peer, listener=item.listener)
+        try:
+            with uow.savepoint():
+                outcome = self._process(uow, item, log)
+        except (
+            Exception
+        ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
+            log.exception("message_failed", error_type=type(exc).__name__)
+            encoding, header = self._peek(item.raw)
+            issue = _issue(
+                "207",
+                "",
+                None,
+                "",
+                "internal error while processing; nothing was stored, please resend",
+            )
+            ack = Acknowledgement(
+                "AE",
+                (issue,),
+                outcome="internal error",
+                trigger=header.trigger_event
+                if header and header.trigger_event
+                else "V04",
+            )
+            return Outcome(ack.encode(self._ours(None), header, encoding), "AE", None)
+        log.info(
+            "message_done",
+            ack_code=outcome.ack_code,
+            journal_row=outcome.journal_id,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return outcome
+
+    def _peek(self, raw: bytes) -> tuple[Encoding, MessageHeader | None]:
+        try:
+            text = decode_message(raw).text
+            message = tokenize(text)
+            return message.encoding, read_header(message.msh)
+        except (ParseError, IndexError):
+            return STANDARD_ENCODING, None
+
+    def _process(self, uow: UnitOfWork, item: Inbound, log: Any) -> Outcome:
+        decoded = decode_message(item.raw)
+        try:
+            message = tokenize(decoded.text)
+        except ParseError as exc:
+            log.warning("message_unreadable", location=exc.location, reason=exc.reason)
+            issue = _issue(
+                "100" if exc.location == "MSH" else "102",
+                "MSH",
+                None if exc.location == "MSH" else 2,
+                "4",
+                f"message cannot be read: {exc}; rejected",
+            )
+            return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
+        encoding = message.encoding
+        header = read_header(message.msh)
+        log = log.bind(
+            control_id=header.control_id,
+            sender=header.sender,
+            message_type=header.message_type,
+        )
+        if not header.control_id:
+            issue = _issue(
+                "101",
+                "MSH",
+                10,
+                "7",
+                "MSH-10 (message control id) is missing; rejected",
+            )
+            return Outcome(self.reject([issue], header, encoding), "AR", None)
+
+        previous = uow.journal.find(header.sender, header.control_id)
+        if (
+            previous is not None
+            and previous.response is not None
+            and previous.ack_code != "AR"
+        ):
+            log.info(
+                "message_resent", journal_row=previous.id, ack_code=previous.ack_code
+            )
+            return Outcome(
+                previous.response
+                if _wants_answer(header, previous.ack_code or "")
+                else b"",
+                previous.ack_code or "",
+                previous.id,
+            )
+
+        region, known = self._senders.region_of(header.sender)
+        journal_id = self._journal(uow, item, header, region, previous)
+        log = log.bind(region=region or "")
+
+        envelope = self._envelope_issues(header)
+        if region is None and header.sender:
+            envelope.append(
+                _issue(
+                    "103",
+                    "MSH",
+                    4,
+                    "5",
+                    "MSH-4 (sending facility) is not registered with this registry; rejected",
+                )
+            )
+        elif region is None:
+            envelope.append(
+                _issue(
+                    "101",
+                    "MSH",
+                    4,
+                    "7",
+                    "MSH-4 (sending facility) is empty, so the sender cannot be identified; rejected",
+                )
+            )
+        if envelope:
+            response = self.reject(envelope, header, encoding, journal_id)
+            uow.journal.set_response(
+                journal_id,
+                response,
+                "AR",
+                "rejected: " + envelope[0].text,
+                len(envelope),
+                region,
+            )
+            return Outcome(
+                response if _wants_answer(header, "AR") else b"", "AR", journal_id
+            )
+        assert region is not None
+
+        route = self._routes[header.message_code]
+        now = self._now()
+        ctx = MessageContext(
+            sender=header.sender,
+            region=region,
+            journal_id=journal_id,
+            received_at=now,
+            today=now.date(),
+            sender_known=known,
+        )
+        result = route.handler.handle(message, ctx, uow, log)
+        extra: list[Issue] = []
+        if decoded.problem:
+            extra.append(
+                Issue(
+                    "W",
+                    "102",
+                    Location("MSH", 1, 18),
+                    "4",
+                    f"MSH-18 character set: {decoded.problem}",
+                )
+            )
+        if not header.sending_facility.key:
+            extra.append(
+                Issue(
+                    "W",
+                    "101",
+                    Location("MSH", 1, 4),
+                    "7",
+                    "MSH-4 (sending facility) is empty; "
+                    + (
+                        "MSH-3 identifies the sender"
+                        if header.sender
+                        else "the sender is anonymous"
+                    ),
+                )
+            )
+        if not known:
+            extra.append(
+                Issue(
+                    "W",
+                    "0",
+                    Location("MSH", 1, 4),
+                    "",
+                    f"MSH-4 sending facility is not registered; data filed in region {region}",
+                )
+            )
+        if extra and isinstance(result, Acknowledgement):
+            result = Acknowledgement(
+                result.ack_code,
+                (*result.issues, *extra),
+                result.outcome,
+                result.region,
+                result.facts,
+                result.trigger,
+            )
+        response = result.encode(self._ours(journal_id), header, encoding)
+        errors = len(getattr(result, "issues", ()))
+        uow.journal.set_response(
+            journal_id, response, result.ack_code, result.outcome, errors, region
+        )
+        return Outcome(
+            response if _wants_answer(header, result.ack_code) else b"",
+            result.ack_code,
+            journal_id,
+        )
+
+    def _journal(
+        self,
+        uow: UnitOfWork,
+        item: Inbound,
+        header: MessageHeader,
+        region: str | None,
+        previous: JournalEntry | None,
+    ) -> int:
+        if previous is not None:
+            return previous.id
+        return uow.journal.insert(
+            NewJournalEntry(
+                sender=header.sender,
+                control_id=header.control_id,
+                message_type=header.message_type,
+                received_at=self._now(),
+                raw=item.raw,
+                peer=item.peer,
+                region=region,
+            )
+        )
+
+    def _envelope_issues(self, header: MessageHeader) -> list[Issue]:
+        issues: list[Issue] = []
+        route = self._routes.get(header.message_code)
+        if route is None:
+            issues.append(
+                _issue(
+                    "200",
+                    "MSH",
+                    9,
+                    "4",
+                    f"MSH-9 message type {header.message_code[:8]!r} is not supported (VXU^V04 and QBP^Q11 are)",
+                )
+            )
+            return issues
+        expected_event = route.structure.split("_")[1]
+        if header.trigger_event != expected_event:
+            issues.append(
+                _issue(
+                    "201",
+                    "MSH",
+                    9,
+                    "4",
+                    f"MSH-9.2 event {header.trigger_event[:8]!r} is not supported for {header.message_code}; expected {expected_event}",
+                )
+            )
+        if header.processing_id not in self._senders.processing_ids:
+            issues.append(
+                _issue(
+                    "202",
+                    "MSH",
+                    11,
+                    "4",
+                    f"MSH-11 processing id {header.processing_id[:4]!r} is not supported (P, T or D)",
+                )
+            )
+        if header.version != SUPPORTED_VERSION:
+            issues.append(
+                _issue(
+                    "203",
+                    "MSH",
+                    12,
+                    "4",
+                    f"MSH-12 version {header.version[:8]!r} is not supported; this registry accepts 2.5.1",
+                )
+            )
+        return issues
+
+
+class GroupCommitter:
+    """Runs the pipeline on one worker thread, grouping queued messages.
+
+    Messages that arrive while a transaction is being written wait in a
+    bounded queue and go into the next one together (group commit). When the
+    queue is full :meth:`submit` reports back-pressure to the caller, which
+    stops reading from its socket.
+
+    Args:
+        pipeline: the synchronous pipeline.
+        deliver: called on the worker thread with a finished item and its
+            outcome (or exception); the engine hands it to the reactor.
+        max_batch: the most messages in one transaction.
+        max_queue: the most messages waiting.
+    """
+
+    def __init__(
+        self,
+        pipeline: MessagePipeline,
+        deliver: Callable[[Any, Outcome | BaseException], None],
+        *,
+        max_batch: int = 64,
+        max_queue: int = 1024,
+    ) -> None:
+        self._pipeline = pipeline
+        self._deliver = deliver
+        self._max_batch = max_batch
+        self._queue: queue.Queue[tuple[Inbound, Any] | None] = queue.Queue(max_queue)
+        self._thread = threading.Thread(
+            target=self._run, name="cairn-writer", daemon=True
+        )
+        self._started = False
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def submit(self, item: Inbound, token: Any) -> None:
+        """Queue a message; blocks briefly when the queue is full."""
+        self._queue.put((item, token))
+
+    def pending(self) -> int:
+        """Messages waiting for the worker."""
+        return self._queue.qsize()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop the worker."""
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[tuple[Inbound, Any]]) -> None:
+        try:
+            outcomes: Sequence[Outcome | BaseException] = self._pipeline.process_batch(
+                [item for item, _ in batch]
+            )
+        except Exception as exc:  # commit failed: no answer may claim durability
+            logger.exception(
+                "batch_failed", batch_size=len(batch), error_type=type(exc).__name__
+            )
+            outcomes = [exc] * len(batch)
+        for (_, token), outcome in zip(batch, outcomes, strict=True):
+            self._deliver(token, outcome)

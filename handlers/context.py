@@ -1,0 +1,48 @@
+"""What a handler knows about the message it is handling, besides its content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+
+class Logger(Protocol):
+    """The slice of a structlog bound logger handlers use."""
+
+    def info(self, event: str, **kw: Any) -> Any:
+        """Log an informational event."""
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        """Log a warning event."""
+
+    def bind(self, **kw: Any) -> Logger:
+        """Return a logger with more context."""
+
+
+class CodeLookup(Protocol):
+    """Code tables (CVX, MVX, HL7 and CDC tables) as the validator needs them."""
+
+    def has(self, table: str, code: str) -> bool:
+        """Whether ``code`` is in ``table``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """Facts the pipeline established before dispatching.
+
+    Attributes:
+        sender: MSH-4, the sending facility.
+        region: the region the sender's data belongs to.
+        journal_id: the journal row of this message.
+        received_at: when the message arrived (UTC).
+        today: the registry's current date, for "not in the future" rules.
+        sender_known: whether the sender is a configured facility.
+    """
+
+    sender: str
+    region: str
+    journal_id: int
+    received_at: datetime
+    today: date
+    sender_known: bool = True

@@ -1,0 +1,505 @@
+"""The QBP^Q11 handler: Z34 (history) and Z44 (evaluated history and forecast).
+
+Validation follows the VXU path and reports through the same ERR values. The
+patient is found with :mod:`handlers.matching`; the region and lock rules
+decide what the requester may see; every disclosure and every refused or
+locked lookup writes an audit row.
+
+Outcomes (REFERENCE §8.2):
+
+======================================  =======  =====  =====
+situation                               profile  MSA-1  QAK-2
+======================================  =======  =====  =====
+Z34, one match                          Z32      AA     OK
+Z34, several candidates within RCP-2    Z31      AA     OK
+more candidates than RCP-2 allows       Z33      AA     TM
+no match (or only locked records)       Z33      AA     NF
+Z44, one match                          Z42      AA     OK
+Z44, only possible matches              Z33      AA     NF
+query with content errors               Z33      AE     AE
+unknown query name                      Z33      AR     AR
+======================================  =======  =====  =====
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Literal
+
+from handlers.context import CodeLookup, Logger, MessageContext
+from handlers.matching import Candidate, PatientMatcher
+from handlers.rsp_body import ForecastService, patient_segments, vaccination_segments
+from handlers.vxu_validation import issue
+from parsers import Issue, Message
+from parsers.builder import OutSegment
+from parsers.datatypes import parse_date
+from parsers.query import QueryResponse, QueryStatus, QueryView, read_query
+from storage import NewAuditEntry
+
+if TYPE_CHECKING:
+    from storage import UnitOfWork
+
+#: The query names this registry answers (HL7 table 0471 values of the IG).
+QUERY_NAMES = {
+    "Z34": "Request Immunization History",
+    "Z44": "Request Evaluated History and Forecast",
+}
+
+#: The most candidates this registry ever lists, whatever RCP-2 asks for.
+MAX_CANDIDATES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPolicy:
+    """Which regions a requester may search (statewide mode joins them all)."""
+
+    statewide: bool
+    regions: tuple[str, ...]
+
+    def visible_regions(self, own: str) -> tuple[str, ...]:
+        """The regions a requester from region ``own`` sees."""
+        return self.regions if self.statewide else (own,)
+
+
+class QbpHandler:
+    """Answers Z34 and Z44 queries.
+
+    Args:
+        codes: code tables.
+        policy: region visibility.
+        forecaster: the forecast service, or None when no CDSi release is installed.
+        matcher: the patient matcher shared with the VXU path.
+    """
+
+    def __init__(
+        self,
+        codes: CodeLookup,
+        policy: QueryPolicy,
+        forecaster: ForecastService | None,
+        matcher: PatientMatcher | None = None,
+        forecaster_error: Callable[[], str] | None = None,
+    ) -> None:
+        self._codes = codes
+        self._policy = policy
+        self._forecaster = forecaster
+        self._matcher = matcher or PatientMatcher()
+        self._forecaster_error = forecaster_error
+
+    def handle(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> QueryResponse:
+        """Validate the query, find the patient, apply region and lock, and answer."""
+        view = read_query(message)
+        params = view.parameters
+        tag = params.query_tag if params else ""
+        name_raw = params.query_name_raw if params else ""
+        qpd_raw = params.raw if params else None
+        issues: list[Issue] = []
+
+        def error(
+            ack: Literal["AE", "AR"], status: QueryStatus, outcome: str
+        ) -> QueryResponse:
+            self._audit(uow, ctx, None, tag, "rejected", "Z33")
+            return QueryResponse(
+                ack,
+                status,
+                "Z33",
+                tuple(issues),
+                tag,
+                name_raw,
+                qpd_raw,
+                (),
+                outcome,
+                ctx.region,
+            )
+
+        header = view.header
+        if not header.profiles:
+            issues.append(
+                issue(
+                    "W",
+                    "101",
+                    "MSH",
+                    1,
+                    21,
+                    "7",
+                    "MSH-21 (message profile) is missing; expected Z34 or Z44",
+                )
+            )
+        if params is None:
+            issues.append(
+                issue(
+                    "E",
+                    "100",
+                    "QPD",
+                    1,
+                    None,
+                    "7",
+                    "QPD segment is missing; query cannot be processed",
+                )
+            )
+            return error("AE", "AE", "rejected: no QPD")
+        query_name = params.query_name.code
+        if query_name not in QUERY_NAMES:
+            issues.append(
+                issue(
+                    "E",
+                    "103",
+                    "QPD",
+                    params.occurrence,
+                    1,
+                    "5",
+                    "QPD-1 (query name) is not Z34 or Z44; query rejected",
+                )
+            )
+            return error("AR", "AR", "rejected: unknown query name")
+        if header.profiles and query_name not in header.profiles:
+            issues.append(
+                issue(
+                    "W",
+                    "103",
+                    "MSH",
+                    1,
+                    21,
+                    "5",
+                    f"MSH-21 does not name profile {query_name}^CDCPHINVS",
+                )
+            )
+        if not params.query_tag:
+            issues.append(
+                issue(
+                    "E",
+                    "101",
+                    "QPD",
+                    params.occurrence,
+                    2,
+                    "7",
+                    "QPD-2 (query tag) is missing",
+                )
+            )
+        limit, limit_problem = self._limit(view, issues)
+        birth = parse_date(params.birth_date)
+        if birth.problem:
+            issues.append(
+                issue(
+                    "E",
+                    "102",
+                    "QPD",
+                    params.occurrence,
+                    6,
+                    "2",
+                    f"QPD-6 (birth date) {birth.problem}",
+                )
+            )
+        if params.sex and not self._codes.has("HL70001", params.sex):
+            issues.append(
+                issue(
+                    "W",
+                    "103",
+                    "QPD",
+                    params.occurrence,
+                    7,
+                    "5",
+                    "QPD-7 (sex) is not F, M or U; ignored",
+                )
+            )
+        has_keys = bool(params.identifiers) or (
+            bool(params.name.family) and birth.value is not None
+        )
+        if not has_keys:
+            issues.append(
+                issue(
+                    "E",
+                    "101",
+                    "QPD",
+                    params.occurrence,
+                    3,
+                    "7",
+                    "no search keys: QPD-3 (identifier) or QPD-4 (name) with QPD-6 (birth date) is required",
+                )
+            )
+        if limit_problem or any(i.severity == "E" for i in issues):
+            return error("AE", "AE", "rejected: query content errors")
+
+        candidates = self._search(uow, ctx, view, birth.value)
+        visible, hidden = self._apply_lock(uow, ctx, candidates)
+        for cand in hidden:
+            self._audit(uow, ctx, cand, params.query_tag, "locked", "Z33")
+        matches = [c for c in visible if c.outcome == "match"]
+        log.info("query_searched", query_name=query_name, candidates=len(visible))
+
+        if query_name == "Z44":
+            if len(matches) == 1:
+                return self._evaluated(uow, ctx, view, matches[0], tuple(issues))
+            status: QueryStatus = "TM" if len(matches) > 1 else "NF"
+            self._audit(
+                uow,
+                ctx,
+                None,
+                params.query_tag,
+                "too_many" if status == "TM" else "not_found",
+                "Z33",
+            )
+            return QueryResponse(
+                "AA",
+                status,
+                "Z33",
+                tuple(issues),
+                params.query_tag,
+                name_raw,
+                qpd_raw,
+                (),
+                f"Z44 {status}",
+                ctx.region,
+            )
+
+        if len(matches) == 1:
+            return self._history(uow, ctx, view, matches[0], tuple(issues))
+        if not visible:
+            self._audit(uow, ctx, None, params.query_tag, "not_found", "Z33")
+            return QueryResponse(
+                "AA",
+                "NF",
+                "Z33",
+                tuple(issues),
+                params.query_tag,
+                name_raw,
+                qpd_raw,
+                (),
+                "Z34 NF",
+                ctx.region,
+            )
+        if len(visible) > limit:
+            self._audit(uow, ctx, None, params.query_tag, "too_many", "Z33")
+            return QueryResponse(
+                "AA",
+                "TM",
+                "Z33",
+                tuple(issues),
+                params.query_tag,
+                name_raw,
+                qpd_raw,
+                (),
+                "Z34 TM",
+                ctx.region,
+            )
+        body: list[OutSegment] = []
+        for number, cand in enumerate(visible, start=1):
+            body.extend(
+                patient_segments(uow, cand.patient, number, ctx.today, include_pd1=True)
+            )
+            self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z31")
+        return QueryResponse(
+            "AA",
+            "OK",
+            "Z31",
+            tuple(issues),
+            params.query_tag,
+            name_raw,
+            qpd_raw,
+            tuple(body),
+            f"Z31 {len(visible)} candidates",
+            ctx.region,
+        )
+
+    # -- parts ---------------------------------------------------------------
+
+    def _limit(self, view: QueryView, issues: list[Issue]) -> tuple[int, bool]:
+        rcp = view.limit
+        if rcp is None:
+            issues.append(
+                issue(
+                    "W",
+                    "101",
+                    "RCP",
+                    1,
+                    None,
+                    "7",
+                    f"RCP segment is missing; at most {MAX_CANDIDATES} candidates returned",
+                )
+            )
+            return MAX_CANDIDATES, False
+        if rcp.priority and rcp.priority != "I":
+            issues.append(
+                issue(
+                    "W",
+                    "103",
+                    "RCP",
+                    rcp.occurrence,
+                    1,
+                    "5",
+                    "RCP-1 (query priority) should be I",
+                )
+            )
+        if not rcp.quantity:
+            return MAX_CANDIDATES, False
+        if not rcp.quantity.isdigit() or int(rcp.quantity) < 1:
+            issues.append(
+                issue(
+                    "E",
+                    "102",
+                    "RCP",
+                    rcp.occurrence,
+                    2,
+                    "4",
+                    "RCP-2 (quantity limited request) is not a positive whole number",
+                )
+            )
+            return MAX_CANDIDATES, True
+        if rcp.unit and rcp.unit.upper() != "RD":
+            issues.append(
+                issue(
+                    "W",
+                    "103",
+                    "RCP",
+                    rcp.occurrence,
+                    2,
+                    "5",
+                    "RCP-2 unit should be RD (records)",
+                )
+            )
+        return min(int(rcp.quantity), MAX_CANDIDATES), False
+
+    def _search(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        view: QueryView,
+        birth_date: date | None,
+    ) -> list[Candidate]:
+        params = view.parameters
+        assert params is not None
+        found: list[Candidate] = []
+        identifiers = [(i.value, i.authority) for i in params.identifiers]
+        for region in self._policy.visible_regions(ctx.region):
+            found.extend(
+                self._matcher.search(
+                    uow,
+                    region,
+                    identifiers,
+                    params.name.family,
+                    params.name.given,
+                    birth_date,
+                    params.sex if params.sex in {"F", "M", "U"} else "",
+                )
+            )
+        return found
+
+    def _apply_lock(
+        self, uow: UnitOfWork, ctx: MessageContext, candidates: Sequence[Candidate]
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """Split candidates into visible and locked-from-this-requester."""
+        visible: list[Candidate] = []
+        hidden: list[Candidate] = []
+        for cand in candidates:
+            record = cand.patient
+            if record.protection == "Y" and ctx.sender not in uow.patients.submitters(
+                record.region, record.id
+            ):
+                hidden.append(cand)
+            else:
+                visible.append(cand)
+        return visible, hidden
+
+    def _history(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        view: QueryView,
+        cand: Candidate,
+        issues: tuple[Issue, ...],
+    ) -> QueryResponse:
+        params = view.parameters
+        assert params is not None
+        record = cand.patient
+        body = list(patient_segments(uow, record, 1, ctx.today, include_pd1=True))
+        body.extend(vaccination_segments(uow, record, evaluations=None))
+        self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z32")
+        return QueryResponse(
+            "AA",
+            "OK",
+            "Z32",
+            issues,
+            params.query_tag,
+            params.query_name_raw,
+            params.raw,
+            tuple(body),
+            "Z32 history",
+            ctx.region,
+        )
+
+    def _evaluated(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        view: QueryView,
+        cand: Candidate,
+        issues: tuple[Issue, ...],
+    ) -> QueryResponse:
+        params = view.parameters
+        assert params is not None
+        record = cand.patient
+        extra = list(issues)
+        body = list(patient_segments(uow, record, 1, ctx.today, include_pd1=True))
+        outcome = None
+        if self._forecaster is None:
+            reason = (
+                self._forecaster_error()
+                if self._forecaster_error
+                else "no CDSi supporting data is installed"
+            )
+            extra.append(
+                issue(
+                    "W",
+                    "207",
+                    "QPD",
+                    params.occurrence,
+                    1,
+                    "",
+                    f"forecast not available: {reason}; evaluated history and forecast omitted",
+                )
+            )
+        else:
+            outcome = self._forecaster.forecast(uow, record, ctx.today)
+        body.extend(vaccination_segments(uow, record, evaluations=outcome))
+        if outcome is not None:
+            body.extend(outcome.recommendation_segments(ctx.today))
+        self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z42")
+        return QueryResponse(
+            "AA",
+            "OK",
+            "Z42",
+            tuple(extra),
+            params.query_tag,
+            params.query_name_raw,
+            params.raw,
+            tuple(body),
+            "Z42 evaluated history",
+            ctx.region,
+        )
+
+    def _audit(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        cand: Candidate | None,
+        tag: str,
+        outcome: str,
+        profile: str,
+    ) -> None:
+        uow.audit.insert(
+            NewAuditEntry(
+                at=ctx.received_at,
+                requester=ctx.sender,
+                requester_region=ctx.region,
+                patient_id=cand.patient.id if cand else None,
+                patient_region=cand.patient.region if cand else None,
+                journal_id=ctx.journal_id,
+                query_tag=tag[:64],
+                action="query",
+                outcome=outcome,
+                profile=profile,
+            )
+        )

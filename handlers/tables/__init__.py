@@ -1,0 +1,1 @@
+"""Code tables (CSV) that validation checks values against."""

@@ -1,0 +1,263 @@
+"""The VXU^V04 handler: validate, match the patient, store doses, decide the ACK."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.context import CodeLookup, Logger, MessageContext
+from handlers.matching import PatientMatcher
+from handlers.vxu_validation import (
+    CleanDose,
+    CleanPatient,
+    ValidatedVxu,
+    VxuValidator,
+    issue,
+)
+from parsers import Acknowledgement, Message, ack_code_for, read_vxu
+from storage import NewNextOfKin, NewObservation, NewPatient, NewVaccination
+
+if TYPE_CHECKING:
+    from storage import UnitOfWork
+
+
+class VxuHandler:
+    """Applies a VXU to the registry.
+
+    Args:
+        codes: code tables for validation.
+        matcher: finds the stored patient a message is about.
+    """
+
+    def __init__(
+        self, codes: CodeLookup, matcher: PatientMatcher | None = None
+    ) -> None:
+        self._validator = VxuValidator(codes)
+        self._matcher = matcher or PatientMatcher()
+
+    def handle(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> Acknowledgement:
+        """Validate and store one VXU inside the caller's transaction.
+
+        Returns:
+            The acknowledgement: AA when nothing is wrong beyond warnings, AE
+            when errors were found (a message-level one stores nothing).
+        """
+        vxu = read_vxu(message)
+        result = self._validator.validate(vxu, ctx.today)
+        if result.rejected or result.patient is None:
+            log.info(
+                "vxu_rejected",
+                errors=sum(1 for i in result.issues if i.severity == "E"),
+            )
+            return Acknowledgement(
+                "AE",
+                tuple(result.issues),
+                outcome="rejected: nothing stored",
+                region=ctx.region,
+            )
+        stored, deleted = self._store(result, ctx, uow, log)
+        issues = list(result.issues)
+        total = len(vxu.orders)
+        outcome = f"stored {stored} of {total} order groups" + (
+            f", deleted {deleted}" if deleted else ""
+        )
+        return Acknowledgement(
+            ack_code_for(issues),
+            tuple(issues),
+            outcome=outcome,
+            region=ctx.region,
+            facts={
+                "doses_stored": stored,
+                "doses_deleted": deleted,
+                "doses_rejected": result.rejected_doses
+                + (len(result.doses) - stored - deleted),
+            },
+        )
+
+    def _store(
+        self, result: ValidatedVxu, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> tuple[int, int]:
+        patient = result.patient
+        assert patient is not None
+        record = _new_patient(patient, ctx)
+        match = self._matcher.find(uow, ctx.region, ctx.sender, patient)
+        if match.patient_id is None:
+            patient_id = uow.patients.insert(record)
+            log.info(
+                "patient_created", patient_row=patient_id, reasons=list(match.reasons)
+            )
+        else:
+            patient_id = match.patient_id
+            uow.patients.update(ctx.region, patient_id, record)
+            log.info(
+                "patient_matched", patient_row=patient_id, reasons=list(match.reasons)
+            )
+        uow.patients.add_identifiers(
+            ctx.region,
+            patient_id,
+            [_scoped(i, ctx.sender) for i in patient.identifiers],
+        )
+        if result.next_of_kin:
+            uow.patients.replace_next_of_kin(
+                ctx.region,
+                patient_id,
+                [
+                    NewNextOfKin(
+                        sequence=k.sequence,
+                        family_name=k.name.family,
+                        given_name=k.name.given,
+                        relationship=k.relationship,
+                        street=k.street,
+                        city=k.city,
+                        state=k.state,
+                        postal_code=k.postal_code,
+                        phone=k.phone,
+                    )
+                    for k in result.next_of_kin
+                ],
+            )
+        uow.patients.add_submitter(ctx.region, patient_id, ctx.sender)
+        stored = deleted = 0
+        observations: list[NewObservation] = []
+        for dose in result.doses:
+            if dose.is_patient_observation:
+                observations.extend(_observations(dose, ctx, patient_id, None))
+                stored += 1
+                continue
+            existing = (
+                uow.vaccinations.find_by_filler(
+                    ctx.region, ctx.sender, dose.filler_namespace, dose.filler_id
+                )
+                if dose.filler_id and dose.filler_id != "9999"
+                else None
+            )
+            if dose.action_code in {"U", "D"} and (
+                existing is None or existing.patient_id != patient_id
+            ):
+                result.add(
+                    issue(
+                        "E",
+                        "204",
+                        "ORC",
+                        dose.group,
+                        3,
+                        "3",
+                        f"RXA-21 is {dose.action_code} but no dose with this ORC-3 was reported by this sender for this patient; order group {dose.group} ignored",
+                    )
+                )
+                continue
+            if dose.action_code == "D":
+                assert existing is not None
+                uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
+                deleted += 1
+                log.info("dose_deleted", dose_row=existing.id)
+                continue
+            new = _new_vaccination(dose, ctx, patient_id)
+            if existing is not None and existing.patient_id == patient_id:
+                uow.vaccinations.update(ctx.region, existing.id, new)
+                vaccination_id = existing.id
+                log.info("dose_updated", dose_row=vaccination_id)
+            else:
+                vaccination_id = uow.vaccinations.insert(new)
+            observations.extend(_observations(dose, ctx, patient_id, vaccination_id))
+            stored += 1
+        if observations:
+            uow.observations.insert_many(observations)
+        return stored, deleted
+
+
+def _scoped(identifier: tuple[str, str, str], sender: str) -> tuple[str, str, str]:
+    """An identifier with no assigning authority is scoped to its sender."""
+    value, authority, type_code = identifier
+    return (value, authority or sender, type_code)
+
+
+def _new_patient(p: CleanPatient, ctx: MessageContext) -> NewPatient:
+    return NewPatient(
+        region=ctx.region,
+        birth_date=p.birth_date,
+        sex=p.sex,
+        family_name=p.name.family,
+        given_name=p.name.given,
+        middle_name=p.name.middle,
+        suffix=p.name.suffix,
+        mother_maiden_family=p.mother_maiden_name.family,
+        mother_maiden_given=p.mother_maiden_name.given,
+        race=p.race,
+        ethnicity=p.ethnicity,
+        street=p.street,
+        city=p.city,
+        state=p.state,
+        postal_code=p.postal_code,
+        country=p.country,
+        phone=p.phone,
+        email=p.email,
+        multiple_birth=p.multiple_birth,
+        birth_order=p.birth_order,
+        protection=p.protection,
+        protection_date=p.protection_date,
+        registry_status=p.registry_status,
+        registry_status_date=p.registry_status_date,
+        publicity_code=p.publicity_code,
+        death_indicator=p.death_indicator,
+        death_date=p.death_date,
+        created_by_journal_id=ctx.journal_id,
+    )
+
+
+def _new_vaccination(
+    d: CleanDose, ctx: MessageContext, patient_id: int
+) -> NewVaccination:
+    return NewVaccination(
+        region=ctx.region,
+        patient_id=patient_id,
+        journal_id=ctx.journal_id,
+        sending_facility=ctx.sender,
+        filler_id=d.filler_id,
+        filler_namespace=d.filler_namespace,
+        placer_id=d.placer_id,
+        cvx=d.cvx,
+        cvx_text=d.cvx_text,
+        ndc=d.ndc,
+        mvx=d.mvx,
+        administered_on=d.administered_on,
+        administered_at_raw=d.administered_at_raw,
+        amount=d.amount,
+        units=d.units,
+        lot_numbers="~".join(d.lot_numbers),
+        lot_expiration=d.lot_expiration,
+        information_source=d.information_source,
+        completion_status=d.completion_status,
+        action_code=d.action_code,
+        refusal_reason=d.refusal_reason,
+        administering_provider=d.administering_provider,
+        administered_location=d.administered_location,
+        route=d.route,
+        site=d.site,
+        funding_eligibility=d.funding_eligibility,
+        funding_source=d.funding_source,
+    )
+
+
+def _observations(
+    d: CleanDose, ctx: MessageContext, patient_id: int, vaccination_id: int | None
+) -> list[NewObservation]:
+    return [
+        NewObservation(
+            region=ctx.region,
+            patient_id=patient_id,
+            vaccination_id=vaccination_id,
+            journal_id=ctx.journal_id,
+            set_id=o.set_id,
+            sub_id=o.sub_id,
+            value_type=o.value_type,
+            loinc=o.loinc,
+            loinc_text=o.loinc_text,
+            value_code=o.value_code,
+            value_text=o.value_text,
+            value_system=o.value_system,
+            observed_on=o.observed_on,
+        )
+        for o in d.observations
+    ]

@@ -1,0 +1,28 @@
+"""Errors raised by the storage package."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """The database could not do what was asked."""
+
+
+class DuplicateMessage(StorageError):
+    """A message with the same (sending facility, MSH-10) was journaled concurrently."""
+
+    def __init__(self, sender: str, control_id: str) -> None:
+        self.sender = sender
+        self.control_id = control_id
+        super().__init__(f"message {control_id!r} from {sender!r} is already journaled")
+
+
+class SchemaOutOfDate(StorageError):
+    """The database schema is not at the revision this version of Cairn needs."""
+
+    def __init__(self, current: str | None, head: str) -> None:
+        self.current = current
+        self.head = head
+        where = f"at revision {current}" if current else "empty (no Cairn schema)"
+        super().__init__(
+            f"database schema is {where}, this version needs {head}: run `cairn db upgrade`"
+        )

@@ -1,0 +1,292 @@
+"""What the repositories take and return: frozen dataclasses, never rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewJournalEntry:
+    """A received message, before it is processed."""
+
+    sender: str
+    control_id: str
+    message_type: str
+    received_at: datetime
+    raw: bytes
+    peer: str = ""
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A journaled message with its response."""
+
+    id: int
+    sender: str
+    control_id: str
+    message_type: str
+    received_at: datetime
+    raw: bytes
+    peer: str
+    region: str | None
+    response: bytes | None
+    ack_code: str | None
+    outcome: str
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PatientIdentifier:
+    """An identifier with its assigning authority and type."""
+
+    value: str
+    authority: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewPatient:
+    """Patient demographics to store."""
+
+    region: str
+    birth_date: date | None
+    sex: str = ""
+    family_name: str = ""
+    given_name: str = ""
+    middle_name: str = ""
+    suffix: str = ""
+    mother_maiden_family: str = ""
+    mother_maiden_given: str = ""
+    race: str = ""
+    ethnicity: str = ""
+    street: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    country: str = ""
+    phone: str = ""
+    email: str = ""
+    multiple_birth: str = ""
+    birth_order: int | None = None
+    protection: str = ""
+    protection_date: date | None = None
+    registry_status: str = ""
+    registry_status_date: date | None = None
+    publicity_code: str = ""
+    death_indicator: str = ""
+    death_date: date | None = None
+    created_by_journal_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """A stored patient with its identifiers."""
+
+    id: int
+    region: str
+    birth_date: date | None
+    sex: str
+    family_name: str
+    given_name: str
+    middle_name: str
+    suffix: str
+    mother_maiden_family: str
+    mother_maiden_given: str
+    race: str
+    ethnicity: str
+    street: str
+    city: str
+    state: str
+    postal_code: str
+    country: str
+    phone: str
+    email: str
+    multiple_birth: str
+    birth_order: int | None
+    protection: str
+    protection_date: date | None
+    registry_status: str
+    registry_status_date: date | None
+    publicity_code: str
+    death_indicator: str
+    death_date: date | None
+    created_by_journal_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    identifiers: tuple[PatientIdentifier, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewNextOfKin:
+    """A next-of-kin (NK1) to store."""
+
+    sequence: int
+    family_name: str = ""
+    given_name: str = ""
+    relationship: str = ""
+    street: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NextOfKinRecord:
+    """A stored next of kin."""
+
+    id: int
+    patient_id: int
+    sequence: int
+    family_name: str
+    given_name: str
+    relationship: str
+    street: str
+    city: str
+    state: str
+    postal_code: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewVaccination:
+    """A reported vaccination event (a dose, a refusal, or a not-administered record)."""
+
+    region: str
+    patient_id: int
+    journal_id: int | None
+    sending_facility: str
+    filler_id: str
+    filler_namespace: str
+    placer_id: str
+    cvx: str
+    cvx_text: str
+    ndc: str
+    mvx: str
+    administered_on: date
+    administered_at_raw: str
+    amount: str
+    units: str
+    lot_numbers: str
+    lot_expiration: date | None
+    information_source: str
+    completion_status: str
+    action_code: str
+    refusal_reason: str
+    administering_provider: str
+    administered_location: str
+    route: str
+    site: str
+    funding_eligibility: str
+    funding_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class VaccinationRecord:
+    """A stored vaccination event."""
+
+    id: int
+    region: str
+    patient_id: int
+    journal_id: int | None
+    sending_facility: str
+    filler_id: str
+    filler_namespace: str
+    placer_id: str
+    cvx: str
+    cvx_text: str
+    ndc: str
+    mvx: str
+    administered_on: date
+    administered_at_raw: str
+    amount: str
+    units: str
+    lot_numbers: str
+    lot_expiration: date | None
+    information_source: str
+    completion_status: str
+    action_code: str
+    refusal_reason: str
+    administering_provider: str
+    administered_location: str
+    route: str
+    site: str
+    funding_eligibility: str
+    funding_source: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewObservation:
+    """An OBX to store, about a dose or about the patient."""
+
+    region: str
+    patient_id: int
+    vaccination_id: int | None
+    journal_id: int | None
+    set_id: int
+    sub_id: str
+    value_type: str
+    loinc: str
+    loinc_text: str
+    value_code: str
+    value_text: str
+    value_system: str
+    observed_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationRecord:
+    """A stored observation."""
+
+    id: int
+    region: str
+    patient_id: int
+    vaccination_id: int | None
+    journal_id: int | None
+    set_id: int
+    sub_id: str
+    value_type: str
+    loinc: str
+    loinc_text: str
+    value_code: str
+    value_text: str
+    value_system: str
+    observed_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAuditEntry:
+    """One disclosure (or refused lookup) of a patient record."""
+
+    at: datetime
+    requester: str
+    requester_region: str
+    patient_id: int | None
+    patient_region: str | None
+    journal_id: int | None
+    query_tag: str
+    action: str
+    outcome: str
+    profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A stored audit row."""
+
+    id: int
+    at: datetime
+    requester: str
+    requester_region: str
+    patient_id: int | None
+    patient_region: str | None
+    journal_id: int | None
+    query_tag: str
+    action: str
+    outcome: str
+    profile: str

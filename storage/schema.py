@@ -1,0 +1,220 @@
+"""The registry's tables, as SQLAlchemy Core metadata.
+
+Schema changes go through Alembic migrations in ``storage/migrations``;
+a test checks that the migrated schema and this metadata agree on SQLite and
+PostgreSQL. Every patient-related table carries ``region``: queries always
+filter on it (a user sees only its region), and PostgreSQL can partition by it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Row ids: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _id() -> Column[int]:
+    return Column("id", RowId, primary_key=True, autoincrement=True)
+
+
+def _text(name: str, length: int = 100) -> Column[str]:
+    return Column(name, String(length), nullable=False, server_default="")
+
+
+message_journal = Table(
+    "message_journal",
+    metadata,
+    _id(),
+    Column("sender", String(180), nullable=False),
+    Column("control_id", String(199), nullable=False),
+    Column("message_type", String(20), nullable=False),
+    Column("region", String(16), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("peer", String(80), nullable=False, server_default=""),
+    Column("raw", LargeBinary, nullable=False),
+    Column("response", LargeBinary, nullable=True),
+    Column("ack_code", String(2), nullable=True),
+    Column("outcome", String(300), nullable=False, server_default=""),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("sender", "control_id"),
+    Index(None, "received_at"),
+)
+
+patients = Table(
+    "patients",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("birth_date", Date, nullable=True),
+    _text("sex", 1),
+    _text("family_name"),
+    _text("given_name"),
+    _text("middle_name"),
+    _text("suffix", 20),
+    _text("mother_maiden_family"),
+    _text("mother_maiden_given"),
+    _text("race"),
+    _text("ethnicity", 40),
+    _text("street", 200),
+    _text("city"),
+    _text("state", 10),
+    _text("postal_code", 20),
+    _text("country", 10),
+    _text("phone", 20),
+    _text("email", 200),
+    _text("multiple_birth", 1),
+    Column("birth_order", Integer, nullable=True),
+    _text("protection", 1),
+    Column("protection_date", Date, nullable=True),
+    _text("registry_status", 1),
+    Column("registry_status_date", Date, nullable=True),
+    _text("publicity_code", 4),
+    _text("death_indicator", 1),
+    Column("death_date", Date, nullable=True),
+    Column(
+        "created_by_journal_id", RowId, ForeignKey("message_journal.id"), nullable=True
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "region", "birth_date"),
+)
+
+patient_identifiers = Table(
+    "patient_identifiers",
+    metadata,
+    _id(),
+    Column("patient_id", RowId, ForeignKey("patients.id"), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("value", String(100), nullable=False),
+    Column("authority", String(180), nullable=False),
+    _text("type_code", 10),
+    UniqueConstraint("region", "authority", "value"),
+    Index(None, "patient_id"),
+)
+
+next_of_kin = Table(
+    "next_of_kin",
+    metadata,
+    _id(),
+    Column("patient_id", RowId, ForeignKey("patients.id"), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    _text("family_name"),
+    _text("given_name"),
+    _text("relationship", 10),
+    _text("street", 200),
+    _text("city"),
+    _text("state", 10),
+    _text("postal_code", 20),
+    _text("phone", 20),
+    Index(None, "patient_id"),
+)
+
+patient_submitters = Table(
+    "patient_submitters",
+    metadata,
+    Column("patient_id", RowId, ForeignKey("patients.id"), primary_key=True),
+    Column("facility", String(180), primary_key=True),
+    Column("region", String(16), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+vaccinations = Table(
+    "vaccinations",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("patient_id", RowId, ForeignKey("patients.id"), nullable=False),
+    Column("journal_id", RowId, ForeignKey("message_journal.id"), nullable=True),
+    Column("sending_facility", String(180), nullable=False),
+    _text("filler_id"),
+    _text("filler_namespace", 180),
+    _text("placer_id"),
+    Column("cvx", String(10), nullable=False),
+    _text("cvx_text", 200),
+    _text("ndc", 20),
+    _text("mvx", 10),
+    Column("administered_on", Date, nullable=False),
+    _text("administered_at_raw", 30),
+    _text("amount", 20),
+    _text("units", 20),
+    _text("lot_numbers", 200),
+    Column("lot_expiration", Date, nullable=True),
+    _text("information_source", 4),
+    _text("completion_status", 4),
+    _text("action_code", 2),
+    _text("refusal_reason", 4),
+    _text("administering_provider"),
+    _text("administered_location", 180),
+    _text("route", 20),
+    _text("site", 10),
+    _text("funding_eligibility", 20),
+    _text("funding_source", 20),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Index(None, "region", "patient_id"),
+    Index(None, "region", "sending_facility", "filler_namespace", "filler_id"),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("patient_id", RowId, ForeignKey("patients.id"), nullable=False),
+    Column("vaccination_id", RowId, ForeignKey("vaccinations.id"), nullable=True),
+    Column("journal_id", RowId, ForeignKey("message_journal.id"), nullable=True),
+    Column("set_id", Integer, nullable=False),
+    _text("sub_id", 20),
+    _text("value_type", 4),
+    Column("loinc", String(20), nullable=False),
+    _text("loinc_text", 200),
+    _text("value_code", 60),
+    Column("value_text", Text, nullable=False, server_default=""),
+    _text("value_system", 40),
+    Column("observed_on", Date, nullable=True),
+    Index(None, "region", "patient_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("requester", String(180), nullable=False),
+    Column("requester_region", String(16), nullable=False),
+    Column("patient_id", RowId, nullable=True),
+    Column("patient_region", String(16), nullable=True),
+    Column("journal_id", RowId, nullable=True),
+    _text("query_tag", 64),
+    Column("action", String(20), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    _text("profile", 8),
+    Index(None, "patient_id"),
+    Index(None, "requester", "at"),
+)

@@ -1,0 +1,168 @@
+"""End-to-end fixtures: a real ``cairn serve`` process on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.messages import CANARIES
+from tests.support.mllp import MllpTestClient
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """
+[registry]
+name = "CAIRN"
+facility_id = "CAIRN"
+unknown_sender = "reject"
+unknown_sender_region = "BAY"
+
+[logging]
+format = "json"
+
+[[facilities]]
+id = "CLINIC1"
+region = "BAY"
+name = "Test clinic one"
+
+[[facilities]]
+id = "CLINIC2"
+region = "BAY"
+name = "Test clinic two"
+
+[[facilities]]
+id = "LACLINIC"
+region = "LAO"
+name = "Los Angeles clinic"
+"""
+
+_LISTENING = re.compile(r"listening for MLLP on ([^:\s]+):(\d+)")
+
+
+@dataclass
+class ServerProcess:
+    """A running ``cairn serve`` and what it printed."""
+
+    proc: subprocess.Popen[str]
+    host: str
+    port: int
+    data_dir: Path
+    config: Path
+    output: list[str] = field(default_factory=list)
+
+    def client(self, timeout: float = 30.0) -> MllpTestClient:
+        """A new MLLP connection to the server."""
+        return MllpTestClient(self.host, self.port, timeout)
+
+    def send(self, message: str | bytes) -> bytes:
+        """Send one message on a fresh connection and return the reply payload."""
+        with self.client() as client:
+            data = message.encode("utf-8") if isinstance(message, str) else message
+            return bytes(client.send_message(data))
+
+    def query(
+        self, sql: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
+        """Read the embedded SQLite database directly."""
+        con = sqlite3.connect(self.data_dir / "cairn.sqlite3")
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        """SIGTERM, wait, and return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+
+def start_server(
+    tmp_path: Path, *extra: str, config_text: str = CONFIG
+) -> ServerProcess:
+    """Start ``cairn serve`` on port 0 and wait until it listens."""
+    data_dir = tmp_path / "var"
+    config = tmp_path / "cairn.toml"
+    config.write_text(config_text)
+    env = dict(os.environ)
+    env.pop("CAIRN_DATABASE__URL", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "--config",
+        str(config),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + 60
+    host, port = "", 0
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = _LISTENING.search(line)
+        if match:
+            host, port = match.group(1), int(match.group(2))
+            break
+    if not port:
+        proc.kill()
+        raise AssertionError("cairn serve did not start:\n" + "".join(output))
+    server = ServerProcess(proc, host, port, data_dir, config, output)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return server
+
+
+@pytest.fixture(name="server")
+def _server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A running server on SQLite; stopped with SIGTERM afterwards, logs checked for PHI."""
+    server = start_server(tmp_path)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        log = "".join(server.output)
+        leaked = [c for c in CANARIES if c in log]
+        assert not leaked, f"patient data in server logs: {leaked}"
+        assert code == 0, f"server exited with {code}:\n{log[-3000:]}"

@@ -1,0 +1,176 @@
+"""VXU validation rules, one behaviour per test, on hand-made messages."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from handlers.codes import CodeTables
+from handlers.vxu_validation import ValidatedVxu, VxuValidator
+from parsers import Issue, read_vxu, tokenize
+from tests.support.messages import Dose, vxu
+
+TODAY = date(2024, 6, 1)
+
+
+def _validate(text: str) -> ValidatedVxu:
+    return VxuValidator(CodeTables.load()).validate(read_vxu(tokenize(text)), TODAY)
+
+
+def _find(
+    result: ValidatedVxu, segment: str, field_no: int | None, severity: str = "E"
+) -> list[Issue]:
+    return [
+        i
+        for i in result.issues
+        if i.location is not None
+        and i.location.segment == segment
+        and i.location.field == field_no
+        and i.severity == severity
+    ]
+
+
+def test_validation_accepts_a_clean_message() -> None:
+    """A complete VXU with a new administration has no errors and one dose."""
+    result = _validate(vxu(doses=[Dose()]))
+    assert not [i for i in result.issues if i.severity == "E"]
+    assert len(result.doses) == 1
+    assert result.patient is not None
+    assert result.doses[0].cvx == "08"
+
+
+def test_validation_rejects_message_without_pid3() -> None:
+    """A PID with no identifier rejects the whole message with 101 on PID-3."""
+    pid = "PID|1||||Doe^Jane^^^^^L||20230105|F"
+    result = _validate(vxu(pid=pid, doses=[Dose()]))
+    assert result.rejected
+    errs = _find(result, "PID", 3)
+    assert errs and errs[0].hl7_code == "101" and errs[0].app_code == "7"
+
+
+def test_validation_rejects_future_birth_date() -> None:
+    """A birth date after today is an illogical date (0533 code 1) and rejects the message."""
+    result = _validate(vxu(dob="20300101", doses=[Dose()]))
+    assert result.rejected
+    assert _find(result, "PID", 7)[0].app_code == "1"
+
+
+def test_validation_rejects_bad_sex_code() -> None:
+    """PID-8 outside table 0001 rejects the message with 103."""
+    result = _validate(vxu(sex="Q", doses=[Dose()]))
+    assert result.rejected
+    assert _find(result, "PID", 8)[0].hl7_code == "103"
+
+
+def test_validation_rejects_only_the_dose_with_a_future_date() -> None:
+    """A future administration date drops that order group; the others are kept."""
+    result = _validate(vxu(doses=[Dose(date="20990101"), Dose(date="20240110")]))
+    assert not result.rejected
+    assert len(result.doses) == 1
+    assert result.rejected_doses == 1
+    err = _find(result, "RXA", 3)[0]
+    assert err.app_code == "1" and "future" in err.text
+
+
+def test_validation_rejects_dose_before_birth() -> None:
+    """An administration date before the birth date drops the dose."""
+    result = _validate(vxu(dob="20230105", doses=[Dose(date="20221201"), Dose()]))
+    assert result.rejected_doses == 1
+    assert "before the patient's birth date" in _find(result, "RXA", 3)[0].text
+
+
+def test_validation_reports_unknown_cvx_as_a_chain() -> None:
+    """An unknown CVX gives 103 then 101 on RXA-5, as the IG example reports the cascade."""
+    result = _validate(vxu(doses=[Dose(cvx="XXX"), Dose()]))
+    codes = [i.hl7_code for i in _find(result, "RXA", 5)]
+    assert codes == ["103", "101"]
+    assert len(result.doses) == 1
+
+
+def test_validation_rejects_message_when_every_dose_is_bad() -> None:
+    """When every order group is rejected the message is rejected too."""
+    result = _validate(vxu(doses=[Dose(cvx="XXX")]))
+    assert result.rejected
+
+
+def test_validation_accepts_demographics_only_message() -> None:
+    """A VXU with no order group is legal (demographics update)."""
+    result = _validate(vxu(doses=[]))
+    assert not result.rejected
+    assert result.doses == []
+
+
+def test_validation_warns_on_missing_lot_for_new_dose() -> None:
+    """A new administration without a lot number is a warning, and the dose is kept."""
+    result = _validate(vxu(doses=[Dose(lot="")]))
+    assert _find(result, "RXA", 15, "W")
+    assert len(result.doses) == 1
+
+
+def test_validation_warns_on_missing_funding_eligibility() -> None:
+    """IZ-23: a new administration without OBX 64994-7 gets a warning with 0533 code 6."""
+    result = _validate(vxu(doses=[Dose(observations=[])]))
+    assert any(i.app_code == "6" and i.severity == "W" for i in result.issues)
+
+
+def test_validation_stores_refusal_as_refusal() -> None:
+    """A refusal (RXA-20 RE) is kept with its reason, not as a dose given."""
+    result = _validate(vxu(doses=[Dose(completion="RE", refusal="00", cvx="03")]))
+    assert result.doses[0].completion_status == "RE"
+    assert result.doses[0].refusal_reason == "00"
+
+
+def test_validation_rejects_rxa_without_orc() -> None:
+    """An RXA with no ORC (2.3.1 style) drops that dose with a sequence error."""
+    result = _validate(vxu(doses=[Dose(with_orc=False), Dose()]))
+    assert result.rejected_doses == 1
+    assert any(
+        i.hl7_code == "100" and i.location is not None and i.location.segment == "ORC"
+        for i in result.issues
+    )
+
+
+def test_validation_drops_nk1_without_relationship() -> None:
+    """NK1 without NK1-3 is dropped with an error; the message goes on."""
+    text = vxu(doses=[Dose()]).replace(
+        "NK1|1|Zzcanaryfam^Parent^^^^^L|MTH^Mother^HL70063",
+        "NK1|1|Zzcanaryfam^Parent^^^^^L|",
+    )
+    result = _validate(text)
+    assert _find(result, "NK1", 3)
+    assert result.next_of_kin == []
+    assert len(result.doses) == 1
+
+
+def test_validation_flags_segment_out_of_order() -> None:
+    """An NK1 after the order groups is a segment sequence error (100)."""
+    text = vxu(doses=[Dose()]) + "NK1|2|Other^Person|FTH^Father^HL70063\r"
+    result = _validate(text)
+    assert any(
+        i.hl7_code == "100" and i.location is not None and i.location.segment == "NK1"
+        for i in result.issues
+    )
+
+
+def test_validation_warns_on_z_segment() -> None:
+    """Z segments are ignored with a warning, not an error."""
+    result = _validate(vxu(doses=[Dose()], extra_segments=["ZZZ|1|local"]))
+    assert any(
+        i.location is not None and i.location.segment == "ZZZ" and i.severity == "W"
+        for i in result.issues
+    )
+
+
+@pytest.mark.parametrize("action", ["U", "D"])
+def test_validation_keeps_update_and_delete_actions(action: str) -> None:
+    """RXA-21 U and D pass validation; the handler decides what they touch."""
+    result = _validate(vxu(doses=[Dose(action=action)]))
+    assert result.doses[0].action_code == action
+
+
+def test_validation_rejects_unknown_action_code() -> None:
+    """An RXA-21 outside table 0323 drops the dose."""
+    result = _validate(vxu(doses=[Dose(action="X"), Dose()]))
+    assert _find(result, "RXA", 21)
+    assert result.rejected_doses == 1
