@@ -65,3 +65,27 @@ def _no_phi_in_logs() -> object:
     leaked = [c for c in CANARIES if c in text]
     assert not leaked, f"patient data in log events: {leaked}"
     structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def _pg_databases():  # type: ignore[no-untyped-def]
+    from tests.support.db import PostgresDatabases
+
+    pg = PostgresDatabases()
+    yield pg
+    pg.drop_all()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.support.db import SqliteTemplate
+
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(name="db", params=["sqlite", "postgresql"])
+def _db(request: pytest.FixtureRequest, _pg_databases, _sqlite_template):  # type: ignore[no-untyped-def]
+    """A migrated, empty registry database: SQLite, then PostgreSQL."""
+    from tests.support.db import open_test_database
+
+    yield from open_test_database(request.param, _pg_databases, _sqlite_template)

@@ -1,0 +1,134 @@
+"""The MLLP protocol, driven with in-memory transports and a fake clock (no sockets)."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from listeners.mllp import MllpFactory, MllpProtocol
+from parsers.mllp import encode_frame
+
+
+class FakeSink:
+    """A sink whose Deferreds the test fires by hand."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.pending: list[Deferred[bytes]] = []
+
+    def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
+        self.received.append(raw)
+        d: Deferred[bytes] = Deferred()
+        self.pending.append(d)
+        return d
+
+    def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
+        return b"REJECT " + head[:10]
+
+
+def _connect(
+    max_pipelined: int = 32, idle: float = 60.0, max_bytes: int = 1024
+) -> tuple[FakeSink, MllpFactory, MllpProtocol, StringTransport, MemoryReactorClock]:
+    sink = FakeSink()
+    clock = MemoryReactorClock()
+    factory = MllpFactory(
+        sink,
+        clock,
+        name="test",
+        max_message_bytes=max_bytes,
+        idle_timeout=idle,
+        max_pipelined=max_pipelined,
+    )
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+    proto.makeConnection(transport)
+    return sink, factory, proto, transport, clock
+
+
+def test_protocol_answers_in_arrival_order() -> None:
+    """Pipelined frames are answered in the order they arrived, whatever order they finish in."""
+    sink, _, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"first") + encode_frame(b"second"))
+    assert sink.received == [b"first", b"second"]
+    sink.pending[1].callback(b"ACK2")
+    assert transport.value() == b""
+    sink.pending[0].callback(b"ACK1")
+    assert transport.value() == encode_frame(b"ACK1") + encode_frame(b"ACK2")
+
+
+def test_protocol_passes_split_frames_whole() -> None:
+    """A frame that arrives byte by byte reaches the sink once, whole."""
+    sink, _, proto, _, _ = _connect()
+    for byte in encode_frame(b"MSH|x"):
+        proto.dataReceived(bytes([byte]))
+    assert sink.received == [b"MSH|x"]
+
+
+def test_protocol_pauses_reading_when_too_many_answers_are_pending() -> None:
+    """Back-pressure: reading stops at max_pipelined pending answers and resumes when they drain."""
+    sink, _, proto, transport, _ = _connect(max_pipelined=2)
+    proto.dataReceived(encode_frame(b"a") + encode_frame(b"b"))
+    assert transport.producerState == "paused"
+    sink.pending[0].callback(b"A")
+    sink.pending[1].callback(b"B")
+    assert transport.producerState == "producing"
+
+
+def test_protocol_closes_without_answer_when_sink_fails() -> None:
+    """A message that could not be made durable is never acknowledged: the connection closes."""
+    sink, _, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a"))
+    sink.pending[0].errback(RuntimeError("commit failed"))
+    assert transport.value() == b""
+    assert transport.disconnecting
+
+
+def test_protocol_rejects_oversize_then_closes() -> None:
+    """A frame over the limit gets the sink's reject and the connection is closed."""
+    sink, _, proto, transport, _ = _connect(max_bytes=1024)
+    proto.dataReceived(b"\x0bMSH|huge" + b"x" * 3000 + b"\x1c\r")
+    assert transport.value() == encode_frame(b"REJECT MSH|hugexx")
+    assert transport.disconnecting
+    assert sink.received == []
+
+
+def test_protocol_closes_idle_connection() -> None:
+    """A connection silent for the idle timeout is closed."""
+    _, _, _, transport, clock = _connect(idle=5)
+    clock.advance(4)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_protocol_does_not_time_out_while_answer_pending() -> None:
+    """The idle timeout does not close a connection that waits for its answer."""
+    sink, _, proto, transport, clock = _connect(idle=5)
+    proto.dataReceived(encode_frame(b"a"))
+    clock.advance(6)
+    assert not transport.disconnecting
+    sink.pending[0].callback(b"A")
+    assert transport.value() == encode_frame(b"A")
+
+
+def test_protocol_sends_nothing_for_an_empty_answer() -> None:
+    """An empty answer (MSH-16 says not to answer) writes nothing."""
+    sink, _, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a"))
+    sink.pending[0].callback(b"")
+    assert transport.value() == b""
+    assert not transport.disconnecting
+
+
+def test_factory_quiesce_waits_for_in_flight_then_closes() -> None:
+    """Graceful shutdown: reading stops, pending answers go out, then connections close."""
+    sink, factory, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a"))
+    done = factory.quiesce()
+    assert transport.producerState == "paused"
+    assert not done.called
+    sink.pending[0].callback(b"A")
+    assert done.called
+    assert transport.value() == encode_frame(b"A")
+    assert transport.disconnecting

@@ -1,0 +1,278 @@
+"""Repositories, transactions and savepoints, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from storage import (
+    Database,
+    DuplicateMessage,
+    NewAuditEntry,
+    NewJournalEntry,
+    NewNextOfKin,
+    NewObservation,
+    NewPatient,
+    NewVaccination,
+    UnitOfWork,
+)
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _journal(uow: UnitOfWork, control_id: str = "C1", sender: str = "CLINIC1") -> int:
+    return uow.journal.insert(
+        NewJournalEntry(
+            sender, control_id, "VXU^V04", NOW, b"MSH|raw", "127.0.0.1:1", "BAY"
+        )
+    )
+
+
+def _patient(uow: UnitOfWork, region: str = "BAY", family: str = "Doe") -> int:
+    return uow.patients.insert(
+        NewPatient(
+            region=region,
+            birth_date=date(2023, 1, 5),
+            sex="F",
+            family_name=family,
+            given_name="Jane",
+        )
+    )
+
+
+def _dose(
+    patient_id: int, journal_id: int, filler: str = "F1", region: str = "BAY"
+) -> NewVaccination:
+    return NewVaccination(
+        region=region,
+        patient_id=patient_id,
+        journal_id=journal_id,
+        sending_facility="CLINIC1",
+        filler_id=filler,
+        filler_namespace="EHR",
+        placer_id="",
+        cvx="08",
+        cvx_text="Hep B",
+        ndc="",
+        mvx="MSD",
+        administered_on=date(2024, 1, 15),
+        administered_at_raw="20240115",
+        amount="0.5",
+        units="mL",
+        lot_numbers="L1",
+        lot_expiration=None,
+        information_source="00",
+        completion_status="CP",
+        action_code="A",
+        refusal_reason="",
+        administering_provider="",
+        administered_location="",
+        route="C28161",
+        site="LA",
+        funding_eligibility="V02",
+        funding_source="",
+    )
+
+
+def test_journal_roundtrip_and_response(db: Database) -> None:
+    """A journaled message is found by (sender, control id) with its response."""
+    with db.transaction() as uow:
+        jid = _journal(uow)
+        uow.journal.set_response(jid, b"MSA|AA", "AA", "stored", 0, "BAY")
+    with db.transaction() as uow:
+        entry = uow.journal.find("CLINIC1", "C1")
+    assert entry is not None
+    assert (entry.id, entry.response, entry.ack_code, entry.raw) == (
+        jid,
+        b"MSA|AA",
+        "AA",
+        b"MSH|raw",
+    )
+    assert entry.received_at == NOW
+
+
+def test_journal_rejects_duplicate_sender_and_control_id(db: Database) -> None:
+    """(sending facility, MSH-10) is unique."""
+    with db.transaction() as uow:
+        _journal(uow)
+        with pytest.raises(DuplicateMessage), uow.savepoint():
+            _journal(uow)
+        assert uow.journal.find("CLINIC1", "C1") is not None
+
+
+def test_savepoint_rolls_back_only_its_block(db: Database) -> None:
+    """A failing message inside a group commit leaves the others committed."""
+    with db.transaction() as uow:
+        with uow.savepoint():
+            _journal(uow, "KEEP")
+        with pytest.raises(RuntimeError), uow.savepoint():
+            _journal(uow, "LOSE")
+            raise RuntimeError("boom")
+    with db.transaction() as uow:
+        assert uow.journal.find("CLINIC1", "KEEP") is not None
+        assert uow.journal.find("CLINIC1", "LOSE") is None
+
+
+def test_transaction_rolls_back_on_error(db: Database) -> None:
+    """Nothing is half-stored when the transaction fails."""
+    with pytest.raises(RuntimeError), db.transaction() as uow:
+        _journal(uow)
+        raise RuntimeError("before commit")
+    with db.transaction() as uow:
+        assert uow.journal.find("CLINIC1", "C1") is None
+
+
+def test_patient_found_by_identifier_within_region(db: Database) -> None:
+    """Identifiers match with their authority, and only inside the patient's region."""
+    with db.transaction() as uow:
+        pid = _patient(uow)
+        uow.patients.add_identifiers(
+            "BAY", pid, [("MRN1", "EHR", "MR"), ("MRN1", "EHR", "MR")]
+        )
+        found = uow.patients.find_by_identifier("BAY", "MRN1", "EHR")
+        assert found is not None
+        assert found.id == pid
+        assert [i.value for i in found.identifiers] == ["MRN1"]
+        assert uow.patients.find_by_identifier("BAY", "MRN1", "OTHER") is None
+        assert uow.patients.find_by_identifier("LAO", "MRN1", "EHR") is None
+
+
+def test_patient_update_keeps_values_not_sent(db: Database) -> None:
+    """An update with empty values changes only what was sent."""
+    with db.transaction() as uow:
+        pid = _patient(uow)
+        uow.patients.update(
+            "BAY", pid, NewPatient(region="BAY", birth_date=None, phone="5551234567")
+        )
+        record = uow.patients.get("BAY", pid)
+    assert record is not None
+    assert (record.family_name, record.phone) == ("Doe", "5551234567")
+
+
+def test_next_of_kin_are_replaced(db: Database) -> None:
+    """Reported next of kin replace the stored ones."""
+    with db.transaction() as uow:
+        pid = _patient(uow)
+        uow.patients.replace_next_of_kin(
+            "BAY", pid, [NewNextOfKin(1, "Doe", "Mary", "MTH")]
+        )
+        uow.patients.replace_next_of_kin(
+            "BAY", pid, [NewNextOfKin(1, "Doe", "John", "FTH")]
+        )
+        kin = uow.patients.next_of_kin("BAY", pid)
+    assert [(k.given_name, k.relationship) for k in kin] == [("John", "FTH")]
+
+
+def test_submitters_are_recorded_once(db: Database) -> None:
+    """Each organization that submitted data for a patient is recorded once."""
+    with db.transaction() as uow:
+        pid = _patient(uow)
+        for facility in ("CLINIC1", "CLINIC1", "CLINIC2"):
+            uow.patients.add_submitter("BAY", pid, facility)
+        assert uow.patients.submitters("BAY", pid) == frozenset({"CLINIC1", "CLINIC2"})
+
+
+def test_vaccination_found_by_filler_updated_and_soft_deleted(db: Database) -> None:
+    """A dose is found by sender + ORC-3, updated in place, and soft-deleted but kept."""
+    with db.transaction() as uow:
+        jid = _journal(uow)
+        pid = _patient(uow)
+        vid = uow.vaccinations.insert(_dose(pid, jid))
+        found = uow.vaccinations.find_by_filler("BAY", "CLINIC1", "EHR", "F1")
+        assert found is not None
+        assert found.id == vid
+        assert uow.vaccinations.find_by_filler("BAY", "CLINIC2", "EHR", "F1") is None
+        uow.vaccinations.soft_delete("BAY", vid, NOW)
+        assert uow.vaccinations.for_patient("BAY", pid) == []
+        kept = uow.vaccinations.for_patient("BAY", pid, include_deleted=True)
+        assert kept[0].deleted_at == NOW
+
+
+def test_observations_are_stored_for_patient_and_dose(db: Database) -> None:
+    """Observations insert in one statement and come back per patient."""
+    with db.transaction() as uow:
+        jid = _journal(uow)
+        pid = _patient(uow)
+        vid = uow.vaccinations.insert(_dose(pid, jid))
+        uow.observations.insert_many(
+            [
+                NewObservation(
+                    "BAY",
+                    pid,
+                    vid,
+                    jid,
+                    1,
+                    "1",
+                    "CE",
+                    "64994-7",
+                    "Eligibility",
+                    "V02",
+                    "Medicaid",
+                    "HL70064",
+                    None,
+                ),
+                NewObservation(
+                    "BAY",
+                    pid,
+                    None,
+                    jid,
+                    2,
+                    "1",
+                    "CE",
+                    "59784-9",
+                    "Immunity",
+                    "38907003",
+                    "Varicella",
+                    "SCT",
+                    date(2020, 1, 1),
+                ),
+            ]
+        )
+        rows = uow.observations.for_patient("BAY", pid)
+    assert [(o.loinc, o.vaccination_id) for o in rows] == [
+        ("64994-7", vid),
+        ("59784-9", None),
+    ]
+
+
+def test_audit_rows_are_searchable(db: Database) -> None:
+    """Audit rows are written in the transaction and searched afterwards."""
+    with db.transaction() as uow:
+        pid = _patient(uow)
+        uow.audit.insert(
+            NewAuditEntry(
+                NOW,
+                "CLINIC1",
+                "BAY",
+                pid,
+                "BAY",
+                None,
+                "Q1",
+                "query",
+                "disclosed",
+                "Z32",
+            )
+        )
+        uow.audit.insert(
+            NewAuditEntry(
+                NOW, "CLINIC2", "BAY", pid, "BAY", None, "Q2", "query", "locked", "Z33"
+            )
+        )
+    assert [a.outcome for a in db.audit_search(patient_id=pid)] == [
+        "locked",
+        "disclosed",
+    ]
+    assert [a.requester for a in db.audit_search(outcome="locked")] == ["CLINIC2"]
+
+
+def test_journal_search_filters(db: Database) -> None:
+    """The journal is searchable by sender, control id, type and outcome."""
+    with db.transaction() as uow:
+        a = _journal(uow, "A1")
+        _journal(uow, "B1", sender="CLINIC2")
+        uow.journal.set_response(a, b"x", "AE", "rejected", 1, "BAY")
+    assert [e.control_id for e in db.journal_search(sender="CLINIC2")] == ["B1"]
+    assert [e.control_id for e in db.journal_search(ack_code="AE")] == ["A1"]
+    assert len(db.journal_search(message_type="VXU")) == 2
+    assert db.journal_get(a) is not None
