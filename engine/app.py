@@ -26,6 +26,7 @@ from engine.pipeline import (
     SenderPolicy,
 )
 from handlers.codes import CodeTables
+from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.mllp import MllpFactory
 from storage import Database, open_database
@@ -64,7 +65,15 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
 def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
     """Build the pipeline and its handlers from settings."""
     codes = CodeTables.load()
-    routes = {"VXU": Route(VxuHandler(codes), "VXU_V04")}
+    policy = QueryPolicy(
+        settings.registry.statewide, tuple(r.code for r in settings.regions)
+    )
+    routes = {
+        "VXU": Route(VxuHandler(codes), "VXU_V04"),
+        "QBP": Route(
+            QbpHandler(codes, policy, forecaster=None), "QBP_Q11", replay_resends=False
+        ),
+    }
     senders = SenderPolicy(
         facilities={f.id: f.region for f in settings.facilities},
         unknown_sender=settings.registry.unknown_sender,

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.db",
     "engine.commands.send",
     "engine.commands.messages",
+    "engine.commands.audit",
 )
 
 

@@ -84,6 +84,9 @@ class Route:
 
     handler: Handler
     structure: str
+    #: whether a resend gets the original answer (VXU changes the registry;
+    #: a query is read-only and is answered afresh from current data)
+    replay_resends: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,10 +324,12 @@ class MessagePipeline:
             return Outcome(self.reject([issue], header, encoding), "AR", None)
 
         previous = uow.journal.find(header.sender, header.control_id)
+        route_of_type = self._routes.get(header.message_code)
         if (
             previous is not None
             and previous.response is not None
             and previous.ack_code != "AR"
+            and (route_of_type is None or route_of_type.replay_resends)
         ):
             log.info(
                 "message_resent", journal_row=previous.id, ack_code=previous.ack_code

@@ -342,9 +342,8 @@ def person_name(seg: Segment, n: int, rep: int = 0) -> PersonName:
     c = seg.components(n, rep)
     if len(c) < 7:
         c += [""] * (7 - len(c))
-    family = (
-        c[0].split(seg.encoding.subcomponent)[0] if seg.encoding.subcomponent else c[0]
-    )
+    # XPN-1 is FN: the surname is its first subcomponent (split before unescaping).
+    family = seg.subcomponents(n, rep, 1)[0]
     return PersonName(
         family.strip(),
         c[1].strip(),
@@ -360,9 +359,8 @@ def address(seg: Segment, n: int, rep: int = 0) -> Address:
     c = seg.components(n, rep)
     if len(c) < 7:
         c += [""] * (7 - len(c))
-    street = (
-        c[0].split(seg.encoding.subcomponent)[0] if seg.encoding.subcomponent else c[0]
-    )
+    # XAD-1 is SAD: the street line is its first subcomponent.
+    street = seg.subcomponents(n, rep, 1)[0]
     return Address(
         street.strip(),
         c[1].strip(),
@@ -399,17 +397,9 @@ def identifiers(seg: Segment, n: int) -> tuple[Identifier, ...]:
         value = c[0].strip()
         if not value:
             continue
-        authority = (
-            c[3].split(seg.encoding.subcomponent)[0].strip()
-            if seg.encoding.subcomponent
-            else c[3].strip()
-        )
-        if (
-            not authority
-            and seg.encoding.subcomponent
-            and seg.encoding.subcomponent in c[3]
-        ):
-            authority = c[3].split(seg.encoding.subcomponent)[1].strip()
+        # CX-4 is HD: namespace, else the universal id (an OID).
+        hd = seg.subcomponents(n, rep, 4)
+        authority = hd[0].strip() or (hd[1].strip() if len(hd) > 1 else "")
         out.append(Identifier(value, authority, c[4].strip(), rep))
     return tuple(out)
 

@@ -12,7 +12,7 @@ from engine.commands._common import add_database_options, settings_from
 from storage import JournalEntry, StorageError, open_database
 
 
-def _when(text: str) -> datetime:
+def when(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -34,8 +34,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--outcome", choices=["AA", "AE", "AR"], help="acknowledgement code sent"
     )
-    parser.add_argument("--since", type=_when, help="received at or after (ISO)")
-    parser.add_argument("--until", type=_when, help="received at or before (ISO)")
+    parser.add_argument("--since", type=when, help="received at or after (ISO)")
+    parser.add_argument("--until", type=when, help="received at or before (ISO)")
     parser.add_argument(
         "--limit", type=int, default=50, help="most rows to list (default 50)"
     )
