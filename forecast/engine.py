@@ -1,0 +1,980 @@
+"""The CDSi processing model: organize, evaluate, select series, forecast.
+
+The steps follow CDC's CDSi logic specification:
+
+1. *Organize the immunization history* by antigen (chapter 5): each dose
+   counts for the antigens its CVX contains, within the association ages.
+2. *Select relevant patient series* (chapter 5): standard series, and risk
+   series whose indication the patient has; gender-specific series by sex.
+3. *Evaluate* each dose against the series' target doses (chapter 6): dose
+   condition, conditional skip, inadvertent vaccine, age (absolute minimum
+   and grace), preferable then allowable intervals, live virus conflicts,
+   preferable then allowable vaccine types.
+4. *Forecast* each series (chapter 7): forecast-context conditional skips,
+   immunity, contraindications, forecast need, then the earliest,
+   recommended, past-due and latest dates of the first unsatisfied target
+   dose.
+5. *Select the best series* per series group (chapter 8): scorable series,
+   complete over in-process over none, scoring, then series preference.
+6. *Vaccine groups* combine their antigens (chapter 9).
+
+Everything here is pure: the supporting data is read once, and a run does no
+I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from forecast.data import (
+    AgeRule,
+    ConditionalSkip,
+    IntervalRule,
+    Series,
+    SeriesDose,
+    SkipCondition,
+    SupportingData,
+    VaccineRule,
+)
+from forecast.dates import offset
+from forecast.model import (
+    AdministeredDose,
+    AntigenForecast,
+    DoseEvaluation,
+    ForecastResult,
+    PatientInput,
+    VaccineGroupForecast,
+)
+
+FAR_FUTURE = date(2999, 12, 31)
+FAR_PAST = date(1900, 1, 1)
+
+VALID = "Valid"
+NOT_VALID = "Not Valid"
+EXTRANEOUS = "Extraneous"
+
+
+@dataclass(frozen=True, slots=True)
+class _AntigenDose:
+    """A dose as it counts for one antigen."""
+
+    index: int
+    date: date
+    cvx: str
+    mvx: str
+
+
+@dataclass
+class _Evaluated:
+    dose: _AntigenDose
+    status: str
+    reason: str
+    target: int
+    rule: str
+    age_or_interval_invalid: bool = False
+
+
+@dataclass
+class _SeriesRun:
+    """One patient series being evaluated and forecast."""
+
+    series: Series
+    evaluations: list[_Evaluated] = field(default_factory=list)
+    #: target dose number -> ("satisfied" | "skipped", date of the satisfying dose or None)
+    targets: dict[int, tuple[str, date | None]] = field(default_factory=dict)
+    next_target: int = 1
+    status: str = "Not Complete"
+    forecast: AntigenForecast | None = None
+    first_valid: date | None = None
+    completed_on: date | None = None
+
+    @property
+    def valid_count(self) -> int:
+        return sum(1 for e in self.evaluations if e.status == VALID)
+
+    @property
+    def complete(self) -> bool:
+        return self.next_target > len(self.series.doses)
+
+
+def _within(effective: date | None, cessation: date | None, when: date) -> bool:
+    return (effective is None or when >= effective) and (
+        cessation is None or when <= cessation
+    )
+
+
+def _age_rule(dose: SeriesDose, when: date) -> AgeRule | None:
+    for rule in dose.ages:
+        if _within(rule.effective, rule.cessation, when):
+            return rule
+    return dose.ages[0] if dose.ages else None
+
+
+class Forecaster:
+    """Evaluates a history and forecasts, driven by one supporting-data release."""
+
+    def __init__(self, data: SupportingData) -> None:
+        self.data = data
+
+    # -- public ---------------------------------------------------------------
+
+    def run(
+        self,
+        patient: PatientInput,
+        doses: Sequence[AdministeredDose],
+        assessment_date: date,
+    ) -> ForecastResult:
+        """Evaluate every dose and forecast every vaccine group as of ``assessment_date``."""
+        ordered = sorted(enumerate(doses), key=lambda item: (item[1].date, item[0]))
+        history = [
+            (index, d.date, self._norm_cvx(d.cvx), (d.mvx or "").upper())
+            for index, d in ordered
+            if d.date <= assessment_date
+        ]
+        evaluations: list[DoseEvaluation] = []
+        antigen_forecasts: dict[str, AntigenForecast] = {}
+        for name, antigen in self.data.antigens.items():
+            antigen_doses = self._antigen_doses(name, patient, history)
+            runs = [
+                self._evaluate(series, patient, antigen_doses, history)
+                for series in antigen.series
+                if self._relevant(series, patient, assessment_date)
+            ]
+            if not runs:
+                continue
+            for run in runs:
+                run.forecast = self._forecast(
+                    run, patient, antigen_doses, history, assessment_date
+                )
+            best = self._select(runs, patient, assessment_date, antigen_doses)
+            assert best.forecast is not None
+            antigen_forecasts[name] = best.forecast
+            for ev in best.evaluations:
+                evaluations.append(
+                    DoseEvaluation(
+                        ev.dose.index,
+                        name,
+                        ev.status,
+                        ev.reason,
+                        ev.target,
+                        best.series.name,
+                        ev.rule,
+                    )
+                )
+        groups = tuple(
+            self._group(group, antigens, antigen_forecasts)
+            for group, antigens in self.data.vaccine_groups.items()
+            if any(a in antigen_forecasts for a in antigens)
+        )
+        evaluations.sort(key=lambda e: (e.dose_index, e.antigen))
+        return ForecastResult(
+            self.data.version, assessment_date, tuple(evaluations), groups
+        )
+
+    # -- organize ---------------------------------------------------------------
+
+    @staticmethod
+    def _norm_cvx(cvx: str) -> str:
+        cvx = cvx.strip()
+        return cvx.zfill(2) if cvx.isdigit() and len(cvx) < 2 else cvx
+
+    def _antigen_doses(
+        self,
+        antigen: str,
+        patient: PatientInput,
+        history: Iterable[tuple[int, date, str, str]],
+    ) -> list[_AntigenDose]:
+        out = []
+        for index, when, cvx, mvx in history:
+            for assoc in self.data.cvx_antigens.get(cvx, ()):
+                if assoc.antigen != antigen:
+                    continue
+                begin = offset(patient.birth_date, assoc.begin_age) or FAR_PAST
+                end = offset(patient.birth_date, assoc.end_age) or FAR_FUTURE
+                if begin <= when < end:
+                    out.append(_AntigenDose(index, when, cvx, mvx))
+                    break
+        return out
+
+    def _relevant(
+        self, series: Series, patient: PatientInput, assessment: date
+    ) -> bool:
+        if (
+            series.required_gender
+            and patient.sex.upper()[:1] not in series.required_gender
+        ):
+            return False
+        if series.series_type == "standard":
+            return True
+        for indication in series.indications:
+            if indication.code in patient.observations:
+                begin = offset(patient.birth_date, indication.begin_age) or FAR_PAST
+                end = offset(patient.birth_date, indication.end_age) or FAR_FUTURE
+                if begin <= assessment < end:
+                    return True
+        return False
+
+    # -- evaluation ---------------------------------------------------------------
+
+    def _evaluate(
+        self,
+        series: Series,
+        patient: PatientInput,
+        doses: list[_AntigenDose],
+        history: list[tuple[int, date, str, str]],
+    ) -> _SeriesRun:
+        run = _SeriesRun(series)
+        for dose in doses:
+            self._evaluate_dose(run, patient, dose, history)
+        return run
+
+    def _previous(self, run: _SeriesRun) -> _Evaluated | None:
+        """The previous dose for 'from previous' intervals: valid or not valid, not inadvertent."""
+        for ev in reversed(run.evaluations):
+            if ev.status in (VALID, NOT_VALID) and ev.reason != "Inadvertent Vaccine":
+                return ev
+        return None
+
+    def _evaluate_dose(
+        self,
+        run: _SeriesRun,
+        patient: PatientInput,
+        dose: _AntigenDose,
+        history: list[tuple[int, date, str, str]],
+    ) -> None:
+        series = run.series
+        while True:
+            if run.next_target > len(series.doses):
+                last = series.doses[-1] if series.doses else None
+                if last is not None and last.recurring:
+                    run.next_target = len(series.doses)
+                else:
+                    run.evaluations.append(
+                        _Evaluated(
+                            dose,
+                            EXTRANEOUS,
+                            "Series Already Complete",
+                            0,
+                            "all target doses already satisfied",
+                        )
+                    )
+                    return
+            target = series.doses[run.next_target - 1]
+            skip = self._skip_met(
+                target.skips, "evaluation", run, patient, dose.date, dose
+            )
+            if skip:
+                run.targets[target.number] = ("skipped", None)
+                run.next_target += 1
+                continue
+            break
+        target_no = target.number
+        if dose.cvx in target.inadvertent:
+            run.evaluations.append(
+                _Evaluated(
+                    dose,
+                    NOT_VALID,
+                    "Inadvertent Vaccine",
+                    target_no,
+                    f"CVX {dose.cvx} is an inadvertent vaccine for dose {target_no}",
+                )
+            )
+            return
+        previous = self._previous(run)
+        prev_invalid = previous is not None and previous.age_or_interval_invalid
+        # Age
+        rule = _age_rule(target, dose.date)
+        if rule is not None:
+            dob = patient.birth_date
+            abs_min = offset(dob, rule.abs_min) or FAR_PAST
+            minimum = offset(dob, rule.min) or FAR_PAST
+            maximum = offset(dob, rule.max) or FAR_FUTURE
+            if dose.date < abs_min:
+                run.evaluations.append(
+                    _Evaluated(
+                        dose,
+                        NOT_VALID,
+                        "Age: Too Young",
+                        target_no,
+                        f"given before the absolute minimum age ({rule.abs_min})",
+                        True,
+                    )
+                )
+                return
+            if dose.date < minimum and prev_invalid and run.next_target > 1:
+                run.evaluations.append(
+                    _Evaluated(
+                        dose,
+                        NOT_VALID,
+                        "Age: Too Young",
+                        target_no,
+                        f"in the age grace period ({rule.min}) after an invalid dose",
+                        True,
+                    )
+                )
+                return
+            if dose.date >= maximum:
+                run.evaluations.append(
+                    _Evaluated(
+                        dose,
+                        EXTRANEOUS,
+                        "Age: Too Old",
+                        target_no,
+                        f"given on or after the maximum age ({rule.max})",
+                    )
+                )
+                return
+        # Intervals
+        interval_problem = self._interval_problem(
+            run, target, patient, dose, previous, prev_invalid, history
+        )
+        if interval_problem:
+            run.evaluations.append(
+                _Evaluated(
+                    dose,
+                    NOT_VALID,
+                    "Interval: too Soon",
+                    target_no,
+                    interval_problem,
+                    True,
+                )
+            )
+            return
+        # Live virus conflicts
+        conflict = self._live_conflict(dose, history)
+        if conflict:
+            run.evaluations.append(
+                _Evaluated(dose, NOT_VALID, "Live Virus Conflict", target_no, conflict)
+            )
+            return
+        # Vaccine type
+        preferable = self._vaccine_match(
+            target.preferable, dose, patient.birth_date, check_mvx=True
+        )
+        allowable = preferable or self._vaccine_match(
+            target.allowable, dose, patient.birth_date, check_mvx=False
+        )
+        if not allowable:
+            run.evaluations.append(
+                _Evaluated(
+                    dose,
+                    NOT_VALID,
+                    "Not a preferable or allowable vaccine",
+                    target_no,
+                    f"CVX {dose.cvx} is neither preferable nor allowable for dose {target_no}",
+                )
+            )
+            return
+        kind = "preferable" if preferable else "allowable"
+        run.evaluations.append(
+            _Evaluated(
+                dose,
+                VALID,
+                "",
+                target_no,
+                f"satisfies dose {target_no} ({kind} vaccine, valid age and interval)",
+            )
+        )
+        run.targets[target_no] = ("satisfied", dose.date)
+        if run.first_valid is None:
+            run.first_valid = dose.date
+        run.next_target += 1
+        if run.complete:
+            run.completed_on = dose.date
+
+    def _reference_date(
+        self,
+        rule: IntervalRule,
+        run: _SeriesRun,
+        previous: _Evaluated | None,
+        history: list[tuple[int, date, str, str]],
+        before: date,
+    ) -> date | None:
+        if rule.from_target_dose is not None:
+            status = run.targets.get(rule.from_target_dose)
+            return status[1] if status and status[0] == "satisfied" else None
+        if rule.from_most_recent:
+            dates = [
+                when
+                for _i, when, cvx, _m in history
+                if cvx in rule.from_most_recent and when < before
+            ]
+            return max(dates) if dates else None
+        if rule.from_previous:
+            return previous.dose.date if previous is not None else None
+        return None
+
+    def _applicable_intervals(
+        self, rules: Sequence[IntervalRule], when: date
+    ) -> list[IntervalRule]:
+        applicable = [
+            r
+            for r in rules
+            if _within(r.effective, r.cessation, when) and not r.from_observation
+        ]
+        return applicable
+
+    def _interval_problem(
+        self,
+        run: _SeriesRun,
+        target: SeriesDose,
+        patient: PatientInput,
+        dose: _AntigenDose,
+        previous: _Evaluated | None,
+        prev_invalid: bool,
+        history: list[tuple[int, date, str, str]],
+    ) -> str:
+        rules = self._applicable_intervals(target.intervals, dose.date)
+        with_refs = [
+            (r, self._reference_date(r, run, previous, history, dose.date))
+            for r in rules
+        ]
+        with_refs = [(r, ref) for r, ref in with_refs if ref is not None]
+        overrides = [(r, ref) for r, ref in with_refs if r.priority == "override"]
+        if overrides:
+            with_refs = overrides
+        problem = ""
+        for rule, ref in with_refs:
+            abs_min = offset(ref, rule.abs_min) or ref
+            minimum = offset(ref, rule.min) or ref
+            if dose.date < abs_min:
+                problem = f"given before the absolute minimum interval ({rule.abs_min}) from {ref.isoformat()}"
+                break
+            if dose.date < minimum and prev_invalid:
+                problem = (
+                    f"in the interval grace period ({rule.min}) after an invalid dose"
+                )
+                break
+        if not problem:
+            return ""
+        # An allowable interval can still make the dose valid.
+        allowable = self._applicable_intervals(target.allowable_intervals, dose.date)
+        for rule in allowable:
+            ref = self._reference_date(rule, run, previous, history, dose.date)
+            if ref is None:
+                continue
+            if dose.date >= (offset(ref, rule.abs_min) or ref):
+                return ""
+        return problem
+
+    def _live_conflict(
+        self, dose: _AntigenDose, history: list[tuple[int, date, str, str]]
+    ) -> str:
+        for conflict in self.data.live_conflicts:
+            if conflict.current != dose.cvx:
+                continue
+            for index, when, cvx, _mvx in history:
+                if index == dose.index or cvx != conflict.previous or when > dose.date:
+                    continue
+                begin = offset(when, conflict.begin) or when
+                end = offset(when, conflict.min_end) or when
+                if begin <= dose.date < end:
+                    return f"CVX {dose.cvx} within the live virus conflict window of CVX {cvx} given {when.isoformat()}"
+        return ""
+
+    def _vaccine_match(
+        self,
+        rules: Sequence[VaccineRule],
+        dose: _AntigenDose,
+        dob: date,
+        *,
+        check_mvx: bool,
+    ) -> bool:
+        for rule in rules:
+            if rule.cvx != dose.cvx:
+                continue
+            begin = offset(dob, rule.begin_age) or FAR_PAST
+            end = offset(dob, rule.end_age) or FAR_FUTURE
+            if not begin <= dose.date < end:
+                continue
+            if check_mvx and rule.mvx and dose.mvx and rule.mvx != dose.mvx:
+                continue
+            return True
+        return False
+
+    # -- conditional skip -----------------------------------------------------------
+
+    def _skip_met(
+        self,
+        skips: Sequence[ConditionalSkip],
+        context: str,
+        run: _SeriesRun,
+        patient: PatientInput,
+        reference: date,
+        dose: _AntigenDose | None,
+    ) -> bool:
+        for skip in skips:
+            if skip.context not in (context, "both"):
+                continue
+            results = []
+            for skip_set in skip.sets:
+                if not _within(skip_set.effective, skip_set.cessation, reference):
+                    results.append(False)
+                    continue
+                checks = [
+                    self._condition_met(c, run, patient, reference, dose)
+                    for c in skip_set.conditions
+                ]
+                if not checks:
+                    results.append(False)
+                elif skip_set.logic == "OR":
+                    results.append(any(checks))
+                else:
+                    results.append(all(checks))
+            if (skip.set_logic == "AND" and results and all(results)) or (
+                skip.set_logic != "AND" and any(results)
+            ):
+                return True
+        return False
+
+    def _condition_met(
+        self,
+        condition: SkipCondition,
+        run: _SeriesRun,
+        patient: PatientInput,
+        reference: date,
+        dose: _AntigenDose | None,
+    ) -> bool:
+        dob = patient.birth_date
+        kind = condition.kind
+        if kind == "age":
+            begin = offset(dob, condition.begin_age) or FAR_PAST
+            end = offset(dob, condition.end_age) or FAR_FUTURE
+            return begin <= reference < end
+        if kind == "interval":
+            previous = self._previous(run)
+            if previous is None:
+                return False
+            return reference >= (
+                offset(previous.dose.date, condition.interval) or previous.dose.date
+            )
+        if kind.startswith("vaccine count"):
+            if "date" in kind:
+                begin = condition.start_date or FAR_PAST
+                end = condition.end_date or FAR_FUTURE
+            else:
+                begin = offset(dob, condition.begin_age) or FAR_PAST
+                end = offset(dob, condition.end_age) or FAR_FUTURE
+            count = 0
+            for ev in run.evaluations:
+                if (
+                    dose is not None
+                    and ev.dose.date >= dose.date
+                    and ev.dose.index != dose.index
+                    and ev.dose.date > reference
+                ):
+                    continue
+                if (
+                    condition.vaccine_types
+                    and ev.dose.cvx not in condition.vaccine_types
+                ):
+                    continue
+                if condition.dose_type == "valid" and ev.status != VALID:
+                    continue
+                if not begin <= ev.dose.date < end:
+                    continue
+                count += 1
+            logic = condition.count_logic
+            if logic.startswith("greater"):
+                return count > condition.dose_count
+            if logic.startswith("less"):
+                return count < condition.dose_count
+            return count == condition.dose_count
+        if kind == "completed series":
+            return False
+        return False
+
+    # -- forecast ---------------------------------------------------------------------
+
+    def _forecast(
+        self,
+        run: _SeriesRun,
+        patient: PatientInput,
+        doses: list[_AntigenDose],
+        history: list[tuple[int, date, str, str]],
+        assessment: date,
+    ) -> AntigenForecast:
+        series = run.series
+        antigen = self.data.antigens[series.antigen]
+        name = series.name
+        # Forecast-context conditional skips on the unsatisfied target doses.
+        while not run.complete:
+            target = series.doses[run.next_target - 1]
+            if self._skip_met(target.skips, "forecast", run, patient, assessment, None):
+                run.targets[target.number] = ("skipped", None)
+                run.next_target += 1
+                continue
+            break
+        # Immunity
+        for rule in antigen.immunity:
+            if rule.history_codes & set(patient.observations):
+                run.status = "Immune"
+                return AntigenForecast(
+                    series.antigen,
+                    name,
+                    "Immune",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "patient has evidence of immunity",
+                )
+            if (
+                rule.birth_before
+                and patient.birth_date < rule.birth_before
+                and not (rule.exclusion_codes & set(patient.observations))
+            ):
+                run.status = "Immune"
+                return AntigenForecast(
+                    series.antigen,
+                    name,
+                    "Immune",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "born before the immunity birth date",
+                )
+        # Contraindications
+        for ci in antigen.group_contraindications:
+            if ci.code in patient.observations:
+                begin = offset(patient.birth_date, ci.begin_age) or FAR_PAST
+                end = offset(patient.birth_date, ci.end_age) or FAR_FUTURE
+                if begin <= assessment < end:
+                    run.status = "Contraindicated"
+                    return AntigenForecast(
+                        series.antigen,
+                        name,
+                        "Contraindicated",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        f"patient has contraindication {ci.code}",
+                    )
+        if run.complete:
+            run.status = "Complete"
+            return AntigenForecast(
+                series.antigen,
+                name,
+                "Complete",
+                None,
+                None,
+                None,
+                None,
+                None,
+                "series is complete",
+            )
+        target = series.doses[run.next_target - 1]
+        rules: list[str] = []
+        dob = patient.birth_date
+        age = _age_rule(target, assessment)
+        min_age = offset(dob, age.min) if age else None
+        earliest_rec_age = offset(dob, age.earliest_rec) if age else None
+        latest_rec_age = offset(dob, age.latest_rec) if age else None
+        max_age = offset(dob, age.max) if age else None
+        if max_age is not None and assessment >= max_age:
+            run.status = "Aged Out"
+            return AntigenForecast(
+                series.antigen,
+                name,
+                "Aged Out",
+                None,
+                None,
+                None,
+                None,
+                None,
+                "patient has exceeded the maximum age",
+            )
+        previous = self._previous(run)
+        min_ints: list[date] = []
+        rec_ints: list[date] = []
+        late_ints: list[date] = []
+        rules_iv = self._applicable_intervals(target.intervals, assessment)
+        with_refs = [
+            (
+                r,
+                self._reference_date(
+                    r, run, previous, history, assessment + timedelta(days=1)
+                ),
+            )
+            for r in rules_iv
+        ]
+        with_refs = [(r, ref) for r, ref in with_refs if ref is not None]
+        overrides = [(r, ref) for r, ref in with_refs if r.priority == "override"]
+        if overrides:
+            with_refs = overrides
+        for rule, ref in with_refs:
+            if rule.min:
+                d = offset(ref, rule.min)
+                if d:
+                    min_ints.append(d)
+                    rules.append(f"minimum interval {rule.min} from {ref.isoformat()}")
+            if rule.earliest_rec:
+                d = offset(ref, rule.earliest_rec)
+                if d:
+                    rec_ints.append(d)
+            if rule.latest_rec:
+                d = offset(ref, rule.latest_rec)
+                if d:
+                    late_ints.append(d)
+        candidates = [d for d in (min_age, *min_ints) if d is not None] or [dob]
+        earliest = max(candidates)
+        if min_age is not None:
+            rules.append(f"minimum age {age.min if age else ''}")
+        conflict_end = self._latest_conflict_end(target, history)
+        if conflict_end is not None and conflict_end > earliest:
+            earliest = conflict_end
+            rules.append("end of a live virus conflict")
+        if target.season_start is not None and target.season_start > earliest:
+            earliest = target.season_start
+            rules.append("start of the season")
+        recommended = (
+            earliest_rec_age or (max(rec_ints) if rec_ints else None) or earliest
+        )
+        recommended = max(recommended, earliest)
+        past_due: date | None = None
+        if latest_rec_age is not None:
+            past_due = latest_rec_age - timedelta(days=1)
+        elif late_ints:
+            past_due = max(late_ints) - timedelta(days=1)
+        if past_due is not None and past_due < earliest:
+            past_due = earliest
+        latest = max_age - timedelta(days=1) if max_age else None
+        run.status = "Not Complete"
+        return AntigenForecast(
+            series.antigen,
+            name,
+            "Not Complete",
+            target.number,
+            earliest,
+            recommended,
+            past_due,
+            latest,
+            "next target dose not satisfied",
+            tuple(rules),
+        )
+
+    def _latest_conflict_end(
+        self, target: SeriesDose, history: list[tuple[int, date, str, str]]
+    ) -> date | None:
+        types = {v.cvx for v in target.preferable} | {v.cvx for v in target.allowable}
+        latest: date | None = None
+        for conflict in self.data.live_conflicts:
+            if conflict.current not in types:
+                continue
+            for _index, when, cvx, _mvx in history:
+                if cvx != conflict.previous:
+                    continue
+                end = offset(when, conflict.end)
+                if end is not None and (latest is None or end > latest):
+                    latest = end
+        return latest
+
+    # -- series selection -------------------------------------------------------------
+
+    def _scorable(
+        self, run: _SeriesRun, patient: PatientInput, assessment: date
+    ) -> bool:
+        series = run.series
+        start = run.first_valid or assessment
+        low = offset(patient.birth_date, series.min_age_to_start) or FAR_PAST
+        high = offset(patient.birth_date, series.max_age_to_start) or FAR_FUTURE
+        return low <= start < high
+
+    def _select(
+        self,
+        runs: list[_SeriesRun],
+        patient: PatientInput,
+        assessment: date,
+        doses: list[_AntigenDose],
+    ) -> _SeriesRun:
+        groups: dict[str, list[_SeriesRun]] = {}
+        for run in runs:
+            groups.setdefault(run.series.group or run.series.name, []).append(run)
+        winners: list[tuple[_SeriesRun, bool]] = []
+        for members in groups.values():
+            scorable = [r for r in members if self._scorable(r, patient, assessment)]
+            applicable = bool(scorable) or any(r.valid_count for r in members)
+            pool = scorable or members
+            winners.append((self._best_in_group(pool), applicable))
+        applicable_winners = [w for w, ok in winners if ok] or [w for w, _ in winners]
+        if len(applicable_winners) == 1:
+            return applicable_winners[0]
+        rank = {
+            "Not Complete": 0,
+            "Complete": 1,
+            "Immune": 1,
+            "Contraindicated": 2,
+            "Aged Out": 3,
+        }
+
+        def key(run: _SeriesRun) -> tuple[int, int, str, int]:
+            return (
+                0
+                if run.series.series_type == "risk" and run.status == "Not Complete"
+                else 1,
+                rank.get(run.status, 4),
+                run.series.group,
+                run.series.preference,
+            )
+
+        return min(applicable_winners, key=key)
+
+    def _best_in_group(self, pool: list[_SeriesRun]) -> _SeriesRun:
+        if len(pool) == 1:
+            return pool[0]
+        complete = [r for r in pool if r.status in ("Complete", "Immune")]
+        in_process = [r for r in pool if r.valid_count > 0]
+        scores: dict[int, int] = {}
+        if complete:
+            candidates = complete
+            most = max(r.valid_count for r in candidates)
+            first = min(r.completed_on or FAR_FUTURE for r in candidates)
+            for r in candidates:
+                score = 0
+                score += 1 if r.valid_count == most else 0
+                score += 1 if (r.completed_on or FAR_FUTURE) == first else 0
+                score += (
+                    1
+                    if r.series.product_path
+                    and all(e.status == VALID for e in r.evaluations)
+                    else 0
+                )
+                scores[id(r)] = score
+        elif in_process:
+            candidates = in_process
+            most = max(r.valid_count for r in candidates)
+            remaining = {
+                id(r): len(r.series.doses) - (r.next_target - 1) for r in candidates
+            }
+            fewest = min(remaining.values())
+            earliest = min(
+                (
+                    r.forecast.earliest
+                    if r.forecast and r.forecast.earliest
+                    else FAR_FUTURE
+                )
+                for r in candidates
+            )
+            for r in candidates:
+                score = 0
+                score += 1 if r.valid_count == most else 0
+                score += 1 if remaining[id(r)] == fewest else 0
+                score += (
+                    1
+                    if (
+                        r.forecast
+                        and r.forecast.earliest
+                        and r.forecast.earliest == earliest
+                    )
+                    else 0
+                )
+                score += (
+                    1
+                    if r.series.product_path
+                    and all(e.status == VALID for e in r.evaluations)
+                    else 0
+                )
+                score -= 1 if r.status == "Aged Out" else 0
+                scores[id(r)] = score
+        else:
+            candidates = pool
+            earliest = min(
+                (
+                    r.forecast.earliest
+                    if r.forecast and r.forecast.earliest
+                    else FAR_FUTURE
+                )
+                for r in candidates
+            )
+            for r in candidates:
+                score = 0
+                score += 1 if r.series.default else 0
+                score += (
+                    1
+                    if (
+                        r.forecast
+                        and r.forecast.earliest
+                        and r.forecast.earliest == earliest
+                    )
+                    else 0
+                )
+                score -= 1 if r.status == "Aged Out" else 0
+                scores[id(r)] = score
+        return max(candidates, key=lambda r: (scores[id(r)], -r.series.preference))
+
+    # -- vaccine groups -----------------------------------------------------------------
+
+    def _group(
+        self,
+        group: str,
+        antigens: tuple[str, ...],
+        forecasts: dict[str, AntigenForecast],
+    ) -> VaccineGroupForecast:
+        members = tuple(forecasts[a] for a in antigens if a in forecasts)
+        full = group in self.data.full_group
+        statuses = [m.status for m in members]
+        open_ = [m for m in members if m.status == "Not Complete"]
+        if open_:
+            pick_late = full
+
+            def choose(values: list[date]) -> date | None:
+                if not values:
+                    return None
+                return max(values) if pick_late else min(values)
+
+            earliest = choose([m.earliest for m in open_ if m.earliest])
+            recommended = choose([m.recommended for m in open_ if m.recommended])
+            past_due = choose([m.past_due for m in open_ if m.past_due])
+            latest_values = [m.latest for m in open_ if m.latest]
+            latest = min(latest_values) if latest_values else None
+            lead = min(open_, key=lambda m: (m.earliest or FAR_FUTURE, m.antigen))
+            return VaccineGroupForecast(
+                group,
+                "Not Complete",
+                lead.dose_number,
+                earliest,
+                recommended,
+                past_due,
+                latest,
+                lead.series,
+                lead.reason,
+                members,
+            )
+        for status in ("Contraindicated", "Immune", "Complete", "Aged Out"):
+            if status in statuses:
+                chosen = status
+                if status == "Immune" and not all(s == "Immune" for s in statuses):
+                    chosen = "Complete" if "Complete" in statuses else status
+                lead = next(m for m in members if m.status == status)
+                return VaccineGroupForecast(
+                    group,
+                    chosen,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    lead.series,
+                    lead.reason,
+                    members,
+                )
+        lead = members[0]
+        return VaccineGroupForecast(
+            group,
+            lead.status,
+            None,
+            None,
+            None,
+            None,
+            None,
+            lead.series,
+            lead.reason,
+            members,
+        )
