@@ -112,6 +112,13 @@ def _age_rule(dose: SeriesDose, when: date) -> AgeRule | None:
     return dose.ages[0] if dose.ages else None
 
 
+def _earliest(run: _SeriesRun) -> date:
+    forecast = run.forecast
+    return (
+        forecast.earliest if forecast is not None and forecast.earliest else FAR_FUTURE
+    )
+
+
 class Forecaster:
     """Evaluates a history and forecasts, driven by one supporting-data release."""
 
@@ -731,6 +738,11 @@ class Forecaster:
         if conflict_end is not None and conflict_end > earliest:
             earliest = conflict_end
             rules.append("end of a live virus conflict")
+        if doses and doses[-1].date > earliest:
+            # Never before the most recent dose of the antigen (CDC's cases
+            # after an invalid dose with no interval to count from).
+            earliest = doses[-1].date
+            rules.append("date of the most recent dose")
         if target.season_start is not None and target.season_start > earliest:
             earliest = target.season_start
             rules.append("start of the season")
@@ -747,11 +759,14 @@ class Forecaster:
             past_due = earliest
         latest = max_age - timedelta(days=1) if max_age else None
         run.status = "Not Complete"
+        # The forecast dose number counts the doses the patient has had, not
+        # the target doses skipped on the way (as CDC's test cases expect).
+        number = sum(1 for state, _ in run.targets.values() if state == "satisfied") + 1
         return AntigenForecast(
             series.antigen,
             name,
             "Not Complete",
-            target.number,
+            number,
             earliest,
             recommended,
             past_due,
@@ -799,10 +814,13 @@ class Forecaster:
             groups.setdefault(run.series.group or run.series.name, []).append(run)
         winners: list[tuple[_SeriesRun, bool]] = []
         for members in groups.values():
-            scorable = [r for r in members if self._scorable(r, patient, assessment)]
-            applicable = bool(scorable) or any(r.valid_count for r in members)
-            pool = scorable or members
-            winners.append((self._best_in_group(pool), applicable))
+            best = self._best_in_group(members)
+            # A series group whose series the patient cannot start (by age) and
+            # that holds no valid dose does not apply (e.g. the 50+ group of a child).
+            applicable = any(r.valid_count for r in members) or any(
+                self._scorable(r, patient, assessment) for r in members
+            )
+            winners.append((best, applicable))
         applicable_winners = [w for w, ok in winners if ok] or [w for w, _ in winners]
         if len(applicable_winners) == 1:
             return applicable_winners[0]
@@ -827,6 +845,7 @@ class Forecaster:
         return min(applicable_winners, key=key)
 
     def _best_in_group(self, pool: list[_SeriesRun]) -> _SeriesRun:
+        """Chapter 8: complete series beat in-process ones, which beat the default."""
         if len(pool) == 1:
             return pool[0]
         complete = [r for r in pool if r.status in ("Complete", "Immune")]
@@ -837,8 +856,7 @@ class Forecaster:
             most = max(r.valid_count for r in candidates)
             first = min(r.completed_on or FAR_FUTURE for r in candidates)
             for r in candidates:
-                score = 0
-                score += 1 if r.valid_count == most else 0
+                score = 1 if r.valid_count == most else 0
                 score += 1 if (r.completed_on or FAR_FUTURE) == first else 0
                 score += (
                     1
@@ -854,27 +872,11 @@ class Forecaster:
                 id(r): len(r.series.doses) - (r.next_target - 1) for r in candidates
             }
             fewest = min(remaining.values())
-            earliest = min(
-                (
-                    r.forecast.earliest
-                    if r.forecast and r.forecast.earliest
-                    else FAR_FUTURE
-                )
-                for r in candidates
-            )
+            earliest = min(_earliest(r) for r in candidates)
             for r in candidates:
-                score = 0
-                score += 1 if r.valid_count == most else 0
+                score = 1 if r.valid_count == most else 0
                 score += 1 if remaining[id(r)] == fewest else 0
-                score += (
-                    1
-                    if (
-                        r.forecast
-                        and r.forecast.earliest
-                        and r.forecast.earliest == earliest
-                    )
-                    else 0
-                )
+                score += 1 if _earliest(r) == earliest else 0
                 score += (
                     1
                     if r.series.product_path
@@ -884,29 +886,8 @@ class Forecaster:
                 score -= 1 if r.status == "Aged Out" else 0
                 scores[id(r)] = score
         else:
-            candidates = pool
-            earliest = min(
-                (
-                    r.forecast.earliest
-                    if r.forecast and r.forecast.earliest
-                    else FAR_FUTURE
-                )
-                for r in candidates
-            )
-            for r in candidates:
-                score = 0
-                score += 1 if r.series.default else 0
-                score += (
-                    1
-                    if (
-                        r.forecast
-                        and r.forecast.earliest
-                        and r.forecast.earliest == earliest
-                    )
-                    else 0
-                )
-                score -= 1 if r.status == "Aged Out" else 0
-                scores[id(r)] = score
+            defaults = [r for r in pool if r.series.default] or pool
+            return min(defaults, key=lambda r: r.series.preference)
         return max(candidates, key=lambda r: (scores[id(r)], -r.series.preference))
 
     # -- vaccine groups -----------------------------------------------------------------
