@@ -71,6 +71,10 @@ def dose_status(
     """The status and reason of one dose for a vaccine group (worst antigen wins)."""
     evaluations = result.evaluations_for_group(antigens).get(index, [])
     if not evaluations:
+        # A dose of another group listed in the case (e.g. varicella given with
+        # MMR): CDC's expectation is that dose's own evaluation.
+        evaluations = [e for e in result.dose_evaluations if e.dose_index == index]
+    if not evaluations:
         return "", ""
     worst = min(evaluations, key=lambda e: _STATUS_ORDER.get(e.status, 9))
     return worst.status, worst.reason

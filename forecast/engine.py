@@ -903,19 +903,24 @@ class Forecaster:
         statuses = [m.status for m in members]
         open_ = [m for m in members if m.status == "Not Complete"]
         if open_:
-            pick_late = full
-
-            def choose(values: list[date]) -> date | None:
-                if not values:
-                    return None
-                return max(values) if pick_late else min(values)
-
-            earliest = choose([m.earliest for m in open_ if m.earliest])
-            recommended = choose([m.recommended for m in open_ if m.recommended])
-            past_due = choose([m.past_due for m in open_ if m.past_due])
+            # Chapter 9: a group given as one vaccine (administer full group)
+            # can only start when every antigen can; otherwise the first antigen
+            # due leads. Recommended and past-due dates take the earliest need.
+            starts = [m.earliest for m in open_ if m.earliest]
+            earliest = (max(starts) if full else min(starts)) if starts else None
+            recs = [m.recommended for m in open_ if m.recommended]
+            recommended = min(recs) if recs else None
+            dues = [m.past_due for m in open_ if m.past_due]
+            past_due = min(dues) if dues else None
+            if earliest is not None:
+                recommended = max(recommended, earliest) if recommended else earliest
+                past_due = max(past_due, earliest) if past_due else None
             latest_values = [m.latest for m in open_ if m.latest]
             latest = min(latest_values) if latest_values else None
-            lead = min(open_, key=lambda m: (m.earliest or FAR_FUTURE, m.antigen))
+            lead = min(
+                open_,
+                key=lambda m: (m.dose_number or 0, m.earliest or FAR_FUTURE, m.antigen),
+            )
             return VaccineGroupForecast(
                 group,
                 "Not Complete",
