@@ -387,6 +387,10 @@ class Forecaster:
         run.targets[target_no] = ("satisfied", dose.date)
         if run.first_valid is None:
             run.first_valid = dose.date
+        if target.recurring:
+            # A recurring target dose (e.g. a yearly COVID-19 dose) stays the
+            # target after it is satisfied.
+            return
         run.next_target += 1
         if run.complete:
             run.completed_on = dose.date
@@ -761,7 +765,9 @@ class Forecaster:
         run.status = "Not Complete"
         # The forecast dose number counts the doses the patient has had, not
         # the target doses skipped on the way (as CDC's test cases expect).
-        number = sum(1 for state, _ in run.targets.values() if state == "satisfied") + 1
+        number = run.next_target - sum(
+            1 for state, _ in run.targets.values() if state == "skipped"
+        )
         return AntigenForecast(
             series.antigen,
             name,
@@ -814,7 +820,7 @@ class Forecaster:
             groups.setdefault(run.series.group or run.series.name, []).append(run)
         winners: list[tuple[_SeriesRun, bool]] = []
         for members in groups.values():
-            best = self._best_in_group(members)
+            best = self._best_in_group(members, patient, assessment)
             # A series group whose series the patient cannot start (by age) and
             # that holds no valid dose does not apply (e.g. the 50+ group of a child).
             applicable = any(r.valid_count for r in members) or any(
@@ -844,7 +850,9 @@ class Forecaster:
 
         return min(applicable_winners, key=key)
 
-    def _best_in_group(self, pool: list[_SeriesRun]) -> _SeriesRun:
+    def _best_in_group(
+        self, pool: list[_SeriesRun], patient: PatientInput, assessment: date
+    ) -> _SeriesRun:
         """Chapter 8: complete series beat in-process ones, which beat the default."""
         if len(pool) == 1:
             return pool[0]
@@ -866,7 +874,11 @@ class Forecaster:
                 )
                 scores[id(r)] = score
         elif in_process:
-            candidates = in_process
+            # Series the patient started within their start ages come first.
+            startable = [
+                r for r in in_process if self._scorable(r, patient, assessment)
+            ]
+            candidates = startable or in_process
             most = max(r.valid_count for r in candidates)
             remaining = {
                 id(r): len(r.series.doses) - (r.next_target - 1) for r in candidates
