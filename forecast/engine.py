@@ -929,10 +929,13 @@ class Forecaster:
                 past_due = max(past_due, earliest) if past_due else None
             latest_values = [m.latest for m in open_ if m.latest]
             latest = min(latest_values) if latest_values else None
-            lead = min(
-                open_,
-                key=lambda m: (m.dose_number or 0, m.earliest or FAR_FUTURE, m.antigen),
-            )
+            # The dose number: for a group given whole, the antigen furthest
+            # behind; otherwise the antigen furthest along (Td counts for
+            # diphtheria and tetanus but not pertussis).
+            if full:
+                lead = min(open_, key=lambda m: (m.dose_number or 0, m.antigen))
+            else:
+                lead = max(open_, key=lambda m: (m.dose_number or 0, m.antigen))
             return VaccineGroupForecast(
                 group,
                 "Not Complete",
