@@ -614,7 +614,7 @@ class Forecaster:
         while not run.complete:
             target = series.doses[run.next_target - 1]
             if self._skip_met(target.skips, "forecast", run, patient, assessment, None):
-                run.targets[target.number] = ("skipped", None)
+                run.targets.setdefault(target.number, ("skipped", None))
                 run.next_target += 1
                 continue
             break
@@ -768,6 +768,9 @@ class Forecaster:
         number = run.next_target - sum(
             1 for state, _ in run.targets.values() if state == "skipped"
         )
+        if target.recurring:
+            # A recurring (seasonal) dose starts the count again.
+            number = 1
         return AntigenForecast(
             series.antigen,
             name,
@@ -798,6 +801,12 @@ class Forecaster:
         return latest
 
     # -- series selection -------------------------------------------------------------
+
+    def _started_before_max(self, run: _SeriesRun, patient: PatientInput) -> bool:
+        if run.first_valid is None or not run.series.max_age_to_start:
+            return True
+        high = offset(patient.birth_date, run.series.max_age_to_start) or FAR_FUTURE
+        return run.first_valid < high
 
     def _scorable(
         self, run: _SeriesRun, patient: PatientInput, assessment: date
@@ -856,7 +865,11 @@ class Forecaster:
         """Chapter 8: complete series beat in-process ones, which beat the default."""
         if len(pool) == 1:
             return pool[0]
-        complete = [r for r in pool if r.status in ("Complete", "Immune")]
+        # A series started after its maximum start age was never this patient's.
+        started_in_time = [r for r in pool if self._started_before_max(r, patient)]
+        complete = [
+            r for r in (started_in_time or pool) if r.status in ("Complete", "Immune")
+        ]
         in_process = [r for r in pool if r.valid_count > 0]
         scores: dict[int, int] = {}
         if complete:
