@@ -768,9 +768,13 @@ class Forecaster:
         number = run.next_target - sum(
             1 for state, _ in run.targets.values() if state == "skipped"
         )
-        if target.recurring:
-            # A recurring (seasonal) dose starts the count again.
-            number = 1
+        if target.season_start is not None:
+            # A seasonal dose counts the doses of the current season.
+            number = 1 + sum(
+                1
+                for e in run.evaluations
+                if e.status == VALID and e.dose.date >= target.season_start
+            )
         return AntigenForecast(
             series.antigen,
             name,
@@ -878,7 +882,6 @@ class Forecaster:
             first = min(r.completed_on or FAR_FUTURE for r in candidates)
             for r in candidates:
                 score = 1 if r.valid_count == most else 0
-                score += 1 if (r.completed_on or FAR_FUTURE) == first else 0
                 score += (
                     1
                     if r.series.product_path
