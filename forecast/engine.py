@@ -515,6 +515,7 @@ class Forecaster:
         patient: PatientInput,
         reference: date,
         dose: _AntigenDose | None,
+        age_reference: date | None = None,
     ) -> bool:
         for skip in skips:
             if skip.context not in (context, "both"):
@@ -525,7 +526,7 @@ class Forecaster:
                     results.append(False)
                     continue
                 checks = [
-                    self._condition_met(c, run, patient, reference, dose)
+                    self._condition_met(c, run, patient, reference, dose, age_reference)
                     for c in skip_set.conditions
                 ]
                 if not checks:
@@ -547,12 +548,21 @@ class Forecaster:
         patient: PatientInput,
         reference: date,
         dose: _AntigenDose | None,
+        age_reference: date | None = None,
     ) -> bool:
         dob = patient.birth_date
         kind = condition.kind
         if kind == "age":
             begin = offset(dob, condition.begin_age) or FAR_PAST
             end = offset(dob, condition.end_age) or FAR_FUTURE
+            # "X or older" is judged when the dose could first be given;
+            # "under X" at the reference date itself.
+            if (
+                age_reference is not None
+                and condition.begin_age
+                and not condition.end_age
+            ):
+                reference = age_reference
             return begin <= reference < end
         if kind == "interval":
             previous = self._previous(run)
@@ -613,7 +623,16 @@ class Forecaster:
         # Forecast-context conditional skips on the unsatisfied target doses.
         while not run.complete:
             target = series.doses[run.next_target - 1]
-            if self._skip_met(target.skips, "forecast", run, patient, assessment, None):
+            # Age conditions are judged at the date the dose could first be
+            # given ("not required for those 7 years or older at the earliest
+            # forecasted date"), never before the assessment date.
+            age_ref = max(
+                assessment,
+                self._rough_earliest(run, target, patient, history, assessment),
+            )
+            if self._skip_met(
+                target.skips, "forecast", run, patient, assessment, None, age_ref
+            ):
                 run.targets.setdefault(target.number, ("skipped", None))
                 run.next_target += 1
                 continue
@@ -788,6 +807,27 @@ class Forecaster:
             tuple(rules),
         )
 
+    def _rough_earliest(
+        self,
+        run: _SeriesRun,
+        target: SeriesDose,
+        patient: PatientInput,
+        history: list[tuple[int, date, str, str]],
+        assessment: date,
+    ) -> date:
+        """Minimum age and minimum intervals of a target dose (for skip reference dates)."""
+        age = _age_rule(target, assessment)
+        dates = [offset(patient.birth_date, age.min) if age else None]
+        previous = self._previous(run)
+        for rule in self._applicable_intervals(target.intervals, assessment):
+            ref = self._reference_date(
+                rule, run, previous, history, assessment + timedelta(days=1)
+            )
+            if ref is not None and rule.min:
+                dates.append(offset(ref, rule.min))
+        found = [d for d in dates if d is not None]
+        return max(found) if found else patient.birth_date
+
     def _latest_conflict_end(
         self, target: SeriesDose, history: list[tuple[int, date, str, str]]
     ) -> date | None:
@@ -879,7 +919,6 @@ class Forecaster:
         if complete:
             candidates = complete
             most = max(r.valid_count for r in candidates)
-            first = min(r.completed_on or FAR_FUTURE for r in candidates)
             for r in candidates:
                 score = 1 if r.valid_count == most else 0
                 score += (
