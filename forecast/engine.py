@@ -417,6 +417,23 @@ class Forecaster:
             return previous.dose.date if previous is not None else None
         return None
 
+    def _intervals_with_refs(
+        self,
+        rules: Sequence[IntervalRule],
+        run: _SeriesRun,
+        previous: _Evaluated | None,
+        history: list[tuple[int, date, str, str]],
+        before: date,
+    ) -> list[tuple[IntervalRule, date]]:
+        """Intervals with the date each counts from; 'override' intervals win."""
+        found: list[tuple[IntervalRule, date]] = []
+        for rule in rules:
+            ref = self._reference_date(rule, run, previous, history, before)
+            if ref is not None:
+                found.append((rule, ref))
+        overrides = [(r, ref) for r, ref in found if r.priority == "override"]
+        return overrides or found
+
     def _applicable_intervals(
         self, rules: Sequence[IntervalRule], when: date
     ) -> list[IntervalRule]:
@@ -437,15 +454,13 @@ class Forecaster:
         prev_invalid: bool,
         history: list[tuple[int, date, str, str]],
     ) -> str:
-        rules = self._applicable_intervals(target.intervals, dose.date)
-        with_refs = [
-            (r, self._reference_date(r, run, previous, history, dose.date))
-            for r in rules
-        ]
-        with_refs = [(r, ref) for r, ref in with_refs if ref is not None]
-        overrides = [(r, ref) for r, ref in with_refs if r.priority == "override"]
-        if overrides:
-            with_refs = overrides
+        with_refs = self._intervals_with_refs(
+            self._applicable_intervals(target.intervals, dose.date),
+            run,
+            previous,
+            history,
+            dose.date,
+        )
         problem = ""
         for rule, ref in with_refs:
             abs_min = offset(ref, rule.abs_min) or ref
@@ -462,11 +477,10 @@ class Forecaster:
             return ""
         # An allowable interval can still make the dose valid.
         allowable = self._applicable_intervals(target.allowable_intervals, dose.date)
-        for rule in allowable:
-            ref = self._reference_date(rule, run, previous, history, dose.date)
-            if ref is None:
-                continue
-            if dose.date >= (offset(ref, rule.abs_min) or ref):
+        for allowed, since in self._intervals_with_refs(
+            allowable, run, previous, history, dose.date
+        ):
+            if dose.date >= (offset(since, allowed.abs_min) or since):
                 return ""
         return problem
 
@@ -726,31 +740,23 @@ class Forecaster:
         rec_ints: list[date] = []
         late_ints: list[date] = []
         rules_iv = self._applicable_intervals(target.intervals, assessment)
-        with_refs = [
-            (
-                r,
-                self._reference_date(
-                    r, run, previous, history, assessment + timedelta(days=1)
-                ),
-            )
-            for r in rules_iv
-        ]
-        with_refs = [(r, ref) for r, ref in with_refs if ref is not None]
-        overrides = [(r, ref) for r, ref in with_refs if r.priority == "override"]
-        if overrides:
-            with_refs = overrides
-        for rule, ref in with_refs:
-            if rule.min:
-                d = offset(ref, rule.min)
+        with_refs = self._intervals_with_refs(
+            rules_iv, run, previous, history, assessment + timedelta(days=1)
+        )
+        for interval, ref in with_refs:
+            if interval.min:
+                d = offset(ref, interval.min)
                 if d:
                     min_ints.append(d)
-                    rules.append(f"minimum interval {rule.min} from {ref.isoformat()}")
-            if rule.earliest_rec:
-                d = offset(ref, rule.earliest_rec)
+                    rules.append(
+                        f"minimum interval {interval.min} from {ref.isoformat()}"
+                    )
+            if interval.earliest_rec:
+                d = offset(ref, interval.earliest_rec)
                 if d:
                     rec_ints.append(d)
-            if rule.latest_rec:
-                d = offset(ref, rule.latest_rec)
+            if interval.latest_rec:
+                d = offset(ref, interval.latest_rec)
                 if d:
                     late_ints.append(d)
         candidates = [d for d in (min_age, *min_ints) if d is not None] or [dob]
