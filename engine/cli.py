@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.send",
     "engine.commands.messages",
     "engine.commands.audit",
+    "engine.commands.cdsi",
 )
 
 

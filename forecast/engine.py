@@ -74,6 +74,7 @@ class _Evaluated:
     target: int
     rule: str
     age_or_interval_invalid: bool = False
+    preferable: bool = False
 
 
 @dataclass
@@ -382,6 +383,7 @@ class Forecaster:
                 "",
                 target_no,
                 f"satisfies dose {target_no} ({kind} vaccine, valid age and interval)",
+                preferable=preferable,
             )
         )
         run.targets[target_no] = ("satisfied", dose.date)

@@ -1,0 +1,168 @@
+"""Each part of the CDSi processing model, pinned on small hand-made cases."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from forecast import AdministeredDose, Forecaster, ForecastResult, PatientInput
+
+DOB = date(2024, 1, 15)
+
+
+def _run(
+    engine: Forecaster,
+    doses: list[tuple[str, str]],
+    as_of: str,
+    dob: date = DOB,
+    sex: str = "F",
+    obs: tuple[str, ...] = (),
+) -> ForecastResult:
+    return engine.run(
+        PatientInput(dob, sex, obs),
+        [AdministeredDose(date.fromisoformat(d), cvx) for d, cvx in doses],
+        date.fromisoformat(as_of),
+    )
+
+
+def _eval(result: ForecastResult, antigen: str, index: int) -> tuple[str, str]:
+    for ev in result.dose_evaluations:
+        if ev.antigen == antigen and ev.dose_index == index:
+            return ev.status, ev.reason
+    raise AssertionError(f"no evaluation of dose {index} for {antigen}")
+
+
+def test_engine_dose_before_absolute_minimum_age_is_too_young(
+    engine: Forecaster,
+) -> None:
+    """A DTaP dose before 6 weeks - 4 days is not valid: Age: Too Young."""
+    result = _run(engine, [("2024-02-20", "20")], "2024-03-01")
+    assert _eval(result, "Diphtheria", 0) == ("Not Valid", "Age: Too Young")
+
+
+def test_engine_dose_in_age_grace_period_is_valid(engine: Forecaster) -> None:
+    """A first dose within the 4-day grace before the minimum age counts."""
+    result = _run(engine, [("2024-02-24", "20")], "2024-03-01")  # 6 weeks - 2 days
+    assert _eval(result, "Diphtheria", 0) == ("Valid", "")
+
+
+def test_engine_interval_too_soon(engine: Forecaster) -> None:
+    """HepB dose 2 nineteen days after dose 1 is too soon."""
+    result = _run(engine, [("2024-03-01", "08"), ("2024-03-20", "08")], "2024-04-01")
+    assert _eval(result, "HepB", 1) == ("Not Valid", "Interval: too Soon")
+
+
+def test_engine_inadvertent_vaccine(engine: Forecaster) -> None:
+    """Bivalent OPV is an inadvertent vaccine for the US polio series."""
+    result = _run(engine, [("2024-03-20", "178")], "2024-04-01")
+    assert _eval(result, "Polio", 0) == ("Not Valid", "Inadvertent Vaccine")
+
+
+def test_engine_live_virus_conflict(engine: Forecaster) -> None:
+    """Varicella ten days after MMR (not the same day) is a live virus conflict."""
+    result = _run(engine, [("2025-01-20", "03"), ("2025-01-30", "21")], "2025-03-01")
+    assert _eval(result, "Varicella", 1) == ("Not Valid", "Live Virus Conflict")
+
+
+def test_engine_dose_after_maximum_age_is_extraneous(engine: Forecaster) -> None:
+    """A rotavirus dose after the maximum age is extraneous: Age: Too Old."""
+    result = _run(engine, [("2024-10-01", "116")], "2024-10-02")
+    assert _eval(result, "Rotavirus", 0) == ("Extraneous", "Age: Too Old")
+
+
+def test_engine_dose_after_completion_is_extraneous(engine: Forecaster) -> None:
+    """A third HepA dose after a complete 2-dose series is extraneous."""
+    result = _run(
+        engine,
+        [("2025-01-20", "83"), ("2025-07-20", "83"), ("2026-01-20", "83")],
+        "2026-02-01",
+    )
+    assert _eval(result, "HepA", 2) == ("Extraneous", "Series Already Complete")
+    group = result.group("HepA")
+    assert group is not None
+    assert group.status == "Complete"
+
+
+def test_engine_not_allowable_vaccine(engine: Forecaster) -> None:
+    """Heplisav-B for a 10-year-old is neither preferable nor allowable."""
+    result = _run(engine, [("2024-03-01", "189")], "2024-04-01", dob=date(2014, 1, 15))
+    assert _eval(result, "HepB", 0) == (
+        "Not Valid",
+        "Not a preferable or allowable vaccine",
+    )
+
+
+def test_engine_tdap_in_infancy_is_inadvertent(engine: Forecaster) -> None:
+    """Tdap given to a 2-month-old is an inadvertent vaccine for the DTaP series."""
+    result = _run(engine, [("2024-03-20", "115")], "2024-04-01")
+    assert _eval(result, "Diphtheria", 0) == ("Not Valid", "Inadvertent Vaccine")
+
+
+def test_engine_conditional_skip_one_hib_dose_after_15_months(
+    engine: Forecaster,
+) -> None:
+    """A first Hib dose at 15 months or later completes the series (conditional skip)."""
+    result = _run(engine, [("2025-05-01", "48")], "2025-06-01")
+    group = result.group("Hib")
+    assert group is not None
+    assert group.status == "Complete"
+
+
+def test_engine_aged_out(engine: Forecaster) -> None:
+    """A child past the rotavirus maximum age with no doses is aged out."""
+    result = _run(engine, [], "2025-06-01")
+    group = result.group("Rotavirus")
+    assert group is not None
+    assert group.status == "Aged Out"
+    assert group.earliest is None
+
+
+def test_engine_forecast_dates_for_next_dose(engine: Forecaster) -> None:
+    """After DTaP #1 at 2 months: earliest +4 weeks, recommended at 4 months, past due before 5m+4w."""
+    result = _run(engine, [("2024-03-15", "20")], "2024-03-20")
+    group = result.group("DTaP/Tdap/Td")
+    assert group is not None
+    assert (group.status, group.dose_number) == ("Not Complete", 2)
+    assert group.earliest == date(2024, 4, 12)
+    assert group.recommended == date(2024, 5, 15)
+    assert group.past_due == date(2024, 7, 12)
+
+
+def test_engine_gender_selects_series(engine: Forecaster) -> None:
+    """HPV uses the male series for a male patient."""
+    result = _run(engine, [("2035-02-01", "165")], "2035-03-01", sex="M")
+    evaluations = [e for e in result.dose_evaluations if e.antigen == "HPV"]
+    assert evaluations[0].series.startswith("HPV male")
+
+
+def test_engine_immunity_from_observation(engine: Forecaster) -> None:
+    """Laboratory evidence of measles immunity (observation 020) makes measles Immune."""
+    result = _run(engine, [], "2025-06-01", obs=("020",))
+    group = result.group("MMR")
+    assert group is not None
+    measles = next(a for a in group.antigens if a.antigen == "Measles")
+    assert measles.status == "Immune"
+
+
+def test_engine_contraindication_from_observation(engine: Forecaster) -> None:
+    """A severe allergic reaction after a previous polio dose (081) contraindicates polio."""
+    result = _run(engine, [], "2024-06-01", obs=("081",))
+    group = result.group("Polio")
+    assert group is not None
+    assert group.status == "Contraindicated"
+
+
+def test_engine_mmr_group_waits_for_every_antigen(engine: Forecaster) -> None:
+    """MMR is given whole: after a measles-only dose the group is not complete."""
+    result = _run(engine, [("2025-01-20", "05")], "2025-02-01")
+    group = result.group("MMR")
+    assert group is not None
+    assert group.status == "Not Complete"
+    assert group.dose_number == 1
+
+
+def test_engine_records_release_and_is_repeatable(engine: Forecaster) -> None:
+    """Every result names its release, and the same input gives the same result."""
+    first = _run(engine, [("2024-03-15", "20")], "2024-03-20")
+    second = _run(engine, [("2024-03-15", "20")], "2024-03-20")
+    assert first.release_version == "4.64"
+    assert first == second
