@@ -50,7 +50,7 @@ def test_data_missing_schedule_is_reported(tmp_path: Path) -> None:
     )
     shutil.copy(source / "AntigenSupportingData- Polio-508.xml", tmp_path)
     with pytest.raises(
-        SupportingDataError, match="ScheduleSupportingData.xml is missing"
+        SupportingDataError, match=r"ScheduleSupportingData\.xml is missing"
     ):
         load_supporting_data(tmp_path)
 
@@ -59,7 +59,7 @@ def test_data_malformed_xml_is_reported(tmp_path: Path) -> None:
     """A broken file is named in the error."""
     (tmp_path / "ScheduleSupportingData.xml").write_text("<schedule>")
     with pytest.raises(
-        SupportingDataError, match="ScheduleSupportingData.xml: not well-formed"
+        SupportingDataError, match=r"ScheduleSupportingData\.xml: not well-formed"
     ):
         load_supporting_data(tmp_path)
 
