@@ -6,6 +6,7 @@ other package receives plain values and collaborators.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from engine.pipeline import (
     Route,
     SenderPolicy,
 )
+from forecast import (
+    Forecaster,
+    SupportingDataError,
+    installed_release,
+    load_supporting_data,
+)
 from handlers.codes import CodeTables
+from handlers.forecasting import CdsiForecastService
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.mllp import MllpFactory
@@ -62,16 +70,45 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
     return db
 
 
+def load_forecaster(settings: Settings) -> tuple[CdsiForecastService | None, str]:
+    """The CDSi forecast service, or None and the reason it is unavailable.
+
+    The release comes from ``cdsi.supporting_data``, else ``CAIRN_CDSI_DIR``,
+    else the one ``cairn cdsi import`` installed in the data directory.
+    """
+    configured = settings.cdsi.supporting_data or os.environ.get("CAIRN_CDSI_DIR", "")
+    path = (
+        Path(configured) if configured else installed_release(settings.server.data_dir)
+    )
+    if path is None:
+        return (
+            None,
+            "no CDSi supporting data is installed (run `cairn cdsi import PATH`)",
+        )
+    try:
+        service = CdsiForecastService(Forecaster(load_supporting_data(path)))
+    except SupportingDataError as exc:
+        logger.error("cdsi_unavailable", reason=str(exc)[:200])
+        return None, "the CDSi supporting data could not be loaded"
+    logger.info("cdsi_loaded", release=service.release)
+    return service, ""
+
+
 def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
     """Build the pipeline and its handlers from settings."""
     codes = CodeTables.load()
+    forecaster, why = load_forecaster(settings)
     policy = QueryPolicy(
         settings.registry.statewide, tuple(r.code for r in settings.regions)
     )
     routes = {
         "VXU": Route(VxuHandler(codes), "VXU_V04"),
         "QBP": Route(
-            QbpHandler(codes, policy, forecaster=None), "QBP_Q11", replay_resends=False
+            QbpHandler(
+                codes, policy, forecaster=forecaster, forecaster_error=lambda: why
+            ),
+            "QBP_Q11",
+            replay_resends=False,
         ),
     }
     senders = SenderPolicy(

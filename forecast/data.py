@@ -225,6 +225,8 @@ class SupportingData:
     full_group: frozenset[str]
     live_conflicts: tuple[LiveVirusConflict, ...]
     observations: Mapping[str, str] = field(default_factory=dict)
+    #: coded values (SNOMED, CDCPHINVS...) to CDSi observation codes
+    observation_codes: Mapping[str, str] = field(default_factory=dict)
 
     def group_of(self, antigen: str) -> str:
         """The vaccine group an antigen belongs to."""
@@ -563,6 +565,12 @@ def load_supporting_data(path: str | Path) -> SupportingData:
         _text(o, "observationCode"): _text(o, "observationTitle")
         for o in schedule.findall("observations/observation")
     }
+    observation_codes = {
+        _text(v, "code"): _text(o, "observationCode")
+        for o in schedule.findall("observations/observation")
+        for v in o.findall("codedValues/codedValue")
+        if _text(v, "code")
+    }
     if not version:
         version = _version_from_location(source)
     return SupportingData(
@@ -574,4 +582,5 @@ def load_supporting_data(path: str | Path) -> SupportingData:
         full,
         conflicts,
         observations,
+        observation_codes,
     )

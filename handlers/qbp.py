@@ -465,7 +465,11 @@ class QbpHandler:
             outcome = self._forecaster.forecast(uow, record, ctx.today)
         body.extend(vaccination_segments(uow, record, evaluations=outcome))
         if outcome is not None:
-            body.extend(outcome.recommendation_segments(ctx.today))
+            body.extend(
+                outcome.recommendation_segments(
+                    ctx.today, sum(1 for seg in body if seg.id == "OBX")
+                )
+            )
         self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z42")
         return QueryResponse(
             "AA",

@@ -60,7 +60,9 @@ class ForecastOutcome:
     evaluations: Mapping[int, tuple[DoseEvaluation, ...]] = field(default_factory=dict)
     recommendations: tuple[GroupRecommendation, ...] = ()
 
-    def recommendation_segments(self, today: date) -> list[OutSegment]:
+    def recommendation_segments(
+        self, today: date, obx_before: int = 0
+    ) -> list[OutSegment]:
         """The forecast order group: ORC, RXA (998), and one OBX group per vaccine group."""
         if not self.recommendations:
             return []
@@ -94,6 +96,7 @@ class ForecastOutcome:
             ),
         ]
         obx = _ObxCounter()
+        obx.n = obx_before  # OBX-1 keeps counting across the message
         for sub_id, rec in enumerate(self.recommendations, start=1):
             out.append(
                 obx.ce(

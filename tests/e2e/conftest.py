@@ -106,6 +106,14 @@ def start_server(
     config.write_text(config_text)
     env = dict(os.environ)
     env.pop("CAIRN_DATABASE__URL", None)
+    cdsi = Path(
+        os.environ.get(
+            "CAIRN_CDSI_DIR",
+            Path(__file__).resolve().parents[3] / "shared" / "cdsi" / "supporting-data",
+        )
+    )
+    if cdsi.exists():
+        env["CAIRN_CDSI_DIR"] = str(cdsi)
     cmd = [
         sys.executable,
         "-m",

@@ -55,6 +55,15 @@ def _by_id(reply: bytes) -> dict[str, list[list[str]]]:
     return out
 
 
+@pytest.fixture(name="cdsi_dir")
+def _cdsi_dir() -> Path:
+    from tests.conftest import SHARED, shared_path
+
+    return shared_path(
+        "CAIRN_CDSI_DIR", SHARED / "cdsi" / "supporting-data", "CDSi supporting data"
+    )
+
+
 def _load(server: ServerProcess) -> None:
     """Patients: one with an MRN, two look-alikes with one birth date, one locked, one in LA."""
     assert (
@@ -356,3 +365,21 @@ def test_query_echoes_query_tag_and_name(loaded: ServerProcess) -> None:
         "MYTAG-77",
         "MRN-A^^^EHR^MR",
     ]
+
+
+def test_query_z44_without_supporting_data_says_so(tmp_path: Path) -> None:
+    """With no usable CDSi release, Z42 still answers, with an ERR saying the forecast is unavailable."""
+    config = CONFIG + '\n[cdsi]\nsupporting_data = "/nonexistent/cdsi"\n'
+    server = start_server(tmp_path, config_text=config)
+    try:
+        _load(server)
+        reply = server.send(
+            qbp(query="Z44", control_id="Q-NOCDSI", ids="MRN-A^^^EHR^MR", limit="1")
+        )
+        seg = _by_id(reply)
+        assert seg["MSH"][0][20] == "Z42^CDCPHINVS"
+        assert seg["MSA"][0][1] == "AA"
+        assert "forecast not available" in errs(reply)[0][8]
+        assert [s[5].split("^")[0] for s in seg["RXA"]] == ["08", "20"]
+    finally:
+        assert server.stop() == 0

@@ -1,0 +1,119 @@
+"""The Z44 forecast service: stored history -> CDSi engine -> Z42 OBX values."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import TYPE_CHECKING
+
+from forecast import AdministeredDose, Forecaster, PatientInput
+from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
+
+if TYPE_CHECKING:
+    from storage import PatientRecord, UnitOfWork
+
+#: CVX of the "unspecified formulation" vaccine of each vaccine group, for OBX 30956-7.
+GROUP_CVX = {
+    "DTaP/Tdap/Td": "107",
+    "HepA": "85",
+    "HepB": "45",
+    "Hib": "17",
+    "HPV": "137",
+    "Influenza": "88",
+    "MMR": "03",
+    "Meningococcal": "108",
+    "Meningococcal B": "164",
+    "Pneumococcal": "109",
+    "Polio": "89",
+    "Rotavirus": "122",
+    "Varicella": "21",
+    "Zoster": "188",
+    "COVID-19": "213",
+}
+
+#: LOINC codes of patient observations that carry CDSi-relevant conditions.
+_CONDITION_LOINC = {"59784-9", "75505-8", "30945-0", "59785-6", "31044-1", "75323-6"}
+
+
+class CdsiForecastService:
+    """Runs the embedded CDSi engine on a stored patient's consolidated history."""
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self._forecaster = forecaster
+
+    @property
+    def release(self) -> str:
+        """The supporting-data release in use."""
+        return self._forecaster.data.version
+
+    def forecast(
+        self, uow: UnitOfWork, patient: PatientRecord, as_of: date
+    ) -> ForecastOutcome:
+        """Evaluate every dose given and forecast every vaccine group."""
+        doses = [
+            d
+            for d in uow.vaccinations.for_patient(patient.region, patient.id)
+            if d.completion_status in {"CP", "PA"} and d.cvx not in {"998", "999"}
+        ]
+        codes = self._forecaster.data.observation_codes
+        observations = tuple(
+            sorted(
+                {
+                    codes[o.value_code]
+                    for o in uow.observations.for_patient(patient.region, patient.id)
+                    if o.loinc in _CONDITION_LOINC and o.value_code in codes
+                }
+            )
+        )
+        birth = patient.birth_date or as_of
+        result = self._forecaster.run(
+            PatientInput(birth, patient.sex or "U", observations),
+            [AdministeredDose(d.administered_on, d.cvx, d.mvx or None) for d in doses],
+            as_of,
+        )
+        group_of = {
+            a: g
+            for g, antigens in self._forecaster.data.vaccine_groups.items()
+            for a in antigens
+        }
+        per_dose: dict[int, dict[str, list[tuple[str, str, str, int]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for ev in result.dose_evaluations:
+            group = group_of.get(ev.antigen, ev.antigen)
+            per_dose[doses[ev.dose_index].id][group].append(
+                (ev.status, ev.reason, ev.series, ev.target_dose)
+            )
+        evaluations: dict[int, tuple[DoseEvaluation, ...]] = {}
+        for dose_id, groups in per_dose.items():
+            items = []
+            for group, rows in sorted(groups.items()):
+                valid = all(status == "Valid" for status, _r, _s, _t in rows)
+                reason = next(
+                    (r for status, r, _s, _t in rows if status != "Valid" and r), ""
+                )
+                series = rows[0][2]
+                number = str(rows[0][3]) if valid and rows[0][3] else ""
+                items.append(
+                    DoseEvaluation(
+                        group, GROUP_CVX.get(group, ""), series, number, valid, reason
+                    )
+                )
+            evaluations[dose_id] = tuple(items)
+        recommendations = tuple(
+            GroupRecommendation(
+                g.vaccine_group,
+                GROUP_CVX.get(g.vaccine_group, ""),
+                g.series,
+                g.status,
+                str(g.dose_number) if g.dose_number else "",
+                g.earliest,
+                g.recommended,
+                g.past_due,
+                g.latest,
+                g.reason,
+            )
+            for g in result.vaccine_groups
+            if g.vaccine_group in GROUP_CVX
+        )
+        return ForecastOutcome(result.release_version, evaluations, recommendations)
