@@ -13,6 +13,9 @@ class Logger(Protocol):
     def info(self, event: str, **kw: Any) -> Any:
         """Log an informational event."""
 
+    def debug(self, event: str, **kw: Any) -> Any:
+        """Log a debug event."""
+
     def warning(self, event: str, **kw: Any) -> Any:
         """Log a warning event."""
 

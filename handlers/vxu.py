@@ -151,13 +151,13 @@ class VxuHandler:
                 assert existing is not None
                 uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
                 deleted += 1
-                log.info("dose_deleted", dose_row=existing.id)
+                log.debug("dose_deleted", dose_row=existing.id)
                 continue
             new = _new_vaccination(dose, ctx, patient_id)
             if existing is not None and existing.patient_id == patient_id:
                 uow.vaccinations.update(ctx.region, existing.id, new)
                 vaccination_id = existing.id
-                log.info("dose_updated", dose_row=vaccination_id)
+                log.debug("dose_updated", dose_row=vaccination_id)
             else:
                 vaccination_id = uow.vaccinations.insert(new)
             observations.extend(_observations(dose, ctx, patient_id, vaccination_id))

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -72,6 +73,11 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict (shallow: dataclasses.asdict deep-copies)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -91,6 +97,20 @@ def _record(cls: type[T], row: Any, **extra: Any) -> T:
                 value = bytes(value)
             values[f.name] = value
     return cls(**values)
+
+
+# Statements with bound parameters compile once and are reused from the cache.
+_SET_RESPONSE = (
+    update(message_journal)
+    .where(message_journal.c.id == bindparam("_id"))
+    .values(
+        response=bindparam("response"),
+        ack_code=bindparam("ack_code"),
+        outcome=bindparam("outcome"),
+        error_count=bindparam("error_count"),
+        region=bindparam("region"),
+    )
+)
 
 
 class JournalRepository:
@@ -113,9 +133,8 @@ class JournalRepository:
         """Journal a received message; raises DuplicateMessage on a resend race."""
         try:
             result = self._conn.execute(
-                insert(message_journal).values(
-                    **dataclasses.asdict(entry), outcome="received"
-                )
+                message_journal.insert(),
+                dict(_fields(entry), outcome="received"),
             )
         except IntegrityError as exc:
             raise DuplicateMessage(entry.sender, entry.control_id) from exc
@@ -132,15 +151,15 @@ class JournalRepository:
     ) -> None:
         """Store the response and outcome of a journaled message."""
         self._conn.execute(
-            update(message_journal)
-            .where(message_journal.c.id == journal_id)
-            .values(
-                response=response,
-                ack_code=ack_code,
-                outcome=outcome[:300],
-                error_count=error_count,
-                region=region,
-            )
+            _SET_RESPONSE,
+            {
+                "_id": journal_id,
+                "response": response,
+                "ack_code": ack_code,
+                "outcome": outcome[:300],
+                "error_count": error_count,
+                "region": region,
+            },
         )
 
 
@@ -210,9 +229,8 @@ class PatientRepository:
         """Store a new patient."""
         now = _now()
         result = self._conn.execute(
-            insert(patients).values(
-                **dataclasses.asdict(patient), created_at=now, updated_at=now
-            )
+            patients.insert(),
+            dict(_fields(patient), created_at=now, updated_at=now),
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -220,7 +238,7 @@ class PatientRepository:
         """Refresh demographics: values that are sent win, empty ones change nothing."""
         values = {
             k: v
-            for k, v in dataclasses.asdict(patient).items()
+            for k, v in _fields(patient).items()
             if v not in ("", None) and k not in {"region", "created_by_journal_id"}
         }
         values["updated_at"] = _now()
@@ -244,13 +262,14 @@ class PatientRepository:
             ).first()
             if exists is None:
                 self._conn.execute(
-                    insert(patient_identifiers).values(
-                        patient_id=patient_id,
-                        region=region,
-                        value=value,
-                        authority=authority,
-                        type_code=type_code,
-                    )
+                    patient_identifiers.insert(),
+                    {
+                        "patient_id": patient_id,
+                        "region": region,
+                        "value": value,
+                        "authority": authority,
+                        "type_code": type_code,
+                    },
                 )
 
     def replace_next_of_kin(
@@ -265,10 +284,7 @@ class PatientRepository:
         if kin:
             self._conn.execute(
                 insert(next_of_kin),
-                [
-                    dict(dataclasses.asdict(k), patient_id=patient_id, region=region)
-                    for k in kin
-                ],
+                [dict(_fields(k), patient_id=patient_id, region=region) for k in kin],
             )
 
     def next_of_kin(self, region: str, patient_id: int) -> list[NextOfKinRecord]:
@@ -292,12 +308,13 @@ class PatientRepository:
         ).first()
         if exists is None:
             self._conn.execute(
-                insert(patient_submitters).values(
-                    patient_id=patient_id,
-                    facility=facility,
-                    region=region,
-                    first_seen=_now(),
-                )
+                patient_submitters.insert(),
+                {
+                    "patient_id": patient_id,
+                    "facility": facility,
+                    "region": region,
+                    "first_seen": _now(),
+                },
             )
 
     def submitters(self, region: str, patient_id: int) -> frozenset[str]:
@@ -347,9 +364,8 @@ class VaccinationRepository:
         """Store a reported vaccination event."""
         now = _now()
         result = self._conn.execute(
-            insert(vaccinations).values(
-                **dataclasses.asdict(vaccination), created_at=now, updated_at=now
-            )
+            vaccinations.insert(),
+            dict(_fields(vaccination), created_at=now, updated_at=now),
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -357,7 +373,7 @@ class VaccinationRepository:
         self, region: str, vaccination_id: int, vaccination: NewVaccination
     ) -> None:
         """Replace a stored event with its sender's newer version (and undelete it)."""
-        values = dataclasses.asdict(vaccination)
+        values = _fields(vaccination)
         values.pop("region")
         self._conn.execute(
             update(vaccinations)
@@ -397,9 +413,7 @@ class ObservationRepository:
     def insert_many(self, items: Sequence[NewObservation]) -> None:
         """Store observations in one statement."""
         if items:
-            self._conn.execute(
-                insert(observations), [dataclasses.asdict(o) for o in items]
-            )
+            self._conn.execute(insert(observations), [_fields(o) for o in items])
 
     def for_patient(self, region: str, patient_id: int) -> list[ObservationRecord]:
         """The patient's observations."""
@@ -421,7 +435,7 @@ class AuditRepository:
 
     def insert(self, entry: NewAuditEntry) -> None:
         """Write one audit row."""
-        self._conn.execute(insert(audit_log).values(**dataclasses.asdict(entry)))
+        self._conn.execute(audit_log.insert(), _fields(entry))
 
 
 class UnitOfWork:

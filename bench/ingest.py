@@ -1,0 +1,220 @@
+"""Ingest throughput and ACK latency against a real `cairn serve`.
+
+Runs the server in a subprocess on an ephemeral port, then N concurrent MLLP
+senders (one connection each, waiting for every ACK as EHRs do) send
+generated VXUs. Prints sustained VXU/s from the first message to the last ACK,
+and ACK latency p50/p99 at a fixed offered load.
+
+Run: .venv/bin/python -m bench.ingest [--senders 1 8 32] [--messages 4000]
+     [--rate 500] [--database postgresql+psycopg://postgres@127.0.0.1/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._common import ROOT, header, percentile
+from bench.synth import Synth
+from parsers.client import MllpSender, ack_code
+
+_LISTENING = re.compile(r"listening for MLLP on ([^:\s]+):(\d+)")
+
+
+@dataclass
+class Server:
+    """A running engine."""
+
+    proc: subprocess.Popen[str]
+    host: str
+    port: int
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_server(
+    data_dir: Path, database: str | None = None, extra_env: dict[str, str] | None = None
+) -> Server:
+    """Start `cairn serve` (development config: unknown senders accepted) and wait for it."""
+    env = dict(os.environ, CAIRN_LOGGING__LEVEL="warning", **(extra_env or {}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(data_dir),
+    ]
+    if database:
+        cmd += ["--database", database]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = _LISTENING.search(line)
+        if match:
+            threading.Thread(
+                target=lambda: [None for _ in proc.stdout], daemon=True
+            ).start()  # type: ignore[union-attr]
+            return Server(proc, match.group(1), int(match.group(2)))
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("cairn serve did not start")
+
+
+def upgrade(database: str) -> None:
+    """Migrate a PostgreSQL database before serving it."""
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", database],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+def messages(count: int, seed: int = 7) -> list[bytes]:
+    """Generated VXUs: new and repeat patients, 1-6 doses, a few resends and bad ones."""
+    synth = Synth(seed)
+    return [
+        s.text.encode()
+        for s in synth.traffic(count, duplicate_share=0.02, bad_share=0.02)
+    ]
+
+
+def drive(
+    server: Server, batches: list[list[bytes]], rate_per_sender: float | None = None
+) -> tuple[float, list[float], dict[str, int]]:
+    """Send each batch on its own connection; return elapsed seconds, latencies (ms) and ACK counts."""
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def sender(batch: list[bytes]) -> None:
+        local: list[float] = []
+        local_codes: dict[str, int] = {}
+        with MllpSender(server.host, server.port, timeout=60) as client:
+            next_at = time.perf_counter()
+            for message in batch:
+                if rate_per_sender:
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    next_at += 1 / rate_per_sender
+                t0 = time.perf_counter()
+                reply = client.send(message)
+                local.append((time.perf_counter() - t0) * 1000)
+                code = ack_code(reply) or "none"
+                local_codes[code] = local_codes.get(code, 0) + 1
+        with lock:
+            latencies.extend(local)
+            for k, v in local_codes.items():
+                codes[k] = codes.get(k, 0) + v
+
+    threads = [threading.Thread(target=sender, args=(b,)) for b in batches]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, latencies, codes
+
+
+def split(items: list[bytes], n: int) -> list[list[bytes]]:
+    """Deal messages round-robin to n senders."""
+    return [items[i::n] for i in range(n)]
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Run every configured measurement; return the result lines."""
+    lines = [header()]
+    backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
+    corpus = messages(args.messages)
+    for senders in args.senders:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.database:
+                upgrade(args.database)
+            server = start_server(Path(tmp), args.database)
+            try:
+                # Distinct control ids per run: regenerate with a seed per run.
+                batch = (
+                    messages(args.messages, seed=1000 + senders)
+                    if args.database
+                    else corpus
+                )
+                elapsed, lat, codes = drive(server, split(batch, senders))
+            finally:
+                server.stop()
+        lines.append(
+            f"ingest {backend}, {senders} sender(s): {len(lat)} VXU in {elapsed:.2f} s = {len(lat) / elapsed:.0f} VXU/s; "
+            f"ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; ACKs {dict(sorted(codes.items()))}"
+        )
+        print(lines[-1], flush=True)
+    if args.rate:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.database:
+                upgrade(args.database)
+            server = start_server(Path(tmp), args.database)
+            try:
+                count = int(args.rate * args.seconds)
+                batch = messages(count, seed=99)
+                elapsed, lat, codes = drive(
+                    server, split(batch, 8), rate_per_sender=args.rate / 8
+                )
+            finally:
+                server.stop()
+        lines.append(
+            f"ACK latency {backend} at {args.rate} msgs/s offered (8 senders, {args.seconds} s): "
+            f"p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, achieved {len(lat) / elapsed:.0f} msgs/s"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--senders", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="fixed offered load for the latency figure (0: skip)",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--database", default=None, help="PostgreSQL URL (default: embedded SQLite)"
+    )
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
