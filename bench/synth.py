@@ -709,7 +709,7 @@ class Synth:
                 )
             else:
                 segs.append(
-                    f"RXA|0|1|{when:%Y%m%d}||{cvx}^vaccine^CVX|0.5|mL^mL^UCUM||00^New record^NIP001|||||||{dose.lot}|{self.today.year + 2}1231|{dose.mvx}^maker^MVX|||CP|A"
+                    f"RXA|0|1|{when:%Y%m%d}||{cvx}^vaccine^CVX|0.5|mL^mL^UCUM||00^New record^NIP001||||||{dose.lot}|{self.today.year + 2}1231|{dose.mvx}^maker^MVX|||CP|A"
                 )
                 segs.append("RXR|C28161^Intramuscular^NCIT|LA^Left Arm^HL70163")
                 segs.append(

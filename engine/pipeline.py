@@ -289,7 +289,7 @@ class MessagePipeline:
             text = decode_message(raw).text
             message = tokenize(text)
             return message.encoding, read_header(message.msh)
-        except (ParseError, IndexError):
+        except Exception:  # called while handling a failure: must not raise again
             return STANDARD_ENCODING, None
 
     def _process(self, uow: UnitOfWork, item: Inbound, log: Any) -> Outcome:

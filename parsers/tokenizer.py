@@ -37,7 +37,8 @@ class Encoding:
     @property
     def msh2(self) -> str:
         """The encoding characters as they appear in MSH-2."""
-        return self.component + self.repetition + self.escape + self.subcomponent
+        chars = self.component + self.repetition + self.escape + self.subcomponent
+        return "".join(c for c in chars if c not in "\x01\x02\x03\x04")
 
     @property
     def is_standard(self) -> bool:
@@ -298,8 +299,11 @@ def read_encoding(text: str) -> Encoding:
         raise ParseError("MSH-2", "encoding characters must all differ")
     if any(c.isalnum() or c in "\r\n " for c in chars):
         raise ParseError("MSH-2", "encoding characters must be punctuation")
+    # Fewer than four encoding characters: the missing ones are not used by
+    # the message; stand in control characters that cannot occur in it.
+    fillers = iter("\x01\x02\x03\x04")
     while len(chars) < 4:
-        chars.append("")
+        chars.append(next(fillers))
     return Encoding(field_sep, chars[0], chars[1], chars[2], chars[3])
 
 

@@ -1,0 +1,199 @@
+"""Fuzzing the pipeline: wild but structured messages, and corrupted frames.
+
+Every input must get an answer that parses (python-hl7) or no answer at all,
+never an exception out of the pipeline, and never a half-stored message.
+``CAIRN_FUZZ_EXAMPLES`` sets the number of examples (``make fuzz`` runs a long
+campaign; ``make test`` a bounded one).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import hl7
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
+from handlers.codes import CodeTables
+from handlers.qbp import QbpHandler, QueryPolicy
+from handlers.vxu import VxuHandler
+from parsers.mllp import Frame, FrameDecoder, encode_frame
+from storage import Database, open_database
+from tests.support.messages import Dose, vxu
+
+EXAMPLES = int(os.environ.get("CAIRN_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module", name="fuzz_db")
+def _fuzz_db() -> Iterator[Database]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_database(f"sqlite:///{tmp}/fuzz.sqlite3", sqlite_synchronous="NORMAL")
+        db.upgrade()
+        yield db
+        db.close()
+
+
+def _pipeline(db: Database) -> MessagePipeline:
+    codes = CodeTables.load()
+    return MessagePipeline(
+        database=db,
+        routes={
+            "VXU": Route(VxuHandler(codes), "VXU_V04"),
+            "QBP": Route(
+                QbpHandler(codes, QueryPolicy(False, ("BAY",)), None),
+                "QBP_Q11",
+                replay_resends=False,
+            ),
+        },
+        senders=SenderPolicy({}, "accept", "BAY"),
+        now=lambda: datetime(2024, 6, 1, tzinfo=UTC),
+    )
+
+
+def _counts(db: Database) -> tuple[int, int]:
+    with db.engine.connect() as conn:
+        journal = conn.execute(
+            text("SELECT count(*) FROM message_journal")
+        ).scalar_one()
+        orphans = conn.execute(
+            text(
+                "SELECT count(*) FROM vaccinations v LEFT JOIN message_journal j ON j.id = v.journal_id WHERE j.response IS NULL"
+            )
+        ).scalar_one()
+        return int(journal), int(orphans)
+
+
+def _check_answer(payload: bytes) -> None:
+    if not payload:
+        return
+    text_ = payload.decode("utf-8")
+    parsed = hl7.parse(text_.replace("\n", "\r"))
+    assert str(parsed.segments("MSH")[0][0]) == "MSH"
+    assert parsed.segments("MSA")
+
+
+_wild = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x1c"
+    ),
+    max_size=40,
+)
+_delims = st.sampled_from(["|^~\\&", "#$*%@", "|^~\\&", "!@#$%"])
+
+
+@st.composite
+def wild_messages(draw: st.DrawFn) -> bytes:
+    """Structurally valid VXU/QBP messages with wild field contents and segments."""
+    delims = draw(_delims)
+    fs, cs, rs, es, ss = delims
+    base = vxu(
+        control_id=f"F{draw(st.integers(0, 10**9))}",
+        doses=[
+            Dose(filler="D1"),
+            Dose(
+                filler="D2", cvx=draw(st.sampled_from(["08", "20", "XXX", "", "998"]))
+            ),
+        ],
+    )
+    if draw(st.booleans()):
+        base = (
+            "MSH|^~\\&|EHR|CLINIC1|CAIRN|CAIRN|20240601||QBP^Q11^QBP_Q11|Q"
+            + str(draw(st.integers(0, 10**9)))
+            + "|P|2.5.1|||ER|AL|||||Z34^CDCPHINVS\r"
+            "QPD|Z34^Request Immunization History^CDCPHINVS|TAG|M1^^^EHR^MR|Doe^Jane||20200101|F\rRCP|I|5^RD&records&HL70126\r"
+        )
+    segments = [s.split("|") for s in base.strip("\r").split("\r")]
+    for _ in range(draw(st.integers(0, 6))):
+        seg = draw(st.integers(1, len(segments) - 1)) if len(segments) > 1 else 0
+        fields = segments[seg]
+        where = draw(st.integers(1, max(1, len(fields) + 3)))
+        while len(fields) <= where:
+            fields.append("")
+        fields[where] = draw(
+            st.one_of(
+                _wild,
+                st.just("\\"),
+                st.just("^^^~~&&"),
+                st.text(max_size=3000).map(lambda t: t.replace("\r", "")),
+            )
+        )
+    if draw(st.booleans()) and len(segments) > 2:
+        del segments[draw(st.integers(1, len(segments) - 1))]
+    if draw(st.booleans()):
+        segments.insert(draw(st.integers(1, len(segments))), ["ZZZ", draw(_wild)])
+    text_ = "\r".join("|".join(f) for f in segments)
+    text_ = (
+        text_.replace("|", "\x00")
+        .replace("^", "\x01")
+        .replace("~", "\x02")
+        .replace("\\", "\x03")
+        .replace("&", "\x04")
+    )
+    text_ = (
+        text_.replace("\x00", fs)
+        .replace("\x01", cs)
+        .replace("\x02", rs)
+        .replace("\x03", es)
+        .replace("\x04", ss)
+    )
+    raw = text_.encode("utf-8")
+    if draw(st.booleans()):
+        raw += draw(st.binary(max_size=20))  # invalid UTF-8 tails
+    return raw
+
+
+@FUZZ
+@given(message=wild_messages())
+def test_fuzz_wild_messages_always_get_a_parseable_answer(
+    fuzz_db: Database, message: bytes
+) -> None:
+    """Any structured-but-wild VXU/QBP gets a parseable ACK/RSP and nothing is half-stored."""
+    pipeline = _pipeline(fuzz_db)
+    (outcome,) = pipeline.process_batch([Inbound(message, "fuzz", "mllp")])
+    _check_answer(outcome.payload)
+    assert _counts(fuzz_db)[1] == 0
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_corrupted_frames_never_break_the_decoder_or_pipeline(
+    fuzz_db: Database, data: st.DataObject
+) -> None:
+    """Byte-level corruption of valid frames: every frame decoded is answered, nothing raises."""
+    stream = bytearray(
+        encode_frame(
+            vxu(
+                control_id=f"C{data.draw(st.integers(0, 10**9))}",
+                doses=[Dose(filler="D1")],
+            ).encode()
+        )
+        * 2
+    )
+    for _ in range(data.draw(st.integers(1, 10))):
+        pos = data.draw(st.integers(0, len(stream) - 1))
+        action = data.draw(st.sampled_from(["flip", "delete", "insert"]))
+        if action == "flip":
+            stream[pos] = data.draw(st.integers(0, 255))
+        elif action == "delete":
+            del stream[pos]
+        else:
+            stream.insert(
+                pos, data.draw(st.sampled_from([0x0B, 0x1C, 0x0D, 0x0A, 0xFF, 0x7C]))
+            )
+    decoder = FrameDecoder(max_message_bytes=64 * 1024)
+    frames = [e.payload for e in decoder.feed(bytes(stream)) if isinstance(e, Frame)]
+    pipeline = _pipeline(fuzz_db)
+    for outcome in pipeline.process_batch([Inbound(f, "fuzz", "mllp") for f in frames]):
+        _check_answer(outcome.payload)
+    assert _counts(fuzz_db)[1] == 0
