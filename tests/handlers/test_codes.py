@@ -1,0 +1,218 @@
+"""Tests for the packaged code tables and their loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handlers.codes import CodeEntry, CodeTables
+
+#: Tables the validator and the response builders look codes up in.
+EXPECTED_TABLES = frozenset(
+    {
+        "CVX",
+        "MVX",
+        "NIP001",
+        "NIP002",
+        "NIP003",
+        "HL70001",
+        "HL70005",
+        "HL70189",
+        "HL70063",
+        "HL70064",
+        "FUNDING_SOURCE",
+        "HL70136",
+        "HL70200",
+        "HL70203",
+        "HL70215",
+        "HL70322",
+        "HL70323",
+        "HL70441",
+        "HL70162",
+        "NCIT_ROUTE",
+        "HL70163",
+        "HL70103",
+        "HL70155",
+        "HL70008",
+        "HL70357",
+        "HL70516",
+        "HL70533",
+        "HL70208",
+        "HL70190",
+        "HL70201",
+        "HL70202",
+        "VXC_CONDITION",
+    }
+)
+
+#: Codes in the samples that are deliberately not CVX codes: edge cases, NDCs in
+#: the first triplet, and CDC's pre-EUA COVID extract placeholders (900-902) and
+#: a tester's made-up 806, none of which are in CDC's CVX list.
+NOT_CVX = frozenset({"XXX", "03^MMR<", "806", "900", "901", "902"})
+
+#: Manufacturer codes in the samples that are deliberately not MVX codes.
+NOT_MVX = frozenset({"AAA"})
+
+
+@pytest.fixture(name="tables", scope="module")
+def _tables() -> CodeTables:
+    return CodeTables.load()
+
+
+def _vxu_codes(samples_dir: Path) -> tuple[set[str], set[str]]:
+    """CVX (RXA-5) and MVX (RXA-17) codes of every vxu-*.hl7 sample."""
+    cvx: set[str] = set()
+    mvx: set[str] = set()
+    for path in sorted(samples_dir.glob("vxu-*.hl7")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for segment in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+            fields = segment.split("|")
+            if fields[0] != "RXA":
+                continue
+            if len(fields) > 5:
+                parts = fields[5].split("^")
+                if len(parts) > 2 and parts[2] == "CVX":
+                    cvx.add(parts[0])
+                elif len(parts) > 5 and parts[5] == "CVX":
+                    cvx.add(parts[3])
+            if len(fields) > 17 and fields[17]:
+                parts = fields[17].split("^")
+                if len(parts) < 3 or parts[2] in ("MVX", ""):
+                    mvx.add(parts[0])
+    return cvx, mvx
+
+
+def test_codes_load_every_table(tables):
+    """Every table the validator needs is packaged and has codes."""
+    assert tables.names() >= EXPECTED_TABLES
+    for name in tables.names():
+        assert tables.codes(name), name
+
+
+def test_codes_load_is_cached():
+    """Loading twice returns the same object: the CSVs are read once."""
+    assert CodeTables.load() is CodeTables.load()
+
+
+def test_codes_cvx_is_the_full_list(tables):
+    """CVX holds the full CDC list, active and inactive, with 998 and 999."""
+    assert len(tables.codes("CVX")) >= 280
+    assert tables.text("CVX", "998") == "no vaccine administered"
+    assert tables.text("CVX", "999") == "unknown"
+
+
+def test_codes_cvx_08_is_hep_b_pediatric(tables):
+    """CVX 08 is hepatitis B, adolescent or pediatric, and active."""
+    entry = tables.entry("CVX", "08")
+    assert entry is not None
+    assert "Hep B" in entry.text
+    assert "pediatric" in entry.text
+    assert entry.status == "active"
+
+
+def test_codes_cvx_statuses(tables):
+    """CVX statuses use CDC's five words; known codes have the right one."""
+    statuses = {tables.entry("CVX", code).status for code in tables.codes("CVX")}
+    assert statuses <= {"active", "inactive", "non-US", "never active", "pending"}
+    assert tables.entry("CVX", "01").status == "inactive"
+    assert tables.entry("CVX", "510").status == "non-US"
+
+
+def test_codes_cvx_leading_zero_normalized(tables):
+    """A one-digit CVX code finds its two-digit entry, blanks stripped."""
+    assert tables.has("CVX", "3")
+    assert tables.has("CVX", " 03 ")
+    assert tables.entry("CVX", "8") == tables.entry("CVX", "08")
+
+
+def test_codes_cvx_unknown_codes_absent(tables):
+    """Codes not in CDC's list are not found."""
+    for code in ("XXX", "03^MMR<", "0", "", "1000", "MMR"):
+        assert not tables.has("CVX", code), code
+
+
+def test_codes_mvx_key_manufacturers(tables):
+    """MVX has Merck, GSK and Sanofi Pasteur, compared without regard to case."""
+    assert "Merck" in tables.text("MVX", "MSD")
+    assert "GlaxoSmithKline" in tables.text("MVX", "SKB")
+    assert "sanofi" in tables.text("MVX", "PMC").lower()
+    assert tables.has("MVX", "msd")
+    assert not tables.has("MVX", "AAA")
+
+
+def test_codes_hl70357_texts(tables):
+    """HL7 table 0357 carries the texts ERR-3 repeats."""
+    assert tables.text("HL70357", "103") == "Table value not found"
+    assert tables.text("HL70357", "0") == "Message accepted"
+    assert tables.text("HL70357", "207") == "Application internal error"
+
+
+def test_codes_hl70533_texts(tables):
+    """CDC table 0533 carries the texts ERR-5 repeats."""
+    assert tables.text("HL70533", "5") == "Table value not found"
+    assert tables.text("HL70533", "7") == "Required data missing"
+
+
+def test_codes_text_empty_when_unknown(tables):
+    """text() is empty for an unknown code or table; entry() is None."""
+    assert tables.text("HL70357", "998") == ""
+    assert tables.text("NOPE", "1") == ""
+    assert tables.entry("NOPE", "1") is None
+    assert not tables.has("NOPE", "1")
+
+
+def test_codes_case_sensitive_tables_compare_exactly(tables):
+    """CDCREC race codes are compared exactly; HL7 letter codes ignore case."""
+    assert tables.has("HL70005", "2106-3")
+    assert not tables.has("HL70005", "asku")
+    assert tables.has("HL70001", "f")
+    assert tables.has("HL70322", "cp")
+
+
+def test_codes_small_tables_key_values(tables):
+    """Key values of the small HL7 and CDC tables are present."""
+    cases = {
+        "HL70001": ("F", "M", "U"),
+        "HL70189": ("2135-2", "2186-5"),
+        "HL70064": ("V01", "V02", "V03", "V04", "V05", "V07", "V22", "V25"),
+        "FUNDING_SOURCE": ("VXC50", "VXC51", "VXC52", "PHC70"),
+        "NIP001": ("00", "01", "08"),
+        "NIP002": ("00", "01", "02", "03"),
+        "HL70322": ("CP", "RE", "NA", "PA"),
+        "HL70323": ("A", "U", "D"),
+        "HL70441": ("A", "I", "L", "M", "P", "U"),
+        "NCIT_ROUTE": ("C28161", "C38299"),
+        "HL70162": ("IM", "SC"),
+        "HL70008": ("AA", "AE", "AR"),
+        "HL70516": ("E", "W", "I"),
+        "NIP003": ("64994-7", "30963-3", "69764-9", "30956-7", "59784-9"),
+    }
+    for table, codes in cases.items():
+        for code in codes:
+            assert tables.has(table, code), (table, code)
+
+
+def test_codes_entry_fields(tables):
+    """An entry carries its code, text, status and extra columns."""
+    entry = tables.entry("CVX", "03")
+    assert isinstance(entry, CodeEntry)
+    assert entry.code == "03"
+    assert entry.text == "MMR"
+    assert entry.extra["kind"] == "vaccine"
+
+
+def test_codes_sample_cvx_codes_found(tables, samples_dir):
+    """Every real CVX code in the VXU samples is in the CVX table."""
+    cvx, _ = _vxu_codes(samples_dir)
+    assert cvx
+    missing = {code for code in cvx - NOT_CVX if not tables.has("CVX", code)}
+    assert not missing
+
+
+def test_codes_sample_mvx_codes_found(tables, samples_dir):
+    """Every real MVX code in the VXU samples is in the MVX table."""
+    _, mvx = _vxu_codes(samples_dir)
+    assert mvx
+    missing = {code for code in mvx - NOT_MVX if not tables.has("MVX", code)}
+    assert not missing
