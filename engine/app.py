@@ -76,10 +76,14 @@ def load_forecaster(settings: Settings) -> tuple[CdsiForecastService | None, str
     The release comes from ``cdsi.supporting_data``, else ``CAIRN_CDSI_DIR``,
     else the one ``cairn cdsi import`` installed in the data directory.
     """
-    configured = settings.cdsi.supporting_data or os.environ.get("CAIRN_CDSI_DIR", "")
-    path = (
-        Path(configured) if configured else installed_release(settings.server.data_dir)
-    )
+    configured = settings.cdsi.supporting_data
+    from_env = os.environ.get("CAIRN_CDSI_DIR", "")
+    if configured:
+        path: Path | None = Path(configured)
+    elif from_env and Path(from_env).exists():
+        path = Path(from_env)
+    else:
+        path = installed_release(settings.server.data_dir)
     if path is None:
         return (
             None,

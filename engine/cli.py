@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.serve",
     "engine.commands.db",
     "engine.commands.send",
+    "engine.commands.load",
     "engine.commands.messages",
     "engine.commands.audit",
     "engine.commands.cdsi",

@@ -323,6 +323,9 @@ class MessagePipeline:
             )
             return Outcome(self.reject([issue], header, encoding), "AR", None)
 
+        # Another node may be handling the same message right now: wait for
+        # it, then its journal row (and response) is visible here.
+        uow.lock([f"message:{header.sender}:{header.control_id}"])
         previous = uow.journal.find(header.sender, header.control_id)
         route_of_type = self._routes.get(header.message_code)
         if (

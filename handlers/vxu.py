@@ -81,6 +81,12 @@ class VxuHandler:
         patient = result.patient
         assert patient is not None
         record = _new_patient(patient, ctx)
+        # Two nodes receiving the same new patient at once must create one:
+        # serialize on the identifiers before matching.
+        uow.lock(
+            f"patient:{ctx.region}:{authority or ctx.sender}:{value}"
+            for value, authority, _t in patient.identifiers
+        )
         match = self._matcher.find(uow, ctx.region, ctx.sender, patient)
         if match.patient_id is None:
             patient_id = uow.patients.insert(record)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -111,6 +112,9 @@ _SET_RESPONSE = (
         region=bindparam("region"),
     )
 )
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 class JournalRepository:
@@ -448,6 +452,18 @@ class UnitOfWork:
         self.vaccinations = VaccinationRepository(conn)
         self.observations = ObservationRepository(conn)
         self.audit = AuditRepository(conn)
+
+    def lock(self, keys: Iterable[str]) -> None:
+        """Serialize work on the same keys across engine nodes until this transaction ends.
+
+        PostgreSQL takes transaction-scoped advisory locks (in sorted order, to
+        avoid deadlocks between nodes); SQLite already has a single writer
+        (BEGIN IMMEDIATE), so nothing is needed there.
+        """
+        if self.connection.dialect.name != "postgresql":
+            return
+        for key in sorted(set(keys)):
+            self.connection.execute(_ADVISORY_LOCK, {"key": key})
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
