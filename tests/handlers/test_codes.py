@@ -216,3 +216,44 @@ def test_codes_sample_mvx_codes_found(tables, samples_dir):
     assert mvx
     missing = {code for code in mvx - NOT_MVX if not tables.has("MVX", code)}
     assert not missing
+
+
+def test_codes_cvx_groups(tables):
+    """CVX rows name their vaccine groups; combinations name each of them."""
+    assert tables.entry("CVX", "08").extra["group"] == "HepB"
+    assert set(tables.entry("CVX", "94").extra["group"].split(";")) == {
+        "MMR",
+        "VARICELLA",
+    }
+    assert set(tables.entry("CVX", "146").extra["group"].split(";")) == {
+        "DTAP",
+        "POLIO",
+        "HIB",
+        "HepB",
+    }
+    assert tables.entry("CVX", "998").extra["group"] == ""
+
+
+def test_codes_mvx_statuses(tables):
+    """MVX rows are active or inactive; historical manufacturers stay findable."""
+    statuses = {tables.entry("MVX", code).status for code in tables.codes("MVX")}
+    assert statuses == {"active", "inactive"}
+    assert tables.entry("MVX", "MSD").status == "active"
+    assert tables.entry("MVX", "WAL").status == "inactive"
+
+
+def test_codes_nip003_value_types(tables):
+    """NIP003 LOINCs carry the OBX-2 value type they expect."""
+    assert tables.entry("NIP003", "64994-7").extra["value_type"] == "CE"
+    assert tables.entry("NIP003", "29769-7").extra["value_type"] == "DT"
+    assert tables.entry("NIP003", "30973-2").extra["value_type"] == "NM"
+    assert not tables.has("NIP003", "VXC8")
+
+
+def test_codes_conditions_by_value_set(tables):
+    """Immunity, contraindication and reaction codes name their value set."""
+    assert tables.entry("VXC_CONDITION", "38907003").extra["set"] == "history"
+    assert tables.entry("VXC_CONDITION", "371113008").extra["set"] == "serology"
+    assert tables.entry("VXC_CONDITION", "VXC30").extra["set"] == "contraindication"
+    assert tables.entry("VXC_CONDITION", "VXC9").extra["set"] == "reaction"
+    assert tables.entry("VXC_CONDITION", "VXC7").extra["set"] == "indication"
