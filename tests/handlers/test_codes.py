@@ -43,6 +43,7 @@ EXPECTED_TABLES = frozenset(
         "HL70201",
         "HL70202",
         "VXC_CONDITION",
+        "VIS_VACCINE",
     }
 )
 
@@ -257,3 +258,15 @@ def test_codes_conditions_by_value_set(tables):
     assert tables.entry("VXC_CONDITION", "VXC30").extra["set"] == "contraindication"
     assert tables.entry("VXC_CONDITION", "VXC9").extra["set"] == "reaction"
     assert tables.entry("VXC_CONDITION", "VXC7").extra["set"] == "indication"
+
+
+def test_codes_vis_vaccines_are_active_cvx(tables):
+    """Every VIS vaccine is an active CVX code; 998 and inactive codes need no VIS."""
+    vis = tables.codes("VIS_VACCINE")
+    assert {"03", "08", "20", "115", "133"} <= vis
+    for code in vis:
+        entry = tables.entry("CVX", code)
+        assert entry is not None, code
+        assert entry.status == "active", code
+    assert not tables.has("VIS_VACCINE", "998")
+    assert not tables.has("VIS_VACCINE", "01")
