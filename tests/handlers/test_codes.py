@@ -270,3 +270,12 @@ def test_codes_vis_vaccines_are_active_cvx(tables):
         assert entry.status == "active", code
     assert not tables.has("VIS_VACCINE", "998")
     assert not tables.has("VIS_VACCINE", "01")
+
+
+def test_codes_legacy_race_codes_deprecated(tables):
+    """Legacy single-letter race codes are found but marked deprecated."""
+    assert tables.entry("HL70005", "W").status == "deprecated"
+    assert tables.entry("HL70005", "2106-3").status == "active"
+    assert tables.entry("HL70189", "N").status == "deprecated"
+    assert tables.entry("HL70064", "V06").status == "deprecated"
+    assert not tables.has("HL70005", "POL")
