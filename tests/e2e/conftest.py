@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ class ServerProcess:
     data_dir: Path
     config: Path
     output: list[str] = field(default_factory=list)
+    database_url: str = ""
 
     def client(self, timeout: float = 30.0) -> MllpTestClient:
         """A new MLLP connection to the server."""
@@ -74,12 +76,23 @@ class ServerProcess:
     def query(
         self, sql: str, params: tuple[object, ...] = ()
     ) -> list[tuple[object, ...]]:
-        """Read the embedded SQLite database directly."""
-        con = sqlite3.connect(self.data_dir / "cairn.sqlite3")
-        try:
-            return con.execute(sql, params).fetchall()
-        finally:
-            con.close()
+        """Read the server's database directly (dates come back as ISO text on both backends)."""
+        if not self.database_url:
+            con = sqlite3.connect(self.data_dir / "cairn.sqlite3")
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+        import psycopg
+
+        with psycopg.connect(
+            self.database_url.replace("postgresql+psycopg", "postgresql")
+        ) as conn:
+            rows = conn.execute(sql.replace("?", "%s"), params).fetchall()
+        return [
+            tuple(v.isoformat() if isinstance(v, date) else v for v in row)
+            for row in rows
+        ]
 
     def alive(self) -> bool:
         """Whether the process is still running."""
@@ -151,7 +164,10 @@ def start_server(
     if not port:
         proc.kill()
         raise AssertionError("cairn serve did not start:\n" + "".join(output))
-    server = ServerProcess(proc, host, port, data_dir, config, output)
+    database = ""
+    if "--database" in extra:
+        database = extra[list(extra).index("--database") + 1]
+    server = ServerProcess(proc, host, port, data_dir, config, output, database)
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -162,10 +178,20 @@ def start_server(
     return server
 
 
-@pytest.fixture(name="server")
-def _server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A running server on SQLite; stopped with SIGTERM afterwards, logs checked for PHI."""
-    server = start_server(tmp_path)
+@pytest.fixture(name="server", params=["sqlite", "postgresql"])
+def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A running server on SQLite, then on PostgreSQL; stopped with SIGTERM, logs checked for PHI."""
+    extra: list[str] = []
+    if request.param == "postgresql":
+        url = request.getfixturevalue("_pg_databases").new_url()
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
+            cwd=Path(__file__).resolve().parents[2],
+            check=True,
+            capture_output=True,
+        )
+        extra = ["--database", url]
+    server = start_server(tmp_path, *extra)
     try:
         yield server
     finally:

@@ -27,12 +27,19 @@ CONFIG = '[registry]\nunknown_sender = "accept"\nunknown_sender_region = "BAY"\n
 @pytest.fixture(name="pg_url")
 def _pg_url(_pg_databases: PostgresDatabases) -> str:
     url = _pg_databases.new_url()
-    subprocess.run([sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return url
 
 
 @pytest.fixture(name="nodes")
-def _nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def _nodes(
+    tmp_path: Path, pg_url: str
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = start_server(tmp_path / "a", "--database", pg_url, config_text=CONFIG)
@@ -59,7 +66,9 @@ def _together(*calls: tuple[ServerProcess, bytes]) -> list[bytes]:
             barrier.wait()
             replies[i] = client.send_message(message)
 
-    threads = [threading.Thread(target=go, args=(i, n, m)) for i, (n, m) in enumerate(calls)]
+    threads = [
+        threading.Thread(target=go, args=(i, n, m)) for i, (n, m) in enumerate(calls)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -67,22 +76,43 @@ def _together(*calls: tuple[ServerProcess, bytes]) -> list[bytes]:
     return replies
 
 
-def test_multinode_same_new_patient_from_two_senders_is_one_patient(nodes: tuple[ServerProcess, ServerProcess], pg_url: str) -> None:
+def test_multinode_same_new_patient_from_two_senders_is_one_patient(
+    nodes: tuple[ServerProcess, ServerProcess], pg_url: str
+) -> None:
     """Two nodes receiving the same new patient (same state id) at once create one patient."""
     a, b = nodes
     for i in range(15):
-        first = vxu(control_id=f"A{i}", sender="CLINIC1", mrn=f"SR{i}", authority="CAIR", doses=[Dose(filler=f"A{i}")]).encode()
-        second = vxu(control_id=f"B{i}", sender="CLINIC2", mrn=f"SR{i}", authority="CAIR", doses=[Dose(filler=f"B{i}")]).encode()
+        first = vxu(
+            control_id=f"A{i}",
+            sender="CLINIC1",
+            mrn=f"SR{i}",
+            authority="CAIR",
+            doses=[Dose(filler=f"A{i}")],
+        ).encode()
+        second = vxu(
+            control_id=f"B{i}",
+            sender="CLINIC2",
+            mrn=f"SR{i}",
+            authority="CAIR",
+            doses=[Dose(filler=f"B{i}")],
+        ).encode()
         assert [msa_code(r) for r in _together((a, first), (b, second))] == ["AA", "AA"]
     assert _sql(pg_url, "SELECT count(*) FROM patients") == [(15,)]
     assert _sql(pg_url, "SELECT count(*) FROM vaccinations") == [(30,)]
 
 
-def test_multinode_same_message_to_both_nodes_is_stored_once(nodes: tuple[ServerProcess, ServerProcess], pg_url: str) -> None:
+def test_multinode_same_message_to_both_nodes_is_stored_once(
+    nodes: tuple[ServerProcess, ServerProcess], pg_url: str
+) -> None:
     """The same message sent to both nodes at once is journaled and stored once, and both get the same answer."""
     a, b = nodes
     for i in range(15):
-        message = vxu(control_id=f"SAME{i}", sender="CLINIC1", mrn=f"M{i}", doses=[Dose(filler=f"S{i}")]).encode()
+        message = vxu(
+            control_id=f"SAME{i}",
+            sender="CLINIC1",
+            mrn=f"M{i}",
+            doses=[Dose(filler=f"S{i}")],
+        ).encode()
         first, second = _together((a, message), (b, message))
         assert msa_code(first) == "AA"
         assert first == second
@@ -90,10 +120,17 @@ def test_multinode_same_message_to_both_nodes_is_stored_once(nodes: tuple[Server
     assert _sql(pg_url, "SELECT count(*) FROM vaccinations") == [(15,)]
 
 
-def test_multinode_sigkill_one_node_loses_nothing(nodes: tuple[ServerProcess, ServerProcess], pg_url: str) -> None:
+def test_multinode_sigkill_one_node_loses_nothing(
+    nodes: tuple[ServerProcess, ServerProcess], pg_url: str
+) -> None:
     """A node killed mid-burst loses no acknowledged message; resending to the other stores each once."""
     a, b = nodes
-    messages = {f"K{i}": vxu(control_id=f"K{i}", mrn=f"K{i}", doses=[Dose(filler=f"K{i}")]).encode() for i in range(200)}
+    messages = {
+        f"K{i}": vxu(
+            control_id=f"K{i}", mrn=f"K{i}", doses=[Dose(filler=f"K{i}")]
+        ).encode()
+        for i in range(200)
+    }
     acked: dict[str, str] = {}
 
     def burst() -> None:
