@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,8 @@ def test_codes_cvx_statuses(tables):
     assert statuses <= {"active", "inactive", "non-US", "never active", "pending"}
     assert tables.entry("CVX", "01").status == "inactive"
     assert tables.entry("CVX", "510").status == "non-US"
+    assert tables.entry("CVX", "49").status == "active"
+    assert tables.entry("CVX", "57").status == "never active"
 
 
 def test_codes_cvx_leading_zero_normalized(tables):
@@ -279,3 +282,15 @@ def test_codes_legacy_race_codes_deprecated(tables):
     assert tables.entry("HL70189", "N").status == "deprecated"
     assert tables.entry("HL70064", "V06").status == "deprecated"
     assert not tables.has("HL70005", "POL")
+
+
+def test_codes_every_table_names_its_source():
+    """Every CSV opens with a comment naming its source and who wrote it."""
+    folder = resources.files("handlers") / "tables"
+    for item in folder.iterdir():
+        if item.name.endswith(".csv"):
+            text = item.read_text(encoding="utf-8")
+            assert text.startswith("# "), item.name
+            header = "".join(line for line in text.splitlines() if line.startswith("#"))
+            assert "Cairn" in header, item.name
+            assert "CDC" in header or "HL7" in header, item.name
