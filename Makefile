@@ -9,7 +9,7 @@ export CAIRN_CDSI_DIR ?= $(SHARED)/cdsi/supporting-data
 export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
 export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
 
-.PHONY: run test lint unit fuzz bench clean install
+.PHONY: run test lint unit fuzz soak bench clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,15 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e" tests
 
+## fuzz: a long hypothesis campaign over the pipeline (counts go into bench/RESULTS.md by hand)
 fuzz: $(STAMP)
-	CAIRN_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/fuzz
+	CAIRN_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q -p no:randomly tests/fuzz
 
+## soak: the SIGKILL crash test at 20 kill points
+soak: $(STAMP)
+	CAIRN_SOAK_RUNS=20 $(BIN)/pytest -q -p no:randomly tests/e2e/test_crash.py
+
+## bench: every benchmark; writes bench/RESULTS.md (not part of make test)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 

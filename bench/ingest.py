@@ -12,6 +12,7 @@ Run: .venv/bin/python -m bench.ingest [--senders 1 8 32] [--messages 4000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -118,6 +119,18 @@ def drive(
     def sender(batch: list[bytes]) -> None:
         local: list[float] = []
         local_codes: dict[str, int] = {}
+        with contextlib.suppress(
+            OSError
+        ):  # the server stopped under a background sender
+            send_batch(batch, local, local_codes)
+        with lock:
+            latencies.extend(local)
+            for k, v in local_codes.items():
+                codes[k] = codes.get(k, 0) + v
+
+    def send_batch(
+        batch: list[bytes], local: list[float], local_codes: dict[str, int]
+    ) -> None:
         with MllpSender(server.host, server.port, timeout=60) as client:
             next_at = time.perf_counter()
             for message in batch:
@@ -131,10 +144,6 @@ def drive(
                 local.append((time.perf_counter() - t0) * 1000)
                 code = ack_code(reply) or "none"
                 local_codes[code] = local_codes.get(code, 0) + 1
-        with lock:
-            latencies.extend(local)
-            for k, v in local_codes.items():
-                codes[k] = codes.get(k, 0) + v
 
     threads = [threading.Thread(target=sender, args=(b,)) for b in batches]
     started = time.perf_counter()

@@ -65,7 +65,7 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
         pool_size=settings.database.pool_size,
     )
     if upgrade and url.startswith("sqlite"):
-        db.upgrade()
+        db.upgrade(tuple(r.code for r in settings.regions))
     db.check_schema_current()
     return db
 

@@ -17,6 +17,7 @@ from config import ConfigError
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.serve",
     "engine.commands.db",
+    "engine.commands.region",
     "engine.commands.send",
     "engine.commands.load",
     "engine.commands.messages",

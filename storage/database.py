@@ -518,11 +518,20 @@ class Database:
                 f"database unavailable: {exc.orig.__class__.__name__}"
             ) from exc
 
-    def upgrade(self) -> str:
-        """Migrate the schema to the newest revision; returns it."""
-        from storage.migrate import upgrade
+    def upgrade(self, regions: Sequence[str] = ()) -> str:
+        """Migrate the schema to the newest revision and create region partitions; returns the revision."""
+        from storage.migrate import ensure_region_partitions, upgrade
 
-        return upgrade(self.engine)
+        revision = upgrade(self.engine)
+        if regions:
+            ensure_region_partitions(self.engine, tuple(regions))
+        return revision
+
+    def add_region_partitions(self, regions: Sequence[str]) -> list[str]:
+        """Create the partitions of new regions (PostgreSQL); returns their names."""
+        from storage.migrate import ensure_region_partitions
+
+        return ensure_region_partitions(self.engine, tuple(regions))
 
     def check_schema_current(self) -> None:
         """Raise SchemaOutOfDate unless the schema is at the newest revision."""

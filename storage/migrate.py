@@ -40,3 +40,57 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return current_revision(engine) or ""
+
+
+PARTITIONED_TABLES = ("patients", "vaccinations", "observations")
+
+
+def partition_name(table: str, region: str) -> str:
+    """The partition of a table that holds one region."""
+    safe = "".join(ch for ch in region.lower() if ch.isalnum() or ch == "_")
+    return f"{table}_{safe}"
+
+
+def ensure_region_partitions(
+    engine: Engine, regions: list[str] | tuple[str, ...]
+) -> list[str]:
+    """Create the per-region partitions that are missing (PostgreSQL); returns the ones created.
+
+    A region whose rows already sit in the DEFAULT partition keeps them there
+    (moving rows between partitions would need the foreign keys released);
+    the partition is created for it once that is empty, and the condition is
+    reported.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    created: list[str] = []
+    with engine.begin() as conn:
+        for table in PARTITIONED_TABLES:
+            partitioned = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = %(t)s",
+                {"t": table},
+            ).first()
+            if partitioned is None:
+                continue
+            for region in regions:
+                name = partition_name(table, region)
+                exists = conn.exec_driver_sql(
+                    "SELECT 1 FROM pg_class WHERE relname = %(n)s", {"n": name}
+                ).first()
+                if exists is not None:
+                    continue
+                waiting = conn.exec_driver_sql(
+                    f"SELECT 1 FROM {table}_default WHERE region = %(r)s LIMIT 1",  # noqa: S608 - table names are constants
+                    {"r": region},
+                ).first()
+                if waiting is not None:
+                    continue
+                if not region.replace("_", "").replace("-", "").isalnum():
+                    raise ValueError(
+                        f"region code {region!r} must be letters, digits, - or _"
+                    )
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES IN ('{region}')"
+                )
+                created.append(name)
+    return created

@@ -23,6 +23,48 @@ def register(subparsers: Any) -> None:
     upgrade.set_defaults(func=run_upgrade)
 
 
+def register_region(subparsers: Any) -> None:
+    """Add the ``region`` sub-command."""
+    parser = subparsers.add_parser(
+        "region", help="regions: create the storage of a new region"
+    )
+    sub = parser.add_subparsers(dest="region_command", metavar="ACTION")
+    sub.required = True
+    add = sub.add_parser(
+        "add",
+        help="create the partitions of a region (PostgreSQL); list it in [[regions]] too",
+    )
+    add.add_argument("code", help="region code, e.g. BAY")
+    add_database_options(add)
+    add.set_defaults(func=run_region_add)
+
+
+def run_region_add(args: argparse.Namespace) -> int:
+    """Create a region's partitions."""
+    settings = settings_from(args)
+    try:
+        db = open_database(database_url(settings))
+        db.check_schema_current()
+        created = db.add_region_partitions([args.code])
+        db.close()
+    except (StorageError, ValueError) as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    if args.code not in settings.region_codes():
+        print(
+            f"cairn: note: region {args.code} is not in the configuration's [[regions]] yet; add it before routing senders to it"
+        )
+    print(
+        f"cairn: region {args.code}: "
+        + (
+            ", ".join(created)
+            if created
+            else "nothing to create (SQLite, or the partitions exist)"
+        )
+    )
+    return 0
+
+
 def run_upgrade(args: argparse.Namespace) -> int:
     """Migrate the configured database to the newest revision."""
     settings = settings_from(args)
@@ -31,7 +73,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
             database_url(settings),
             sqlite_synchronous=settings.database.sqlite_synchronous,
         )
-        revision = db.upgrade()
+        revision = db.upgrade(tuple(r.code for r in settings.regions))
         print(f"cairn: database {db.url} is at revision {revision}")
         db.close()
     except StorageError as exc:
