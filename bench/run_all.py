@@ -70,10 +70,20 @@ def main() -> None:
     args = parser.parse_args()
     n = 1000 if args.quick else 4000
     sections: list[tuple[str, list[str]]] = []
-    sys.argv = ["bench/forecast.py"]
     sections.append(
         ("Forecast (`.venv/bin/python -m bench.forecast`)", _capture(forecast.main))
     )
+    sys.argv = [
+        str(ROOT / "bench" / "ingest.py"),
+        "--senders",
+        "1",
+        "8",
+        "32",
+        "--messages",
+        str(n),
+        "--rate",
+        "500",
+    ]
     sections.append(
         (
             f"Ingest, SQLite (`.venv/bin/python -m bench.ingest --senders 1 8 32 --messages {n} --rate 500`)",
