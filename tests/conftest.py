@@ -67,8 +67,8 @@ def _no_phi_in_logs() -> object:
     structlog.reset_defaults()
 
 
-@pytest.fixture(scope="session")
-def _pg_databases():  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="session", name="pg_databases")
+def _pg_databases_fixture():  # type: ignore[no-untyped-def]
     from tests.support.db import PostgresDatabases
 
     pg = PostgresDatabases()
@@ -84,8 +84,8 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[
 
 
 @pytest.fixture(name="db", params=["sqlite", "postgresql"])
-def _db(request: pytest.FixtureRequest, _pg_databases, _sqlite_template):  # type: ignore[no-untyped-def]
+def _db(request: pytest.FixtureRequest, pg_databases, _sqlite_template):  # type: ignore[no-untyped-def]
     """A migrated, empty registry database: SQLite, then PostgreSQL."""
     from tests.support.db import open_test_database
 
-    yield from open_test_database(request.param, _pg_databases, _sqlite_template)
+    yield from open_test_database(request.param, pg_databases, _sqlite_template)

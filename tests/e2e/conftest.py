@@ -183,7 +183,7 @@ def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPr
     """A running server on SQLite, then on PostgreSQL; stopped with SIGTERM, logs checked for PHI."""
     extra: list[str] = []
     if request.param == "postgresql":
-        url = request.getfixturevalue("_pg_databases").new_url()
+        url = request.getfixturevalue("pg_databases").new_url()
         subprocess.run(
             [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
             cwd=Path(__file__).resolve().parents[2],

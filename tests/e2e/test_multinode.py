@@ -25,8 +25,8 @@ CONFIG = '[registry]\nunknown_sender = "accept"\nunknown_sender_region = "BAY"\n
 
 
 @pytest.fixture(name="pg_url")
-def _pg_url(_pg_databases: PostgresDatabases) -> str:
-    url = _pg_databases.new_url()
+def _pg_url(pg_databases: PostgresDatabases) -> str:
+    url = pg_databases.new_url()
     subprocess.run(
         [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
         cwd=ROOT,
@@ -158,3 +158,31 @@ def test_multinode_sigkill_one_node_loses_nothing(
     assert set(journal) == set(messages)
     assert all(journal[c] == code for c, code in before.items())
     assert _sql(pg_url, "SELECT count(*) FROM vaccinations") == [(200,)]
+
+
+def test_multinode_serve_refuses_an_old_schema(
+    tmp_path: Path, pg_databases: PostgresDatabases
+) -> None:
+    """On PostgreSQL, serve does not migrate: against an empty database it exits and says what to run."""
+    url = pg_databases.new_url()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path),
+            "--database",
+            url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "run `cairn db upgrade`" in done.stderr
