@@ -313,6 +313,10 @@ class MessagePipeline:
             sender=header.sender,
             message_type=header.message_type,
         )
+        if header.message_code in {"ACK", "RSP"}:
+            # The receiver of an ACK or RSP never acknowledges it (IG, original mode).
+            log.info("response_ignored")
+            return Outcome(b"", "", None)
         if not header.control_id:
             issue = _issue(
                 "101",

@@ -44,6 +44,11 @@ class MllpSender:
         """Close the connection."""
         self._client.close()
 
+    def send_only(self, message: bytes) -> None:
+        """Send a message that gets no answer (an ACK, or MSH-16 NE)."""
+        sock: socket.socket = self._client.socket
+        sock.sendall(encode_frame(message))
+
     def send(self, message: bytes) -> bytes:
         """Send one message and return the reply's payload (b"" if the server closed)."""
         sock: socket.socket = self._client.socket

@@ -502,6 +502,17 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read-only connection; a missing schema is a StorageError that says what to run."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageError(
+                f"cannot read {self.url}: {exc.orig.__class__.__name__}: {exc.orig} (is the schema created? run `cairn db upgrade`)"
+            ) from exc
+
     @property
     def url(self) -> str:
         """The database URL without password."""
@@ -570,12 +581,12 @@ class Database:
         query = select(message_journal).order_by(c.id.desc()).limit(limit)
         if conds:
             query = query.where(and_(*conds))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [_record(JournalEntry, row) for row in conn.execute(query).all()]
 
     def journal_get(self, journal_id: int) -> JournalEntry | None:
         """One journal entry."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 select(message_journal).where(message_journal.c.id == journal_id)
             ).first()
@@ -607,7 +618,7 @@ class Database:
         query = select(audit_log).order_by(c.id.desc()).limit(limit)
         if conds:
             query = query.where(and_(*conds))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [_record(AuditEntry, row) for row in conn.execute(query).all()]
 
     def close(self) -> None:

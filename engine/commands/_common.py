@@ -8,15 +8,26 @@ from typing import Any
 from config import Settings, load_settings, with_overrides
 
 
-def add_database_options(parser: argparse.ArgumentParser) -> None:
-    """The --database and --data-dir flags."""
+def add_database_options(
+    parser: argparse.ArgumentParser, *, nested: bool = False
+) -> None:
+    """The --database and --data-dir flags.
+
+    ``nested`` is for a sub-command of a command that has them too: its
+    defaults must not overwrite what was given before the sub-command name.
+    """
+    default = argparse.SUPPRESS if nested else None
     parser.add_argument(
         "--database",
         metavar="URL",
+        default=default,
         help="database URL (default: SQLite in the data directory)",
     )
     parser.add_argument(
-        "--data-dir", metavar="DIR", help="data directory (default ./var)"
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help="data directory (default ./var)",
     )
 
 

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     show.add_argument(
         "id", type=int, help="journal row id (first column of the listing)"
     )
-    add_database_options(show)
+    add_database_options(show, nested=True)
     show.set_defaults(func=run_show)
 
 

@@ -53,6 +53,17 @@ def _files(paths: list[str]) -> list[Path]:
     return out
 
 
+def _expects_no_answer(message: bytes) -> bool:
+    """ACKs and RSPs are never answered, nor messages whose MSH-16 is NE."""
+    header = message.split(b"\r", 1)[0].decode("latin-1")
+    if len(header) < 4 or not header.startswith("MSH"):
+        return False
+    fields = header.split(header[3])
+    kind = fields[8].split(header[4:5] or "^")[0] if len(fields) > 8 else ""
+    msh16 = fields[15].strip().upper() if len(fields) > 15 else ""
+    return kind in {"ACK", "RSP"} or msh16 == "NE"
+
+
 def run(args: argparse.Namespace) -> int:
     """Send every message and print a summary of the ACK codes."""
     host, sep, port = args.address.rpartition(":")
@@ -81,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         tqdm(total=len(work), unit="msg", file=sys.stderr, disable=None) as bar,
     ):
         for path, message in work:
+            if _expects_no_answer(message):
+                sender.send_only(message)
+                codes["not answered (ACK/RSP or MSH-16 NE)"] += 1
+                bar.update(1)
+                continue
             try:
                 reply = sender.send(message)
             except (TimeoutError, OSError) as exc:
@@ -90,11 +106,18 @@ def run(args: argparse.Namespace) -> int:
                 sender = MllpSender(host, int(port), args.timeout)
             code = ack_code(reply) if reply else "no answer"
             codes[code] += 1
-            if code not in {"AA"}:
+            if code != "AA":
                 failures.append(f"{path.name}: {code}")
             bar.update(1)
     summary = "  ".join(
-        f"{code} {codes.get(code, 0)}" for code in ("AA", "AE", "AR", "no answer")
+        f"{code} {codes.get(code, 0)}"
+        for code in (
+            "AA",
+            "AE",
+            "AR",
+            "no answer",
+            "not answered (ACK/RSP or MSH-16 NE)",
+        )
     )
     print(f"sent {len(work)} message(s) from {len(files)} file(s): {summary}")
     for line in failures:
