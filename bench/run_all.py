@@ -124,6 +124,7 @@ def main() -> None:
                 ),
             )
         )
+    sys.argv = [str(ROOT / "bench" / "query.py")]
     sections.append(
         (
             "Query (`.venv/bin/python -m bench.query`)",
