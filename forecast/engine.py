@@ -802,6 +802,9 @@ class Forecaster:
                 for e in run.evaluations
                 if e.status == VALID and e.dose.date >= target.season_start
             )
+        elif target.recurring:
+            # A recurring booster keeps counting the valid doses.
+            number = 1 + run.valid_count
         return AntigenForecast(
             series.antigen,
             name,
