@@ -113,6 +113,11 @@ def _age_rule(dose: SeriesDose, when: date) -> AgeRule | None:
     return dose.ages[0] if dose.ages else None
 
 
+def _priority_rank(run: _SeriesRun) -> int:
+    """Series priority A beats B beats C (higher is better)."""
+    return -ord(run.series.priority[:1] or "Z")
+
+
 def _earliest(run: _SeriesRun) -> date:
     forecast = run.forecast
     return (
@@ -964,9 +969,14 @@ class Forecaster:
                 score -= 1 if r.status == "Aged Out" else 0
                 scores[id(r)] = score
         else:
+            # No valid dose anywhere: the default series, else by series
+            # priority (A before B before C) and preference.
             defaults = [r for r in pool if r.series.default] or pool
-            return min(defaults, key=lambda r: r.series.preference)
-        return max(candidates, key=lambda r: (scores[id(r)], -r.series.preference))
+            return min(defaults, key=lambda r: (r.series.priority, r.series.preference))
+        return max(
+            candidates,
+            key=lambda r: (scores[id(r)], _priority_rank(r), -r.series.preference),
+        )
 
     # -- vaccine groups -----------------------------------------------------------------
 
