@@ -11,8 +11,12 @@ arrive, in pieces of any size, and yields events:
   up on it and started over); the part received is dropped.
 
 Bytes outside a frame (before a VT) are junk and are discarded, as the guide
-advises. An FS not followed by CR ends the frame only if the next byte is a
-CR; an FS inside a message is kept as data.
+advises (REFERENCE §1). Only FS *followed by* CR ends a frame: an FS that is
+the last byte of one read is held, and ends the frame if the next read starts
+with CR; an FS followed by anything else is kept as message data (so a sender
+that omits the CR and starts the next frame gets a :class:`Truncated` event,
+which is logged, rather than a guess). A frame that never ends is bounded by
+the size limit; closing a stalled connection is the listener's idle timeout.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Incremental MLLP frame decoder.
 
+    Feed it the bytes of one connection as they arrive; each call returns the
+    events those bytes complete. Every byte is searched once (``bytes.find``
+    from where the previous search stopped), so a frame split into many reads,
+    even byte by byte, costs linear time.
+
     Args:
         max_message_bytes: the largest message accepted (default 1 MiB).
     """
@@ -68,6 +77,8 @@ class FrameDecoder:
         self._max = max_message_bytes
         self._buffer = bytearray()
         self._in_frame = False
+        # Bytes of the buffer already searched for FS CR and VT without a hit.
+        self._scanned = 0
         self._discarding = False
         self._discarded = 0
         self._oversize_head = b""
@@ -82,8 +93,15 @@ class FrameDecoder:
         """Whether a frame has started and not yet ended."""
         return self._in_frame
 
+    def _start_frame(self) -> None:
+        self._in_frame = True
+        self._scanned = 0
+        self._discarding = False
+        self._discarded = 0
+        self._oversize_head = b""
+
     def feed(self, data: bytes) -> list[FrameEvent]:
-        """Take received bytes; return the events they complete."""
+        """Take received bytes; return the events they complete, in order."""
         events: list[FrameEvent] = []
         buf = self._buffer
         buf += data
@@ -91,44 +109,43 @@ class FrameDecoder:
             if not self._in_frame:
                 start = buf.find(VT)
                 if start < 0:
-                    # Junk outside a frame: drop it, but keep a trailing byte
-                    # in case it is nothing (no VT can be split).
-                    buf.clear()
+                    buf.clear()  # junk outside a frame
                     break
                 del buf[: start + 1]
-                self._in_frame = True
-                self._discarding = False
-                self._discarded = 0
+                self._start_frame()
                 continue
-            end = buf.find(END)
-            restart = buf.find(VT)
-            if restart >= 0 and (end < 0 or restart < end):
-                # A new start block before the end block: the frame was
-                # abandoned. Drop what came before it and start over.
+            # An FS left at the end of the previous read may pair with a CR now.
+            end = buf.find(END, max(self._scanned - 1, 0))
+            restart = buf.find(VT, self._scanned, len(buf) if end < 0 else end)
+            if restart >= 0:
+                # A new start block before the end block: the sender gave up on
+                # this frame. Drop what came before it and read the new one.
                 events.append(Truncated(self._discarded + restart))
                 del buf[:restart]
                 self._in_frame = False
                 continue
             if end < 0:
+                self._scanned = len(buf)
                 if self._discarding or len(buf) > self._max + 1:
+                    # Over the limit (``+ 1``: a message of exactly the limit
+                    # may be followed by the FS of a split end block). Keep the
+                    # head once, then hold nothing but a possible trailing FS.
                     if not self._discarding:
                         self._oversize_head = bytes(buf[:HEAD_BYTES])
                         self._discarding = True
-                    # Keep the last byte: it may be the FS of a split FS CR.
-                    keep = buf[-1:] if buf[-1:] == FS else b""
-                    self._discarded += len(buf) - len(keep)
-                    buf[:] = keep
+                    keep = 1 if buf.endswith(FS) else 0
+                    self._discarded += len(buf) - keep
+                    del buf[: len(buf) - keep]
+                    self._scanned = keep
                 break
-            if self._discarding or end > self._max:
-                head = (
-                    self._oversize_head if self._discarding else bytes(buf[:HEAD_BYTES])
-                )
-                events.append(Oversize(head))
+            if self._discarding:
+                events.append(Oversize(self._oversize_head))
+            elif end > self._max:
+                events.append(Oversize(bytes(buf[:HEAD_BYTES])))
             else:
                 events.append(Frame(bytes(buf[:end])))
-            del buf[: end + 2]
+            del buf[: end + len(END)]
             self._in_frame = False
             self._discarding = False
-            self._discarded = 0
             self._oversize_head = b""
         return events
