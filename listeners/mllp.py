@@ -6,23 +6,30 @@ written back in arrival order per connection. The protocol knows nothing of
 HL7 content.
 
 - Back-pressure: when more than ``max_pipelined`` frames of one connection are
-  waiting for their answers, the connection stops reading until they drain.
-- Oversize: the sink's reject is written, then the connection is closed.
+  waiting for their answers, the connection stops reading (``pauseProducing``)
+  until no more than ``max_pipelined`` are left.
+- Oversize: the sink's reject is written after the answers to earlier frames,
+  then the connection is closed; nothing more is read from it.
 - A failed Deferred (the message could not be made durable) closes the
-  connection without an answer, so the sender retries; an ACK is never faked.
-- Idle connections are closed after ``idle_timeout`` seconds (not while an
-  answer is pending).
-- :meth:`MllpFactory.quiesce` stops reading everywhere, waits for in-flight
-  answers to be written, then closes the connections (graceful shutdown).
+  connection without that answer or any later one, so the sender retries; an
+  ACK is never faked.
+- Idle connections are closed after ``idle_timeout`` seconds of silence,
+  counted from the last frame received or answer written; there is no timeout
+  while an answer is pending.
+- :meth:`MllpFactory.quiesce` stops reading everywhere and refuses new
+  connections, waits until every in-flight message has its answer written (or
+  its connection gone), then closes the connections (graceful shutdown).
+
+Logs carry peer, listener and counts, never message content.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import structlog
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -66,12 +73,13 @@ class _Transport(Protocol):
 class _Slot:
     """The answer to one frame, once its Deferred has fired."""
 
-    __slots__ = ("done", "failure", "value")
+    __slots__ = ("close_after", "done", "failure", "value")
 
     def __init__(self) -> None:
         self.done = False
         self.value = b""
         self.failure: Failure | None = None
+        self.close_after = False
 
     def fill(self, result: bytes | Failure) -> None:
         self.done = True
@@ -94,11 +102,17 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
 
     def __init__(self, factory: MllpFactory) -> None:
         self.factory = factory
+        # TimeoutMixin schedules through self.callLater: use the injected clock.
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment] # the injected clock, not the global reactor
         self._decoder = FrameDecoder(factory.max_message_bytes)
         self._pending: deque[_Slot] = deque()
         self._paused = False
-        self._closing = False
+        # Nothing more is read or written (sink failure, connection lost).
+        self._silent = False
+        # Nothing more is read (after an oversize frame); answers still go out.
+        self._reading = True
         self._peer = ""
+        self._ignored = 0
         self.messages = 0
 
     @property
@@ -110,9 +124,14 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
     def connectionMade(self) -> None:
         """Register with the factory and start the idle timer."""
         self._peer = _peer_text(self._t.getPeer())
-        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment] # TimeoutMixin's clock
         self.factory.connections.add(self)
         if self.factory.quiescing:
+            logger.info(
+                "connection_refused_shutting_down",
+                peer=self._peer,
+                listener=self.factory.name,
+            )
+            self._silent = True
             self._t.loseConnection()
             return
         self.setTimeout(self.factory.idle_timeout)  # type: ignore[no-untyped-call]
@@ -124,32 +143,45 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        """Forget the connection."""
+        """Forget the connection; answers still pending can no longer be written."""
         self.setTimeout(None)  # type: ignore[no-untyped-call]
+        self._silent = True
         self.factory.connections.discard(self)
         logger.info(
             "connection_closed",
             peer=self._peer,
             listener=self.factory.name,
             count=self.messages,
+            in_flight=len(self._pending),
             connections=len(self.factory.connections),
         )
+        self._flush()
 
     def timeoutConnection(self) -> None:
         """Close an idle connection."""
-        if self._pending:
-            self.resetTimeout()  # type: ignore[no-untyped-call]
+        if (
+            self._pending
+        ):  # pragma: no cover - the timer is off while answers are pending
             return
         logger.info(
-            "connection_idle_timeout", peer=self._peer, listener=self.factory.name
+            "connection_idle_timeout",
+            peer=self._peer,
+            listener=self.factory.name,
+            seconds=self.factory.idle_timeout,
         )
+        self._silent = True
         self._t.loseConnection()
 
     # -- data ---------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         """Cut frames and hand them on."""
-        if self._closing:
+        if self._silent or not self._reading:
+            return
+        if self.factory.quiescing:
+            # Shutting down: frames read after quiesce() are not taken; they
+            # get no answer and the sender sends them again later.
+            self._ignored += len(data)
             return
         self.resetTimeout()  # type: ignore[no-untyped-call]
         for event in self._decoder.feed(data):
@@ -165,16 +197,19 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
                     listener=self.factory.name,
                     bytes=event.length,
                 )
-        if (
-            self._decoder.buffered > self.factory.max_message_bytes + 2
-        ):  # pragma: no cover - decoder bounds it
-            self._oversize(b"")
+
+    def _enqueue(self) -> _Slot:
+        slot = _Slot()
+        self._pending.append(slot)
+        self.factory.in_flight += 1
+        self.factory.busy.add(self)
+        # No idle timeout while an answer is pending.
+        self.setTimeout(None)  # type: ignore[no-untyped-call]
+        return slot
 
     def _submit(self, payload: bytes) -> None:
         self.messages += 1
-        self.factory.in_flight += 1
-        slot = _Slot()
-        self._pending.append(slot)
+        slot = self._enqueue()
         try:
             d = self.factory.sink.submit(payload, self._peer, self.factory.name)
         except Exception:  # the sink must not raise, but a listener never dies of it
@@ -182,58 +217,80 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             d = Deferred()
             d.errback(Failure())  # type: ignore[no-untyped-call]
         d.addBoth(slot.fill).addBoth(lambda _: self._flush())
-        if len(self._pending) >= self.factory.max_pipelined and not self._paused:
+        if len(self._pending) > self.factory.max_pipelined and not self._paused:
             self._paused = True
             self._t.pauseProducing()
 
-    def _flush(self) -> None:
-        """Write every answer at the head of the queue that is ready, in order."""
-        while self._pending and self._pending[0].done:
-            slot = self._pending.popleft()
-            self.factory.in_flight -= 1
-            if slot.failure is not None:
-                failure = slot.failure
-                logger.warning(
-                    "message_not_answered",
-                    peer=self._peer,
-                    listener=self.factory.name,
-                    error_type=failure.type.__name__ if failure.type else "",
-                )
-                self._abandon()
-                return
-            if slot.value and not self._closing:
-                self._t.write(encode_frame(slot.value))
-        if (
-            self._paused
-            and len(self._pending) < self.factory.max_pipelined
-            and not self.factory.quiescing
-            and not self._closing
-        ):
-            self._paused = False
-            self._t.resumeProducing()
-        if not self._pending:
-            self.factory.drained(self)
-
-    def _abandon(self) -> None:
-        """Drop the connection without answering what is still pending."""
-        self._closing = True
-        self.factory.in_flight -= len(self._pending)
-        self._pending.clear()
-        self._t.loseConnection()
-        self.factory.drained(self)
-
     def _oversize(self, head: bytes) -> None:
+        """Queue the sink's reject behind earlier answers; close once it is written."""
         logger.warning(
             "message_too_large",
             peer=self._peer,
             listener=self.factory.name,
             limit=self.factory.max_message_bytes,
         )
-        reject = self.factory.sink.oversize(head, self._peer, self.factory.name)
-        self._closing = True
-        if reject:
-            self._t.write(encode_frame(reject))
-        self._t.loseConnection()
+        self.messages += 1
+        slot = self._enqueue()
+        slot.close_after = True
+        try:
+            slot.fill(self.factory.sink.oversize(head, self._peer, self.factory.name))
+        except Exception:  # a listener never dies of its sink
+            logger.exception("sink_raised", peer=self._peer, listener=self.factory.name)
+            slot.fill(Failure())  # type: ignore[no-untyped-call]
+        # Nothing after an oversize frame is read, even before the reject leaves.
+        self._reading = False
+        if not self._paused:
+            self._paused = True
+            self._t.pauseProducing()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write every answer at the head of the queue that is ready, in order."""
+        pending = self._pending
+        while pending and pending[0].done and not self._silent:
+            slot = pending.popleft()
+            self.factory.in_flight -= 1
+            if slot.failure is not None:
+                logger.warning(
+                    "message_not_answered",
+                    peer=self._peer,
+                    listener=self.factory.name,
+                    error_type=slot.failure.type.__name__ if slot.failure.type else "",
+                    in_flight=len(pending),
+                )
+                self._close()
+                break
+            if slot.value:
+                self._t.write(encode_frame(slot.value))
+            if slot.close_after:
+                self._close()
+                break
+        if self._silent and pending:
+            # Nothing more will be written here; forget answers as they come in
+            # (they still count as in flight until the pipeline is done).
+            still = deque(slot for slot in pending if not slot.done)
+            self.factory.in_flight -= len(pending) - len(still)
+            self._pending = pending = still
+        if (
+            self._paused
+            and len(pending) <= self.factory.max_pipelined
+            and not self.factory.quiescing
+            and self._reading
+            and not self._silent
+        ):
+            self._paused = False
+            self._t.resumeProducing()
+        if not pending:
+            if not self._silent:
+                self.setTimeout(self.factory.idle_timeout)  # type: ignore[no-untyped-call]
+            self.factory.drained(self)
+
+    def _close(self) -> None:
+        """Stop reading and writing, and close after what is already written."""
+        self._silent = True
+        self.setTimeout(None)  # type: ignore[no-untyped-call]
+        if self.transport is not None:
+            self._t.loseConnection()
 
     # -- shutdown -----------------------------------------------------------
 
@@ -244,12 +301,11 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
 
     def close(self) -> None:
         """Close the connection after pending writes."""
-        if self.transport is not None:
-            self._t.loseConnection()
+        self._close()
 
     def stop_reading(self) -> None:
         """Stop reading new frames (graceful shutdown)."""
-        if not self._paused:
+        if not self._paused and not self._silent:
             self._paused = True
             self._t.pauseProducing()
 
@@ -263,8 +319,8 @@ class MllpFactory(Factory):
         name: the listener's name, for logs.
         max_message_bytes: the largest message accepted.
         idle_timeout: seconds of silence before a connection is closed.
-        max_pipelined: answers one connection may wait for before it stops
-            being read.
+        max_pipelined: answers one connection may wait for; beyond that it
+            stops being read until it is back to this many.
     """
 
     protocol = MllpProtocol  # type: ignore[assignment]
@@ -286,9 +342,13 @@ class MllpFactory(Factory):
         self.idle_timeout = idle_timeout
         self.max_pipelined = max_pipelined
         self.connections: set[MllpProtocol] = set()
+        # Connections with answers pending, including ones already lost.
+        self.busy: set[MllpProtocol] = set()
         self.in_flight = 0
         self.quiescing = False
         self._waiters: dict[MllpProtocol, Deferred[None]] = {}
+        self._quiesced: list[Deferred[None]] = []
+        self._done = False
 
     def buildProtocol(self, addr: IAddress | None) -> MllpProtocol:  # type: ignore[override]
         """A new connection."""
@@ -296,19 +356,39 @@ class MllpFactory(Factory):
 
     def drained(self, proto: MllpProtocol) -> None:
         """A connection has no answer pending."""
+        self.busy.discard(proto)
         waiter = self._waiters.pop(proto, None)
         if waiter is not None:
             waiter.callback(None)
 
-    def quiesce(self) -> Deferred[Any]:
-        """Stop reading, let in-flight answers go out, then close every connection."""
+    def quiesce(self) -> Deferred[None]:
+        """Stop reading, let in-flight answers go out, then close every connection.
+
+        New connections are closed as soon as they are made. Calling it again
+        returns a Deferred that fires when the first call's does.
+
+        Returns:
+            A Deferred that fires once every connection has been told to close.
+        """
+        result: Deferred[None] = Deferred()
+        if self._done:
+            result.callback(None)
+            return result
+        self._quiesced.append(result)
+        if self.quiescing:
+            return result
         self.quiescing = True
-        waits: list[Deferred[Any]] = []
+        logger.info(
+            "listener_quiescing",
+            listener=self.name,
+            connections=len(self.connections),
+            in_flight=self.in_flight,
+        )
+        waits: list[Deferred[None]] = []
         for proto in list(self.connections):
             proto.stop_reading()
-            if proto.idle:
-                waits.append(succeed(None))
-            else:
+        for proto in list(self.busy):
+            if not proto.idle:
                 d: Deferred[None] = Deferred()
                 self._waiters[proto] = d
                 waits.append(d)
@@ -317,7 +397,10 @@ class MllpFactory(Factory):
             for proto in list(self.connections):
                 proto.close()
             logger.info("listener_quiesced", listener=self.name)
+            self._done = True
+            waiting, self._quiesced = self._quiesced, []
+            for d in waiting:
+                d.callback(None)
 
-        done: Deferred[Any] = DeferredList(waits)
-        done.addCallback(close)
-        return done
+        gatherResults(waits).addCallback(close)
+        return result

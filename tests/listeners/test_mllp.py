@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from structlog.testing import capture_logs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -66,13 +67,17 @@ def test_protocol_passes_split_frames_whole() -> None:
 
 
 def test_protocol_pauses_reading_when_too_many_answers_are_pending() -> None:
-    """Back-pressure: reading stops at max_pipelined pending answers and resumes when they drain."""
+    """Back-pressure: reading stops beyond max_pipelined pending answers and resumes when back to it."""
     sink, _, proto, transport, _ = _connect(max_pipelined=2)
     proto.dataReceived(encode_frame(b"a") + encode_frame(b"b"))
+    assert transport.producerState == "producing"
+    proto.dataReceived(encode_frame(b"c"))
+    assert transport.producerState == "paused"
+    sink.pending[1].callback(b"B")
     assert transport.producerState == "paused"
     sink.pending[0].callback(b"A")
-    sink.pending[1].callback(b"B")
     assert transport.producerState == "producing"
+    assert transport.value() == encode_frame(b"A") + encode_frame(b"B")
 
 
 def test_protocol_closes_without_answer_when_sink_fails() -> None:
@@ -132,3 +137,126 @@ def test_factory_quiesce_waits_for_in_flight_then_closes() -> None:
     assert done.called
     assert transport.value() == encode_frame(b"A")
     assert transport.disconnecting
+
+
+def test_protocol_writes_nothing_after_a_failed_answer() -> None:
+    """After a sink failure, later answers are not written either: the sender resends from the gap."""
+    sink, factory, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a") + encode_frame(b"b") + encode_frame(b"c"))
+    sink.pending[0].callback(b"A")
+    sink.pending[1].errback(RuntimeError("commit failed"))
+    sink.pending[2].callback(b"C")
+    assert transport.value() == encode_frame(b"A")
+    assert transport.disconnecting
+    assert factory.in_flight == 0
+
+
+def test_protocol_answers_earlier_frames_before_an_oversize_reject() -> None:
+    """An oversize frame's reject leaves after the answers to the frames before it, then the connection closes."""
+    sink, _, proto, transport, _ = _connect(max_bytes=100)
+    proto.dataReceived(encode_frame(b"first") + b"\x0bMSH|big" + b"x" * 200)
+    proto.dataReceived(b"\x1c\r" + encode_frame(b"after"))
+    assert transport.producerState == "paused"
+    assert not transport.disconnecting
+    assert sink.received == [b"first"]
+    sink.pending[0].callback(b"ACK1")
+    assert transport.value() == encode_frame(b"ACK1") + encode_frame(
+        b"REJECT MSH|bigxxx"
+    )
+    assert transport.disconnecting
+
+
+def test_protocol_logs_truncated_frame_and_reads_the_next() -> None:
+    """A frame cut off by a new VT is logged by length only and the next frame is handled."""
+    sink, _, proto, _, _ = _connect()
+    with capture_logs() as logs:
+        proto.dataReceived(b"\x0bMSH|CANARY" + encode_frame(b"whole"))
+    assert sink.received == [b"whole"]
+    truncated = [e for e in logs if e["event"] == "frame_truncated"]
+    assert truncated == [
+        {
+            "event": "frame_truncated",
+            "log_level": "warning",
+            "peer": "10.0.0.1:40000",
+            "listener": "test",
+            "bytes": 10,
+        }
+    ]
+    assert "CANARY" not in repr(logs)
+
+
+def test_protocol_idle_timeout_restarts_after_the_answer() -> None:
+    """The idle timeout counts from the answer, not from the frame that waited for it."""
+    sink, _, proto, transport, clock = _connect(idle=5)
+    proto.dataReceived(encode_frame(b"a"))
+    clock.advance(100)
+    sink.pending[0].callback(b"A")
+    clock.advance(4)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_protocol_activity_postpones_idle_timeout() -> None:
+    """Bytes received restart the idle timer."""
+    _, _, proto, transport, clock = _connect(idle=5)
+    clock.advance(4)
+    proto.dataReceived(b"\x0bMSH|par")
+    clock.advance(4)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_factory_quiesce_refuses_new_connections() -> None:
+    """Once quiescing, a new connection is closed at once."""
+    _, factory, _, _, _ = _connect()
+    factory.quiesce()
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 40001))
+    proto.makeConnection(transport)
+    assert transport.disconnecting
+
+
+def test_factory_quiesce_takes_no_new_frames() -> None:
+    """Frames read after quiesce are not handed to the sink (they get no answer and are resent)."""
+    sink, factory, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a"))
+    done = factory.quiesce()
+    proto.dataReceived(encode_frame(b"b"))
+    assert sink.received == [b"a"]
+    sink.pending[0].callback(b"A")
+    assert done.called
+    assert transport.value() == encode_frame(b"A")
+
+
+def test_factory_quiesce_with_no_connections_fires_at_once() -> None:
+    """With nothing connected, quiesce fires immediately, and again when called twice."""
+    sink = FakeSink()
+    factory = MllpFactory(
+        sink, MemoryReactorClock(), name="t", max_message_bytes=1024, idle_timeout=5
+    )
+    assert factory.quiesce().called
+    assert factory.quiesce().called
+
+
+def test_factory_quiesce_waits_for_messages_of_a_lost_connection() -> None:
+    """A connection lost with a message in flight still holds quiesce until the sink is done with it."""
+    sink, factory, proto, transport, _ = _connect()
+    proto.dataReceived(encode_frame(b"a"))
+    proto.connectionLost(None)
+    done = factory.quiesce()
+    assert factory.in_flight == 1
+    assert not done.called
+    sink.pending[0].callback(b"A")
+    assert done.called
+    assert factory.in_flight == 0
+    assert transport.value() == b""
+
+
+def test_factory_tracks_connections() -> None:
+    """The factory knows its live connections."""
+    _, factory, proto, _, _ = _connect()
+    assert factory.connections == {proto}
+    proto.connectionLost(None)
+    assert factory.connections == set()
