@@ -1,8 +1,19 @@
-"""A blocking MLLP client for ``cairn send`` and tests, on python-hl7's MLLPClient.
+"""A blocking MLLP client for ``cairn send`` and tests.
 
-python-hl7's client sends with ``socket.send`` and reads a single ``recv``;
-a large message or a long acknowledgement can need several, so ``send`` here
-writes everything and reads until the end block.
+It follows python-hl7's ``hl7.client.MLLPClient`` (a plain blocking socket,
+the message wrapped in VT ... FS CR, bytes sent as they are) but does not use
+it, because that class does not fit a sender that must never lose an answer:
+
+- it connects IPv4 only and with no timeout (a dead host hangs the command);
+- ``send`` uses one ``socket.send``, which may write only part of a frame;
+- it reads a single ``recv(4096)`` and returns it still framed, so a longer
+  acknowledgement (an RSP with a forecast easily is) comes back cut short and
+  the rest is read as the answer to the next message.
+
+So this client connects with ``socket.create_connection`` and a timeout,
+writes with ``sendall`` and reads until the end block, keeping any bytes that
+follow for the next answer. Payloads stay ``bytes`` end to end: nothing is
+decoded on the way.
 """
 
 from __future__ import annotations
@@ -10,23 +21,27 @@ from __future__ import annotations
 import socket
 from types import TracebackType
 
-from hl7.client import MLLPClient
+import hl7
 
 from parsers.mllp import END, VT, encode_frame
+
+_RECV_BYTES = 65536
 
 
 class MllpSender:
     """One MLLP connection that sends messages and waits for each reply.
 
     Args:
-        host: the server.
+        host: the server (name, IPv4 or IPv6 address).
         port: its port.
-        timeout: seconds to wait for a reply.
+        timeout: seconds to wait to connect and for each reply.
+
+    Raises:
+        OSError: the connection could not be made (``TimeoutError`` included).
     """
 
     def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self._client = MLLPClient(host, port)
-        self._client.socket.settimeout(timeout)
+        self._socket = socket.create_connection((host, port), timeout=timeout)
         self._buffer = b""
 
     def __enter__(self) -> MllpSender:
@@ -42,32 +57,53 @@ class MllpSender:
 
     def close(self) -> None:
         """Close the connection."""
-        self._client.close()
+        self._socket.close()
 
     def send_only(self, message: bytes) -> None:
-        """Send a message that gets no answer (an ACK, or MSH-16 NE)."""
-        sock: socket.socket = self._client.socket
-        sock.sendall(encode_frame(message))
+        """Send a message that gets no answer (an ACK, or MSH-16 NE).
+
+        Raises:
+            OSError: the connection failed.
+        """
+        self._socket.sendall(encode_frame(message))
 
     def send(self, message: bytes) -> bytes:
-        """Send one message and return the reply's payload (b"" if the server closed)."""
-        sock: socket.socket = self._client.socket
-        sock.sendall(encode_frame(message))
+        """Send one message and return the reply's payload, unframed.
+
+        Returns:
+            The reply, or ``b""`` if the server closed (or reset) the
+            connection first: the message was not acknowledged.
+
+        Raises:
+            TimeoutError: no complete reply within the timeout.
+            OSError: the connection failed.
+        """
+        self._socket.sendall(encode_frame(message))
         while END not in self._buffer:
-            chunk = sock.recv(65536)
+            try:
+                chunk = self._socket.recv(_RECV_BYTES)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
+                self._buffer = b""
                 return b""
             self._buffer += chunk
         end = self._buffer.index(END)
         frame, self._buffer = self._buffer[:end], self._buffer[end + len(END) :]
-        start = frame.find(VT)
+        start = frame.find(VT)  # bytes before VT are junk (REFERENCE §1)
         return frame[start + 1 :] if start >= 0 else frame
 
 
 def ack_code(response: bytes) -> str:
-    """MSA-1 of a response (``""`` when there is none)."""
-    text = response.decode("utf-8", errors="replace")
-    for segment in text.replace("\n", "\r").split("\r"):
-        if segment.startswith("MSA") and len(segment) > 4:
-            return segment.split(segment[3])[1].strip()
-    return ""
+    """MSA-1 of a response (the first MSA if several), or ``""`` when there is none.
+
+    Uses python-hl7's parser: this is the cold path, and it reads the
+    delimiters from the response's own MSH.
+    """
+    text = response.decode("utf-8", errors="replace").replace("\r\n", "\r")
+    text = text.replace("\n", "\r").lstrip("\ufeff")
+    try:
+        segments = hl7.parse(text).segments("MSA")
+        return str(segments[0][1]).strip()
+    except (hl7.ParseException, KeyError, IndexError):
+        return ""

@@ -43,4 +43,65 @@ def test_client_sends_and_reads_whole_replies() -> None:
 def test_ack_code_reads_msa1_with_any_delimiter() -> None:
     """MSA-1 is read with the message's own field separator."""
     assert ack_code(b"MSH#$*%@#A\rMSA#AE#X\r") == "AE"
+
+
+def test_ack_code_is_empty_without_msa() -> None:
+    """A reply that is not HL7, or has no MSA, has no ack code."""
     assert ack_code(b"garbage") == ""
+    assert ack_code(b"") == ""
+    assert ack_code(b"MSH|^~\\&|S\rERR|x\r") == ""
+
+
+def test_ack_code_reads_the_first_of_repeated_msa_and_lf_endings() -> None:
+    """An ACK with LF endings and a repeated MSA gives the first MSA-1."""
+    assert ack_code(b"MSH|^~\\&|S\nMSA|AR|1\nMSA|AA|1\n") == "AR"
+
+
+def test_client_returns_empty_when_server_closes_without_reply() -> None:
+    """A server that closes before answering gives an empty reply, not an exception."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    thread = threading.Thread(target=_serve_once, args=(server, 0), daemon=True)
+    thread.start()
+    with MllpSender("127.0.0.1", server.getsockname()[1], timeout=5) as sender:
+        assert sender.send(b"MSH|^~\\&|A\r") == b""
+    server.close()
+
+
+def test_client_times_out_when_no_reply_comes() -> None:
+    """A server that never answers makes send raise TimeoutError after the timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    with MllpSender("127.0.0.1", server.getsockname()[1], timeout=0.2) as sender:
+        try:
+            sender.send(b"MSH|^~\\&|A\r")
+        except TimeoutError:
+            timed_out = True
+        else:
+            timed_out = False
+    server.close()
+    assert timed_out
+
+
+def test_client_keeps_bytes_of_the_next_reply() -> None:
+    """Two replies arriving in one read are returned one per send, with junk before VT dropped."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer_twice() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"\r\n" + encode_frame(b"ONE") + encode_frame(b"TWO"))
+            conn.recv(65536)
+
+    thread = threading.Thread(target=answer_twice, daemon=True)
+    thread.start()
+    with MllpSender("127.0.0.1", server.getsockname()[1], timeout=5) as sender:
+        assert sender.send(b"MSH|a\r") == b"ONE"
+        assert sender.send(b"MSH|b\r") == b"TWO"
+    thread.join(5)
+    server.close()
