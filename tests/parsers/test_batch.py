@@ -42,3 +42,58 @@ def test_batch_reads_the_sample_batch_file(samples_dir: Path) -> None:
         iter_messages((samples_dir / "vxu-edge-batch-envelope-ihs.hl7").read_bytes())
     )
     assert message.startswith(b"MSH|")
+
+
+def test_batch_normalizes_crlf_and_cr_endings() -> None:
+    """CRLF and CR files give the same messages, segments ending in CR only."""
+    text = MSG.format(1) + MSG.format(2)
+    crlf = list(iter_messages(text.replace("\r", "\r\n").encode()))
+    cr = list(iter_messages(text.encode()))
+    assert crlf == cr
+    assert crlf[1] == MSG.format(2).encode()
+
+
+def test_batch_splits_an_mllp_framed_file() -> None:
+    """A capture of MLLP frames gives one message per frame."""
+    data = b"".join(b"\x0b" + MSG.format(i).encode() + b"\x1c\r" for i in range(3))
+    assert list(iter_messages(data)) == [MSG.format(i).encode() for i in range(3)]
+
+
+def test_batch_counts_segments_before_the_first_msh() -> None:
+    """Lines before the first MSH that are not envelope segments are skipped and counted."""
+    batch = read_batch(("junk line\r" + MSG.format(1)).encode())
+    assert batch.messages == (MSG.format(1).encode(),)
+    assert batch.skipped_segments == 1
+
+
+def test_batch_sums_counts_of_several_batches() -> None:
+    """A file of two batches declares the sum of its BTS-1 counts."""
+    data = (
+        "FHS|^~\\&|F\rBHS|^~\\&|B1\r"
+        + MSG.format(1)
+        + "BTS|1\rBHS|^~\\&|B2\r"
+        + MSG.format(2)
+        + MSG.format(3)
+        + "BTS|2\rFTS|2\r"
+    ).encode()
+    batch = read_batch(data)
+    assert len(batch.messages) == 3
+    assert batch.trailer_count == 3
+    assert len(batch.envelope_segments) == 6
+
+
+def test_batch_header_field_numbers_like_msh() -> None:
+    """FHS-1 is the separator and FHS-3 the sending application."""
+    batch = read_batch(("FHS|^~\\&|APP|FAC\r" + MSG.format(1)).encode())
+    assert batch.header_field(1) == b"|"
+    assert batch.header_field(2) == b"^~\\&"
+    assert batch.header_field(3) == b"APP"
+    assert batch.header_field(9) == b""
+
+
+def test_batch_plain_file_has_no_envelope() -> None:
+    """A plain file has no header and no declared count."""
+    batch = read_batch(MSG.format(1).encode())
+    assert batch.header == b""
+    assert batch.trailer_count is None
+    assert read_batch(b"").messages == ()
