@@ -1,4 +1,14 @@
-"""``cairn send HOST:PORT FILE_OR_DIR...``: send message files and summarize the ACKs."""
+"""``cairn send HOST:PORT FILE_OR_DIR...``: send message files and summarize the ACKs.
+
+Every message of every file (batch envelopes, plain files, CR/LF/CRLF, see
+``parsers.batch``) goes over one MLLP connection, one at a time: the sender
+waits for each answer before the next (REFERENCE §1). ACKs and RSPs, and
+messages whose MSH-16 is NE, are sent without waiting, since the receiver
+never answers them. A connection that fails or times out is reopened for the
+next message; a server that refuses a connection is not tried again. Exit
+code 0 if every message that expects an answer got one (and every file could
+be read), 1 otherwise, 2 for a usage error.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +20,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from parsers.batch import iter_messages
+from parsers.batch import read_batch
 from parsers.client import MllpSender, ack_code
+
+NO_ANSWER = "no answer"
+NOT_EXPECTED = "not answered (ACK/RSP or MSH-16 NE)"
+NO_MSA = "no MSA"
+_SUFFIXES = {".hl7", ".txt"}
 
 
 def register(subparsers: Any) -> None:
@@ -26,12 +41,22 @@ def register(subparsers: Any) -> None:
         "paths",
         metavar="FILE_OR_DIR",
         nargs="+",
-        help="message files, or folders of *.hl7 / *.txt files",
+        help="message files, or folders of *.hl7 / *.txt files (sorted)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for each answer"
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait to connect and for each answer (default 30)",
     )
     parser.set_defaults(func=run)
+
+
+def _address(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -43,7 +68,7 @@ def _files(paths: list[str]) -> list[Path]:
                 sorted(
                     p
                     for p in path.iterdir()
-                    if p.suffix.lower() in {".hl7", ".txt", ".dat"} and p.is_file()
+                    if p.suffix.lower() in _SUFFIXES and p.is_file()
                 )
             )
         elif path.is_file():
@@ -64,10 +89,58 @@ def _expects_no_answer(message: bytes) -> bool:
     return kind in {"ACK", "RSP"} or msh16 == "NE"
 
 
+class _Connection:
+    """One MLLP connection, reopened after a failure."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._sender: MllpSender | None = None
+        self._unreachable = False
+        self.error = ""
+
+    def _open(self) -> MllpSender | None:
+        # A server that cannot be reached is not tried again for every message
+        # (against a silent host that would cost the timeout each time).
+        if self._sender is None and not self._unreachable:
+            try:
+                self._sender = MllpSender(self._host, self._port, self._timeout)
+            except OSError as exc:
+                self._unreachable = True
+                self.error = f"cannot connect: {exc.__class__.__name__}: {exc}"
+        return self._sender
+
+    def close(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
+
+    def send(self, message: bytes, wait: bool) -> bytes | None:
+        """The answer (``b""`` when none is expected), or None if there was none."""
+        sender = self._open()
+        if sender is None:
+            return None
+        try:
+            if not wait:
+                sender.send_only(message)
+                return b""
+            reply = sender.send(message)
+        except OSError as exc:  # TimeoutError included
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            self.close()
+            return None
+        if not reply:
+            self.error = "the server closed the connection without answering"
+            self.close()
+            return None
+        return reply
+
+
 def run(args: argparse.Namespace) -> int:
     """Send every message and print a summary of the ACK codes."""
-    host, sep, port = args.address.rpartition(":")
-    if not sep or not port.isdigit():
+    address = _address(args.address)
+    if address is None:
         print(f"cairn send: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
         return 2
     try:
@@ -75,51 +148,52 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"cairn send: {exc}", file=sys.stderr)
         return 2
-    work = [
-        (path, message)
-        for path in files
-        for message in iter_messages(path.read_bytes())
-    ]
+    work: list[tuple[Path, bytes]] = []
+    unreadable = 0
+    for path in files:
+        try:
+            batch = read_batch(path.read_bytes())
+        except OSError as exc:
+            print(f"cairn send: cannot read {path}: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
+        if batch.skipped_segments:
+            print(
+                f"cairn send: {path}: {batch.skipped_segments} line(s) before the first MSH skipped",
+                file=sys.stderr,
+            )
+        work.extend((path, message) for message in batch.messages)
+
     codes: Counter[str] = Counter()
-    failures: list[str] = []
+    per_file: dict[Path, Counter[str]] = {}
+    errors: dict[Path, str] = {}
+    connection = _Connection(*address, args.timeout)
     try:
-        sender = MllpSender(host, int(port), args.timeout)
-    except OSError as exc:
-        print(f"cairn send: cannot connect to {args.address}: {exc}", file=sys.stderr)
-        return 1
-    with (
-        sender,
-        tqdm(total=len(work), unit="msg", file=sys.stderr, disable=None) as bar,
-    ):
-        for path, message in work:
-            if _expects_no_answer(message):
-                sender.send_only(message)
-                codes["not answered (ACK/RSP or MSH-16 NE)"] += 1
+        with tqdm(total=len(work), unit="msg", file=sys.stderr, disable=None) as bar:
+            for path, message in work:
+                wait = not _expects_no_answer(message)
+                reply = connection.send(message, wait)
+                if reply is None:
+                    code = NO_ANSWER
+                    errors.setdefault(path, connection.error)
+                elif not wait:
+                    code = NOT_EXPECTED
+                else:
+                    code = ack_code(reply) or NO_MSA
+                codes[code] += 1
+                if code not in ("AA", NOT_EXPECTED):
+                    per_file.setdefault(path, Counter())[code] += 1
                 bar.update(1)
-                continue
-            try:
-                reply = sender.send(message)
-            except (TimeoutError, OSError) as exc:
-                reply = b""
-                failures.append(f"{path.name}: {exc.__class__.__name__}")
-                sender.close()
-                sender = MllpSender(host, int(port), args.timeout)
-            code = ack_code(reply) if reply else "no answer"
-            codes[code] += 1
-            if code != "AA":
-                failures.append(f"{path.name}: {code}")
-            bar.update(1)
-    summary = "  ".join(
-        f"{code} {codes.get(code, 0)}"
-        for code in (
-            "AA",
-            "AE",
-            "AR",
-            "no answer",
-            "not answered (ACK/RSP or MSH-16 NE)",
-        )
-    )
+    finally:
+        connection.close()
+
+    shown = ["AA", "AE", "AR"]
+    shown += sorted(c for c in codes if c not in {*shown, NO_ANSWER, NOT_EXPECTED})
+    shown += [NO_ANSWER, NOT_EXPECTED]
+    summary = "  ".join(f"{code} {codes.get(code, 0)}" for code in shown)
     print(f"sent {len(work)} message(s) from {len(files)} file(s): {summary}")
-    for line in failures:
-        print(f"  {line}")
-    return 0 if codes.get("no answer", 0) == 0 else 1
+    for path, counts in per_file.items():
+        detail = ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
+        reason = f" ({errors[path]})" if path in errors else ""
+        print(f"  {path}: {detail}{reason}")
+    return 0 if codes.get(NO_ANSWER, 0) == 0 and unreadable == 0 else 1
