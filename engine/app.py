@@ -33,7 +33,9 @@ from forecast import (
     load_supporting_data,
 )
 from handlers.codes import CodeTables
+from handlers.dedup import DoseDeduplicator
 from handlers.forecasting import CdsiForecastService
+from handlers.matching import PatientMatcher
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.mllp import MllpFactory
@@ -106,7 +108,21 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
         settings.registry.statewide, tuple(r.code for r in settings.regions)
     )
     routes = {
-        "VXU": Route(VxuHandler(codes), "VXU_V04"),
+        "VXU": Route(
+            VxuHandler(
+                codes,
+                PatientMatcher(
+                    settings.matching.match_threshold,
+                    settings.matching.possible_threshold,
+                ),
+                DoseDeduplicator(
+                    codes,
+                    settings.dedup.window_days,
+                    dict(settings.dedup.group_window_days),
+                ),
+            ),
+            "VXU_V04",
+        ),
         "QBP": Route(
             QbpHandler(
                 codes, policy, forecaster=forecaster, forecaster_error=lambda: why

@@ -72,6 +72,7 @@ ALLOWED_KEYS = frozenset(
         "signal",
         "seconds",
         "revision",
+        "score",
     }
 )
 

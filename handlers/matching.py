@@ -8,14 +8,24 @@ outcome is ``match``, ``possible`` or ``none`` with the reasons that decided.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from handlers.scoring import Person, birth_date_variants, compare, normalize_name
+
 if TYPE_CHECKING:
     from storage import PatientRecord, UnitOfWork
+
+__all__ = [
+    "Candidate",
+    "MatchResult",
+    "PatientMatcher",
+    "compare_names",
+    "normalize_name",
+    "within_one_edit",
+]
 
 Outcome = Literal["match", "possible", "none"]
 
@@ -42,13 +52,6 @@ class Demographics(Protocol):
     @property
     def birth_order(self) -> int | None:
         """Birth order within a multiple birth."""
-
-
-def normalize_name(value: str) -> str:
-    """Lower-case, strip accents, drop hyphens, spaces, apostrophes and dots."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    kept = (ch for ch in decomposed if not unicodedata.combining(ch) and ch.isalnum())
-    return "".join(kept).casefold()
 
 
 def within_one_edit(a: str, b: str) -> bool:
@@ -78,11 +81,13 @@ def within_one_edit(a: str, b: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
-    """The matcher's decision."""
+    """The matcher's decision: the patient matched (or the candidate for review) and why."""
 
     outcome: Outcome
     patient_id: int | None
     reasons: tuple[str, ...]
+    score: float = 0.0
+    candidate_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,24 +115,61 @@ def compare_names(
 
 
 class PatientMatcher:
-    """Finds stored patients for incoming demographics."""
+    """Finds stored patients for incoming demographics.
+
+    Args:
+        match_threshold: score from which two records are the same patient.
+        possible_threshold: score from which a pair goes to review.
+    """
+
+    def __init__(
+        self, match_threshold: float = 0.92, possible_threshold: float = 0.75
+    ) -> None:
+        self.match_threshold = match_threshold
+        self.possible_threshold = possible_threshold
 
     def find(
         self, uow: UnitOfWork, region: str, sender: str, patient: Demographics
     ) -> MatchResult:
-        """Find the patient a VXU is about.
-
-        Only a deterministic match (identifier + authority, or an exact
-        normalized name with birth date and sex, outside multiple births) is
-        merged; anything less makes a new patient.
-        """
+        """Find the patient a VXU is about: identifier first, then scored demographics."""
         for value, authority, _type in patient.identifiers:
             record = uow.patients.find_by_identifier(region, value, authority or sender)
             if record is not None:
                 return MatchResult(
-                    "match", record.id, ("identifier and assigning authority",)
+                    "match", record.id, ("identifier and assigning authority",), 1.0
                 )
-        return MatchResult("none", None, ("no identifier match",))
+        incoming = _person(patient)
+        if incoming.birth_date is None:
+            return MatchResult("none", None, ("no identifier match; no birth date",))
+        best: tuple[float, PatientRecord, tuple[str, ...]] | None = None
+        own = {
+            (authority or sender): value for value, authority, _t in patient.identifiers
+        }
+        for record in uow.patients.find_by_birth_dates(
+            region, birth_date_variants(incoming.birth_date)
+        ):
+            if any(
+                i.authority in own and own[i.authority] != i.value
+                for i in record.identifiers
+            ):
+                continue  # the same authority gave this record another id: another person
+            result = compare(incoming, _record_person(record))
+            if result.vetoed:
+                continue
+            if best is None or result.score > best[0]:
+                best = (result.score, record, result.reasons)
+        if best is None:
+            return MatchResult(
+                "none",
+                None,
+                ("no identifier match; no candidate with a close birth date",),
+            )
+        score, record, reasons = best
+        if score >= self.match_threshold:
+            return MatchResult("match", record.id, reasons, score, record.id)
+        if score >= self.possible_threshold:
+            return MatchResult("possible", None, reasons, score, record.id)
+        return MatchResult("none", None, reasons, score, record.id)
 
     def search(
         self,
@@ -171,3 +213,37 @@ class PatientMatcher:
             out.append(Candidate(record, outcome, (*reasons, "birth date exact")))
         out.sort(key=lambda c: 0 if c.outcome == "match" else 1)
         return out
+
+
+def _person(patient: Demographics) -> Person:
+    name = getattr(patient, "name", None)
+    mother = getattr(patient, "mother_maiden_name", None)
+    return Person(
+        family=getattr(name, "family", ""),
+        given=getattr(name, "given", ""),
+        middle=getattr(name, "middle", ""),
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        mother_family=getattr(mother, "family", ""),
+        phone=getattr(patient, "phone", ""),
+        postal_code=getattr(patient, "postal_code", ""),
+        street=getattr(patient, "street", ""),
+        multiple_birth=patient.multiple_birth,
+        birth_order=patient.birth_order,
+    )
+
+
+def _record_person(record: PatientRecord) -> Person:
+    return Person(
+        family=record.family_name,
+        given=record.given_name,
+        middle=record.middle_name,
+        birth_date=record.birth_date,
+        sex=record.sex,
+        mother_family=record.mother_maiden_family,
+        phone=record.phone,
+        postal_code=record.postal_code,
+        street=record.street,
+        multiple_birth=record.multiple_birth,
+        birth_order=record.birth_order,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from handlers.context import CodeLookup, Logger, MessageContext
+from handlers.dedup import DoseDeduplicator
 from handlers.matching import PatientMatcher
 from handlers.vxu_validation import (
     CleanDose,
@@ -14,7 +15,14 @@ from handlers.vxu_validation import (
     issue,
 )
 from parsers import Acknowledgement, Message, ack_code_for, read_vxu
-from storage import NewNextOfKin, NewObservation, NewPatient, NewVaccination
+from storage import (
+    NewMatchDecision,
+    NewNextOfKin,
+    NewObservation,
+    NewPatient,
+    NewReviewItem,
+    NewVaccination,
+)
 
 if TYPE_CHECKING:
     from storage import UnitOfWork
@@ -29,10 +37,51 @@ class VxuHandler:
     """
 
     def __init__(
-        self, codes: CodeLookup, matcher: PatientMatcher | None = None
+        self,
+        codes: CodeLookup,
+        matcher: PatientMatcher | None = None,
+        dedup: DoseDeduplicator | None = None,
     ) -> None:
         self._validator = VxuValidator(codes)
         self._matcher = matcher or PatientMatcher()
+        self._dedup = dedup or DoseDeduplicator(codes)
+
+    def _deduplicate(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        patient_id: int,
+        vaccination_id: int,
+        new: NewVaccination,
+    ) -> None:
+        """Compare a newly stored record with the patient's consolidated doses."""
+        for other in uow.vaccinations.for_patient(ctx.region, patient_id):
+            if other.id == vaccination_id:
+                continue
+            verdict = self._dedup.compare(new, other)
+            if verdict.outcome == "same":
+                if verdict.keep_new:
+                    uow.vaccinations.mark_duplicate(
+                        ctx.region, other.id, vaccination_id, verdict.reason
+                    )
+                else:
+                    uow.vaccinations.mark_duplicate(
+                        ctx.region, vaccination_id, other.id, verdict.reason
+                    )
+                return
+            if verdict.outcome == "unsure":
+                uow.review.insert(
+                    NewReviewItem(
+                        ctx.region,
+                        "dose",
+                        vaccination_id,
+                        other.id,
+                        0.5,
+                        verdict.reason,
+                        ctx.received_at,
+                    )
+                )
+                return
 
     def handle(
         self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
@@ -90,15 +139,41 @@ class VxuHandler:
         match = self._matcher.find(uow, ctx.region, ctx.sender, patient)
         if match.patient_id is None:
             patient_id = uow.patients.insert(record)
-            log.info(
-                "patient_created", patient_row=patient_id, reasons=list(match.reasons)
-            )
         else:
             patient_id = match.patient_id
             uow.patients.update(ctx.region, patient_id, record)
-            log.info(
-                "patient_matched", patient_row=patient_id, reasons=list(match.reasons)
+        reasons = "; ".join(match.reasons)
+        uow.patients.record_decision(
+            NewMatchDecision(
+                ctx.region,
+                ctx.journal_id,
+                patient_id,
+                match.candidate_id,
+                match.outcome,
+                match.score,
+                reasons,
+                ctx.received_at,
             )
+        )
+        if match.outcome == "possible" and match.candidate_id is not None:
+            # Not merged silently: a person decides (cairn review).
+            uow.review.insert(
+                NewReviewItem(
+                    ctx.region,
+                    "patient",
+                    patient_id,
+                    match.candidate_id,
+                    match.score,
+                    reasons,
+                    ctx.received_at,
+                )
+            )
+        log.debug(
+            "patient_matched",
+            patient_row=patient_id,
+            outcome=match.outcome,
+            score=match.score,
+        )
         uow.patients.add_identifiers(
             ctx.region,
             patient_id,
@@ -138,9 +213,11 @@ class VxuHandler:
                 if dose.filler_id and dose.filler_id != "9999"
                 else None
             )
-            if dose.action_code in {"U", "D"} and (
-                existing is None or existing.patient_id != patient_id
-            ):
+            owned = (
+                existing is not None
+                and uow.patients.survivor(ctx.region, existing.patient_id) == patient_id
+            )
+            if dose.action_code in {"U", "D"} and not owned:
                 result.add(
                     issue(
                         "E",
@@ -160,12 +237,13 @@ class VxuHandler:
                 log.debug("dose_deleted", dose_row=existing.id)
                 continue
             new = _new_vaccination(dose, ctx, patient_id)
-            if existing is not None and existing.patient_id == patient_id:
+            if existing is not None and owned:
                 uow.vaccinations.update(ctx.region, existing.id, new)
                 vaccination_id = existing.id
                 log.debug("dose_updated", dose_row=vaccination_id)
             else:
                 vaccination_id = uow.vaccinations.insert(new)
+                self._deduplicate(uow, ctx, patient_id, vaccination_id, new)
             observations.extend(_observations(dose, ctx, patient_id, vaccination_id))
             stored += 1
         if observations:

@@ -41,24 +41,30 @@ from storage.records import (
     JournalEntry,
     NewAuditEntry,
     NewJournalEntry,
+    NewMatchDecision,
     NewNextOfKin,
     NewObservation,
     NewPatient,
+    NewReviewItem,
     NewVaccination,
     NextOfKinRecord,
     ObservationRecord,
     PatientIdentifier,
     PatientRecord,
+    ReviewItem,
     VaccinationRecord,
 )
 from storage.schema import (
     audit_log,
+    match_decisions,
     message_journal,
     next_of_kin,
     observations,
     patient_identifiers,
+    patient_links,
     patient_submitters,
     patients,
+    review_items,
     vaccinations,
 )
 
@@ -77,6 +83,23 @@ def _utc(value: datetime | None) -> datetime | None:
 def _fields(record: Any) -> dict[str, Any]:
     """A record's fields as a dict (shallow: dataclasses.asdict deep-copies)."""
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+def _members(conn: Connection, region: str, patient_id: int) -> list[int]:
+    """A patient and the records merged into it (the merged view)."""
+    members = [patient_id]
+    frontier = [patient_id]
+    while frontier:
+        rows = conn.execute(
+            select(patient_links.c.merged_id).where(
+                patient_links.c.region == region,
+                patient_links.c.survivor_id.in_(frontier),
+                patient_links.c.active.is_(True),
+            )
+        ).all()
+        frontier = [int(r.merged_id) for r in rows if int(r.merged_id) not in members]
+        members.extend(frontier)
+    return members
 
 
 def _now() -> datetime:
@@ -217,7 +240,11 @@ class PatientRepository:
                 patient_identifiers.c.value == value,
             )
         ).first()
-        return self.get(region, int(row.patient_id)) if row else None
+        return (
+            self.get(region, self.survivor(region, int(row.patient_id)))
+            if row
+            else None
+        )
 
     def find_by_birth_date(self, region: str, birth_date: date) -> list[PatientRecord]:
         """Every patient of a region born on a date (matching candidates)."""
@@ -331,6 +358,85 @@ class PatientRepository:
         )
         return frozenset(row.facility for row in rows)
 
+    def find_by_birth_dates(
+        self, region: str, birth_dates: Iterable[date]
+    ) -> list[PatientRecord]:
+        """Patients of a region born on any of the dates (scored-matching candidates), merged ones excluded."""
+        dates = sorted(set(birth_dates))
+        if not dates:
+            return []
+        merged = select(patient_links.c.merged_id).where(
+            patient_links.c.region == region, patient_links.c.active.is_(True)
+        )
+        rows = self._conn.execute(
+            select(patients)
+            .where(
+                patients.c.region == region,
+                patients.c.birth_date.in_(dates),
+                patients.c.id.not_in(merged),
+            )
+            .order_by(patients.c.id)
+            .limit(500)
+        ).all()
+        return self._load(rows)
+
+    def survivor(self, region: str, patient_id: int) -> int:
+        """The patient a merged record reads through (itself when not merged)."""
+        seen = {patient_id}
+        current = patient_id
+        while True:
+            row = self._conn.execute(
+                select(patient_links.c.survivor_id).where(
+                    patient_links.c.region == region,
+                    patient_links.c.merged_id == current,
+                    patient_links.c.active.is_(True),
+                )
+            ).first()
+            if row is None or row.survivor_id in seen:
+                return current
+            current = int(row.survivor_id)
+            seen.add(current)
+
+    def merged_into(self, region: str, survivor_id: int) -> list[int]:
+        """The survivor and every record merged into it (the merged view's members)."""
+        return _members(self._conn, region, survivor_id)
+
+    def link(
+        self, region: str, merged_id: int, survivor_id: int, review_id: int | None
+    ) -> None:
+        """Merge: ``merged_id`` now reads through ``survivor_id``; both records stay."""
+        self._conn.execute(
+            delete(patient_links).where(patient_links.c.merged_id == merged_id)
+        )
+        self._conn.execute(
+            patient_links.insert(),
+            {
+                "merged_id": merged_id,
+                "region": region,
+                "survivor_id": survivor_id,
+                "review_id": review_id,
+                "active": True,
+                "created_at": _now(),
+            },
+        )
+
+    def unlink(self, region: str, merged_id: int) -> bool:
+        """Undo a merge; returns whether there was one."""
+        result = self._conn.execute(
+            update(patient_links)
+            .where(
+                patient_links.c.region == region,
+                patient_links.c.merged_id == merged_id,
+                patient_links.c.active.is_(True),
+            )
+            .values(active=False)
+        )
+        return bool(result.rowcount)
+
+    def record_decision(self, decision: NewMatchDecision) -> None:
+        """Store one matching decision and its reasons."""
+        self._conn.execute(match_decisions.insert(), _fields(decision))
+
     def count(self, region: str) -> int:
         """How many patients a region holds."""
         return int(
@@ -394,18 +500,85 @@ class VaccinationRepository:
         )
 
     def for_patient(
-        self, region: str, patient_id: int, include_deleted: bool = False
+        self,
+        region: str,
+        patient_id: int,
+        include_deleted: bool = False,
+        consolidated: bool = True,
     ) -> list[VaccinationRecord]:
-        """The patient's vaccination events, oldest first."""
+        """The patient's vaccination events, oldest first, merged records included.
+
+        The consolidated view (the default) leaves out records marked as
+        duplicates of another; every record stays stored.
+        """
+        members = _members(self._conn, region, patient_id)
         query = select(vaccinations).where(
-            vaccinations.c.region == region, vaccinations.c.patient_id == patient_id
+            vaccinations.c.region == region, vaccinations.c.patient_id.in_(members)
         )
         if not include_deleted:
             query = query.where(vaccinations.c.deleted_at.is_(None))
+        if consolidated:
+            query = query.where(vaccinations.c.duplicate_of.is_(None))
         rows = self._conn.execute(
             query.order_by(vaccinations.c.administered_on, vaccinations.c.id)
         ).all()
         return [_record(VaccinationRecord, row) for row in rows]
+
+    def get(self, region: str, vaccination_id: int) -> VaccinationRecord | None:
+        """One stored record (deleted or duplicate ones included)."""
+        row = self._conn.execute(
+            select(vaccinations).where(
+                vaccinations.c.region == region, vaccinations.c.id == vaccination_id
+            )
+        ).first()
+        return _record(VaccinationRecord, row) if row else None
+
+    def mark_duplicate(
+        self, region: str, vaccination_id: int, of_id: int | None, reason: str
+    ) -> None:
+        """Take a record out of (or, with None, back into) the consolidated view."""
+        self._conn.execute(
+            update(vaccinations)
+            .where(vaccinations.c.region == region, vaccinations.c.id == vaccination_id)
+            .values(duplicate_of=of_id, dedup_reason=reason[:200], updated_at=_now())
+        )
+
+
+class ReviewRepository:
+    """The review queue: possible patient matches and unsure dose duplicates."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def insert(self, item: NewReviewItem) -> int:
+        """Queue a pair for review."""
+        result = self._conn.execute(review_items.insert(), _fields(item))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def get(self, review_id: int) -> ReviewItem | None:
+        """One item."""
+        row = self._conn.execute(
+            select(review_items).where(review_items.c.id == review_id)
+        ).first()
+        return _record(ReviewItem, row) if row else None
+
+    def list(
+        self, status: str = "open", kind: str | None = None, limit: int = 100
+    ) -> list[ReviewItem]:
+        """Items by status, oldest first."""
+        query = select(review_items).where(review_items.c.status == status)
+        if kind:
+            query = query.where(review_items.c.kind == kind)
+        rows = self._conn.execute(query.order_by(review_items.c.id).limit(limit)).all()
+        return [_record(ReviewItem, row) for row in rows]
+
+    def decide(self, review_id: int, status: str, who: str) -> None:
+        """Record a decision (merged, separated, same, different)."""
+        self._conn.execute(
+            update(review_items)
+            .where(review_items.c.id == review_id)
+            .values(status=status, decided_at=_now(), decided_by=who[:80])
+        )
 
 
 class ObservationRepository:
@@ -420,11 +593,12 @@ class ObservationRepository:
             self._conn.execute(insert(observations), [_fields(o) for o in items])
 
     def for_patient(self, region: str, patient_id: int) -> list[ObservationRecord]:
-        """The patient's observations."""
+        """The patient's observations, merged records included."""
+        members = _members(self._conn, region, patient_id)
         rows = self._conn.execute(
             select(observations)
             .where(
-                observations.c.region == region, observations.c.patient_id == patient_id
+                observations.c.region == region, observations.c.patient_id.in_(members)
             )
             .order_by(observations.c.id)
         ).all()
@@ -452,6 +626,7 @@ class UnitOfWork:
         self.vaccinations = VaccinationRepository(conn)
         self.observations = ObservationRepository(conn)
         self.audit = AuditRepository(conn)
+        self.review = ReviewRepository(conn)
 
     def lock(self, keys: Iterable[str]) -> None:
         """Serialize work on the same keys across engine nodes until this transaction ends.

@@ -218,6 +218,8 @@ class VaccinationRecord:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    duplicate_of: int | None = None
+    dedup_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,3 +292,47 @@ class AuditEntry:
     action: str
     outcome: str
     profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMatchDecision:
+    """One patient-matching decision and the comparisons behind it."""
+
+    region: str
+    journal_id: int | None
+    patient_id: int | None
+    candidate_id: int | None
+    outcome: str
+    score: float
+    reasons: str
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewReviewItem:
+    """A pair for a person to decide: two patients, or two dose records."""
+
+    region: str
+    kind: str
+    left_id: int
+    right_id: int
+    score: float
+    reasons: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A stored review item."""
+
+    id: int
+    region: str
+    kind: str
+    left_id: int
+    right_id: int
+    score: float
+    reasons: str
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str

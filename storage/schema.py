@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -177,6 +179,9 @@ vaccinations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
+    # The consolidated view leaves out a record that duplicates another one.
+    Column("duplicate_of", RowId, nullable=True),
+    _text("dedup_reason", 200),
     Index(None, "region", "patient_id"),
     Index(None, "region", "sending_facility", "filler_namespace", "filler_id"),
 )
@@ -217,4 +222,51 @@ audit_log = Table(
     _text("profile", 8),
     Index(None, "patient_id"),
     Index(None, "requester", "at"),
+)
+
+#: A merge: the merged patient's records stay, and read through the survivor.
+patient_links = Table(
+    "patient_links",
+    metadata,
+    Column("merged_id", RowId, primary_key=True),
+    Column("region", String(16), nullable=False),
+    Column("survivor_id", RowId, nullable=False),
+    Column("review_id", RowId, nullable=True),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "survivor_id"),
+)
+
+#: Every matching decision with its score and the comparisons that fired.
+match_decisions = Table(
+    "match_decisions",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("journal_id", RowId, nullable=True),
+    Column("patient_id", RowId, nullable=True),
+    Column("candidate_id", RowId, nullable=True),
+    Column("outcome", String(10), nullable=False),
+    Column("score", Float, nullable=False, server_default="0"),
+    Column("reasons", Text, nullable=False, server_default=""),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index(None, "patient_id"),
+)
+
+#: Possible patient matches and unsure dose duplicates, waiting for a person.
+review_items = Table(
+    "review_items",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("left_id", RowId, nullable=False),
+    Column("right_id", RowId, nullable=False),
+    Column("score", Float, nullable=False, server_default="0"),
+    Column("reasons", Text, nullable=False, server_default=""),
+    Column("status", String(12), nullable=False, server_default="open"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(80), nullable=False, server_default=""),
+    Index(None, "status", "kind"),
 )

@@ -90,7 +90,7 @@ def test_backpressure_pauses_reading_until_the_slow_database_catches_up(
         assert transport.producerState == "paused"
         _wait(lambda: transport.value().count(b"\x1c\r") == 6)
         answers = [a for a in transport.value().split(b"\x1c\r") if a]
-        assert [msa_code(a.lstrip(b"\x0b")) for a in answers] == ["AA"] * 6
+        assert [msa_code(a.lstrip(b"\x0b")) for a in answers] == ["AA"] * 6, answers[0]
         assert [a.split(b"MSA|AA|")[1][:3] for a in answers] == [
             b"BP0",
             b"BP1",
