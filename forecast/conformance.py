@@ -56,6 +56,11 @@ def run_case(engine: Forecaster, case: dict[str, Any]) -> CaseResult:
         birth_date=date.fromisoformat(case["dob"]),
         sex=case.get("gender") or "U",
         observations=tuple(str(o["code"]) for o in case.get("observations") or []),
+        observation_dates=tuple(
+            (str(o["code"]), date.fromisoformat(o["date"]))
+            for o in case.get("observations") or []
+            if o.get("date")
+        ),
     )
     doses = tuple(
         AdministeredDose(date.fromisoformat(d["date"]), str(d["cvx"]), d.get("mvx"))

@@ -90,6 +90,8 @@ class _SeriesRun:
     forecast: AntigenForecast | None = None
     first_valid: date | None = None
     completed_on: date | None = None
+    #: observation code -> date, for intervals from a relevant observation
+    observation_dates: dict[str, date] = field(default_factory=dict)
 
     @property
     def valid_count(self) -> int:
@@ -238,7 +240,7 @@ class Forecaster:
         doses: list[_AntigenDose],
         history: list[tuple[int, date, str, str]],
     ) -> _SeriesRun:
-        run = _SeriesRun(series)
+        run = _SeriesRun(series, observation_dates=dict(patient.observation_dates))
         for dose in doses:
             self._evaluate_dose(run, patient, dose, history)
         return run
@@ -410,6 +412,11 @@ class Forecaster:
         history: list[tuple[int, date, str, str]],
         before: date,
     ) -> date | None:
+        if rule.from_observation:
+            # An interval from a relevant observation (e.g. 6 months after a
+            # stem cell transplant) counts from the observation's date; without
+            # that date the interval does not apply.
+            return run.observation_dates.get(rule.from_observation)
         if rule.from_target_dose is not None:
             status = run.targets.get(rule.from_target_dose)
             return status[1] if status and status[0] == "satisfied" else None
@@ -444,12 +451,7 @@ class Forecaster:
     def _applicable_intervals(
         self, rules: Sequence[IntervalRule], when: date
     ) -> list[IntervalRule]:
-        applicable = [
-            r
-            for r in rules
-            if _within(r.effective, r.cessation, when) and not r.from_observation
-        ]
-        return applicable
+        return [r for r in rules if _within(r.effective, r.cessation, when)]
 
     def _interval_problem(
         self,

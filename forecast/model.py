@@ -8,11 +8,24 @@ from datetime import date
 
 @dataclass(frozen=True, slots=True)
 class PatientInput:
-    """The patient as the forecaster needs it."""
+    """The patient as the forecaster needs it.
+
+    ``observation_dates`` gives the date of those observations that have one
+    (say the date of a transplant, code 171): intervals counted *from a
+    relevant observation* start there.
+    """
 
     birth_date: date
     sex: str = "U"
     observations: tuple[str, ...] = ()
+    observation_dates: tuple[tuple[str, date], ...] = ()
+
+    def observation_date(self, code: str) -> date | None:
+        """The date of an observation, None when it has no date (or is absent)."""
+        for observed, when in self.observation_dates:
+            if observed == code:
+                return when
+        return None
 
 
 @dataclass(frozen=True, slots=True)

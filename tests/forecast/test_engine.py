@@ -166,3 +166,25 @@ def test_engine_records_release_and_is_repeatable(engine: Forecaster) -> None:
     second = _run(engine, [("2024-03-15", "20")], "2024-03-20")
     assert first.release_version == "4.64"
     assert first == second
+
+
+def test_engine_interval_from_relevant_observation(engine: Forecaster) -> None:
+    """Hib after a stem cell transplant: 6 to 12 months from the transplant date.
+
+    The risk series' first dose counts its interval from observation 171 (date
+    of the transplant), not from birth or a previous dose.
+    """
+    patient = PatientInput(
+        date(2010, 8, 14),
+        "M",
+        ("004", "171"),
+        observation_dates=(("171", date(2014, 2, 14)),),
+    )
+    result = engine.run(patient, [], date(2014, 9, 19))
+    group = result.group("Hib")
+    assert group is not None
+    assert (group.dose_number, group.earliest, group.past_due) == (
+        1,
+        date(2014, 8, 14),
+        date(2015, 2, 13),
+    )
