@@ -163,10 +163,10 @@ class Forecaster:
                 run.forecast = self._forecast(
                     run, patient, antigen_doses, history, assessment_date
                 )
-            best = self._select(runs, patient, assessment_date, antigen_doses)
+            best, others = self._select(runs, patient, assessment_date, antigen_doses)
             assert best.forecast is not None
             antigen_forecasts[name] = best.forecast
-            for ev in best.evaluations:
+            for ev, series_name in self._merged_evaluations(best, others):
                 evaluations.append(
                     DoseEvaluation(
                         ev.dose.index,
@@ -174,7 +174,7 @@ class Forecaster:
                         ev.status,
                         ev.reason,
                         ev.target,
-                        best.series.name,
+                        series_name,
                         ev.rule,
                     )
                 )
@@ -879,28 +879,92 @@ class Forecaster:
         high = offset(patient.birth_date, series.max_age_to_start) or FAR_FUTURE
         return low <= start < high
 
+    @staticmethod
+    def _merged_evaluations(
+        best: _SeriesRun, others: Sequence[_SeriesRun]
+    ) -> list[tuple[_Evaluated, str]]:
+        """Each dose as it counts for the antigen across its best patient series.
+
+        Chapter 8.8 can keep several best patient series for one antigen (say
+        a complete standard series and a risk series). A dose that is valid in
+        any of them counts as valid for the antigen; otherwise the forecast
+        series' evaluation stands.
+        """
+        merged: list[tuple[_Evaluated, str]] = []
+        for ev in best.evaluations:
+            chosen, series = ev, best.series.name
+            if ev.status != VALID:
+                for other in others:
+                    match = next(
+                        (
+                            o
+                            for o in other.evaluations
+                            if o.dose.index == ev.dose.index and o.status == VALID
+                        ),
+                        None,
+                    )
+                    if match is not None:
+                        chosen, series = match, other.series.name
+                        break
+            merged.append((chosen, series))
+        return merged
+
+    @staticmethod
+    def _is_best_series(run: _SeriesRun, winners: dict[str, _SeriesRun]) -> bool:
+        """Chapter 8.8, table 8-14: is a series group's prioritized series a best one?
+
+        A complete series always is. A series that is not complete is not when
+        an *equivalent series group* (``equivalentSeriesGroups``) holds a
+        complete prioritized series; a standard one is not either when an
+        equivalent group holds a risk prioritized series; evaluation-only
+        series never are.
+        """
+        if run.status in ("Complete", "Immune"):
+            return True
+        equivalent = {
+            g.strip()
+            for g in run.series.equivalent_groups.replace(",", ";").split(";")
+            if g.strip()
+        }
+        others = [w for g, w in winners.items() if g in equivalent and w is not run]
+        if any(o.status in ("Complete", "Immune") for o in others):
+            return False
+        kind = run.series.series_type
+        if kind == "risk":
+            return True
+        if kind != "standard":
+            return False
+        return not any(o.series.series_type == "risk" for o in others)
+
     def _select(
         self,
         runs: list[_SeriesRun],
         patient: PatientInput,
         assessment: date,
         doses: list[_AntigenDose],
-    ) -> _SeriesRun:
+    ) -> tuple[_SeriesRun, list[_SeriesRun]]:
+        """The best patient series that forecasts the antigen, and the other best ones."""
         groups: dict[str, list[_SeriesRun]] = {}
         for run in runs:
             groups.setdefault(run.series.group or run.series.name, []).append(run)
-        winners: list[tuple[_SeriesRun, bool]] = []
-        for members in groups.values():
-            best = self._best_in_group(members, patient, assessment)
+        prioritized: dict[str, _SeriesRun] = {}
+        applicable_groups: set[str] = set()
+        for group_id, members in groups.items():
+            prioritized[group_id] = self._best_in_group(members, patient, assessment)
             # A series group whose series the patient cannot start (by age) and
             # that holds no valid dose does not apply (e.g. the 50+ group of a child).
-            applicable = any(r.valid_count for r in members) or any(
+            if any(r.valid_count for r in members) or any(
                 self._scorable(r, patient, assessment) for r in members
-            )
-            winners.append((best, applicable))
+            ):
+                applicable_groups.add(group_id)
+        winners = [
+            (w, g in applicable_groups)
+            for g, w in prioritized.items()
+            if self._is_best_series(w, prioritized)
+        ] or [(w, g in applicable_groups) for g, w in prioritized.items()]
         applicable_winners = [w for w, ok in winners if ok] or [w for w, _ in winners]
         if len(applicable_winners) == 1:
-            return applicable_winners[0]
+            return applicable_winners[0], []
         rank = {
             "Not Complete": 0,
             "Complete": 1,
@@ -919,7 +983,8 @@ class Forecaster:
                 run.series.preference,
             )
 
-        return min(applicable_winners, key=key)
+        chosen = min(applicable_winners, key=key)
+        return chosen, [w for w in applicable_winners if w is not chosen]
 
     def _best_in_group(
         self, pool: list[_SeriesRun], patient: PatientInput, assessment: date

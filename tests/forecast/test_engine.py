@@ -188,3 +188,45 @@ def test_engine_interval_from_relevant_observation(engine: Forecaster) -> None:
         date(2014, 8, 14),
         date(2015, 2, 13),
     )
+
+
+def test_engine_complete_risk_series_makes_equivalent_group_redundant(
+    engine: Forecaster,
+) -> None:
+    """A child with a CSF leak who completed the risk PCV-PPSV series is complete.
+
+    The PPSV23 dose also starts the adult "50+" series, but that series group
+    names the risk group as equivalent (table 8-14), so its unfinished series
+    is not a best patient series.
+    """
+    result = _run(
+        engine,
+        [("2017-03-01", "133"), ("2017-05-01", "33")],
+        "2017-06-01",
+        dob=date(2009, 2, 1),
+        obs=("010",),
+    )
+    group = result.group("Pneumococcal")
+    assert group is not None
+    assert (group.status, group.dose_number) == ("Complete", None)
+    assert _eval(result, "Pneumococcal", 0) == ("Valid", "")
+
+
+def test_engine_dose_valid_in_any_best_series_is_valid(engine: Forecaster) -> None:
+    """Hib for a 2-year-old with asplenia: the second dose counts in the risk series.
+
+    The standard catch-up series is complete after one dose (the second is
+    extraneous there), the risk series needs both; both are best patient
+    series, and a dose valid in either is valid for the antigen.
+    """
+    result = _run(
+        engine,
+        [("2026-03-10", "48"), ("2026-05-12", "48")],
+        "2026-05-12",
+        dob=date(2024, 2, 1),
+        obs=("160",),
+    )
+    assert _eval(result, "Hib", 1) == ("Valid", "")
+    group = result.group("Hib")
+    assert group is not None
+    assert group.status == "Complete"
