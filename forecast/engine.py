@@ -973,11 +973,14 @@ class Forecaster:
             "Aged Out": 3,
         }
 
+        # Of several best patient series, a risk series (there because of the
+        # patient's indication) gives the antigen's forecast, as in CDC's
+        # underlying-conditions cases (a complete pediatric-travel HepA dose
+        # is "Complete" though the standard series has not started); then
+        # the one still needing a dose, then series group and preference.
         def key(run: _SeriesRun) -> tuple[int, int, str, int]:
             return (
-                0
-                if run.series.series_type == "risk" and run.status == "Not Complete"
-                else 1,
+                0 if run.series.series_type == "risk" else 1,
                 rank.get(run.status, 4),
                 run.series.group,
                 run.series.preference,

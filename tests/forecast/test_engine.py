@@ -230,3 +230,23 @@ def test_engine_dose_valid_in_any_best_series_is_valid(engine: Forecaster) -> No
     group = result.group("Hib")
     assert group is not None
     assert group.status == "Complete"
+
+
+def test_engine_risk_series_leads_among_best_series(engine: Forecaster) -> None:
+    """An infant travelling abroad who had the pediatric-travel HepA dose is complete.
+
+    The risk 1-dose series (its own series group) and the standard series
+    (not yet startable before 12 months) are both best patient series; the
+    risk series, chosen for the patient's indication, gives the forecast.
+    """
+    result = _run(
+        engine,
+        [("2025-10-20", "83")],
+        "2025-11-01",
+        dob=date(2025, 2, 10),
+        obs=("048",),
+    )
+    assert _eval(result, "HepA", 0) == ("Valid", "")
+    group = result.group("HepA")
+    assert group is not None
+    assert (group.status, group.earliest) == ("Complete", None)
