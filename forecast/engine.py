@@ -995,6 +995,18 @@ class Forecaster:
         """Chapter 8: complete series beat in-process ones, which beat the default."""
         if len(pool) == 1:
             return pool[0]
+        # 8.1 pre-filter: of the risk series of a group, only those of the
+        # highest series priority are scorable (SELECTSCORE-2).
+        risk = [r for r in pool if r.series.series_type == "risk"]
+        if risk:
+            top = min(r.series.priority or "Z" for r in risk)
+            pool = [
+                r
+                for r in pool
+                if r.series.series_type != "risk" or (r.series.priority or "Z") == top
+            ]
+            if len(pool) == 1:
+                return pool[0]
         # A series started after its maximum start age was never this patient's.
         started_in_time = [r for r in pool if self._started_before_max(r, patient)]
         complete = [

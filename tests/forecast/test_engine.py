@@ -250,3 +250,22 @@ def test_engine_risk_series_leads_among_best_series(engine: Forecaster) -> None:
     group = result.group("HepA")
     assert group is not None
     assert (group.status, group.earliest) == ("Complete", None)
+
+
+def test_engine_only_top_priority_risk_series_are_scored(engine: Forecaster) -> None:
+    """A 70-year-old on dialysis follows the dialysis series (priority A).
+
+    The 60+ risk 3-dose series (priority B) of the same series group would
+    finish sooner, but only the highest-priority risk series of a group are
+    scorable (8.1 pre-filter): dose 3 is due 4 weeks after dose 2.
+    """
+    result = _run(
+        engine,
+        [("2025-03-03", "43"), ("2025-03-31", "43")],
+        "2025-04-01",
+        dob=date(1955, 6, 1),
+        obs=("032",),
+    )
+    group = result.group("HepB")
+    assert group is not None
+    assert (group.dose_number, group.earliest) == (3, date(2025, 4, 28))
