@@ -111,10 +111,14 @@ class CdsiSettings:
 
 @dataclass(frozen=True)
 class MatchingSettings:
-    """Patient matching thresholds (scores in 0..1)."""
+    """Patient matching thresholds on the weighted score.
 
-    match_threshold: float = 0.92
-    possible_threshold: float = 0.75
+    The score runs from -1 (every comparison disagrees) to 1 (all agree);
+    ``bench/matching.py`` measures the precision and recall they give.
+    """
+
+    match_threshold: float = 0.55
+    possible_threshold: float = 0.30
 
 
 @dataclass(frozen=True)

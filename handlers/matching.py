@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from handlers.scoring import Person, birth_date_variants, compare, normalize_name
+from handlers.scoring import (
+    Person,
+    birth_date_variants,
+    compare,
+    normalize_name,
+    within_one_edit,
+)
 
 if TYPE_CHECKING:
     from storage import PatientRecord, UnitOfWork
@@ -54,31 +60,6 @@ class Demographics(Protocol):
         """Birth order within a multiple birth."""
 
 
-def within_one_edit(a: str, b: str) -> bool:
-    """Whether two strings differ by at most one insertion, deletion, substitution or swap."""
-    if a == b:
-        return True
-    la, lb = len(a), len(b)
-    if abs(la - lb) > 1:
-        return False
-    if la == lb:
-        diffs = [i for i in range(la) if a[i] != b[i]]
-        if len(diffs) == 1:
-            return True
-        return (
-            len(diffs) == 2
-            and diffs[1] == diffs[0] + 1
-            and a[diffs[0]] == b[diffs[1]]
-            and a[diffs[1]] == b[diffs[0]]
-        )
-    if la > lb:
-        a, b = b, a
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i:] == b[i + 1 :]
-
-
 @dataclass(frozen=True, slots=True)
 class MatchResult:
     """The matcher's decision: the patient matched (or the candidate for review) and why."""
@@ -88,6 +69,8 @@ class MatchResult:
     reasons: tuple[str, ...]
     score: float = 0.0
     candidate_id: int | None = None
+    #: The stored record a scored match or possible match was made against.
+    record: PatientRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +106,7 @@ class PatientMatcher:
     """
 
     def __init__(
-        self, match_threshold: float = 0.92, possible_threshold: float = 0.75
+        self, match_threshold: float = 0.55, possible_threshold: float = 0.30
     ) -> None:
         self.match_threshold = match_threshold
         self.possible_threshold = possible_threshold
@@ -141,7 +124,7 @@ class PatientMatcher:
         incoming = _person(patient)
         if incoming.birth_date is None:
             return MatchResult("none", None, ("no identifier match; no birth date",))
-        best: tuple[float, PatientRecord, tuple[str, ...]] | None = None
+        best: tuple[float, PatientRecord, tuple[str, ...], bool] | None = None
         own = {
             (authority or sender): value for value, authority, _t in patient.identifiers
         }
@@ -157,18 +140,18 @@ class PatientMatcher:
             if result.vetoed:
                 continue
             if best is None or result.score > best[0]:
-                best = (result.score, record, result.reasons)
+                best = (result.score, record, result.reasons, result.review_only)
         if best is None:
             return MatchResult(
                 "none",
                 None,
                 ("no identifier match; no candidate with a close birth date",),
             )
-        score, record, reasons = best
-        if score >= self.match_threshold:
-            return MatchResult("match", record.id, reasons, score, record.id)
+        score, record, reasons, review_only = best
+        if score >= self.match_threshold and not review_only:
+            return MatchResult("match", record.id, reasons, score, record.id, record)
         if score >= self.possible_threshold:
-            return MatchResult("possible", None, reasons, score, record.id)
+            return MatchResult("possible", None, reasons, score, record.id, record)
         return MatchResult("none", None, reasons, score, record.id)
 
     def search(

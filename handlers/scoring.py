@@ -3,8 +3,8 @@
 Each comparison is made only when both sides have the value, gives an
 agreement between -1 (disagrees) and 1 (agrees), and carries a weight; the
 score is the weighted mean, from -1 to 1. Twins are kept apart by a veto: two
-records of a multiple birth with different birth orders or different given
-names are never the same person.
+records of a multiple birth with different birth orders, or with given names
+that disagree (beyond a typo, a nickname or a swap), are never the same person.
 """
 
 from __future__ import annotations
@@ -92,6 +92,33 @@ class Comparison:
     score: float
     reasons: tuple[str, ...]
     vetoed: bool = False
+    #: Never merged automatically, whatever the score: a person decides.
+    review_only: bool = False
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """Whether two strings differ by at most one insertion, deletion, substitution or swap."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diffs = [i for i in range(la) if a[i] != b[i]]
+        if len(diffs) == 1:
+            return True
+        return (
+            len(diffs) == 2
+            and diffs[1] == diffs[0] + 1
+            and a[diffs[0]] == b[diffs[1]]
+            and a[diffs[1]] == b[diffs[0]]
+        )
+    if la > lb:
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1 :]
 
 
 def _name_agreement(a: str, b: str) -> tuple[float, str]:
@@ -107,6 +134,9 @@ def _name_agreement(a: str, b: str) -> tuple[float, str]:
         return 0.85, f"similar {sim:.2f}"
     if sim >= 0.9:
         return 0.7, f"similar {sim:.2f}"
+    if min(len(x), len(y)) >= 3 and within_one_edit(x, y):
+        # Jaro-Winkler punishes an early typo in a short name; one edit is still a typo.
+        return 0.7, f"one typo {sim:.2f}"
     if sim >= 0.8:
         return 0.1, f"weak {sim:.2f}"
     return -1.0, f"different {sim:.2f}"
@@ -156,6 +186,18 @@ def _dob_agreement(a: date, b: date) -> tuple[float, str]:
     return -1.0, "different"
 
 
+def _swapped(a: Person, b: Person) -> tuple[float, str] | None:
+    """Agreement when one side typed the family and given names the other way round."""
+    if not (a.family and a.given and b.family and b.given):
+        return None
+    cross_family, _ = _name_agreement(a.family, b.given)
+    cross_given, _ = _name_agreement(a.given, b.family)
+    agree = min(cross_family, cross_given)
+    if agree < 0.7:
+        return None
+    return 0.8 * agree, "family and given swapped"
+
+
 WEIGHTS = {
     "family": 0.24,
     "given": 0.22,
@@ -182,23 +224,18 @@ def compare(a: Person, b: Person) -> Comparison:
         weight_sum += weight
         reasons.append(f"{name} {why} ({agree * weight:+.2f})")
 
+    swapped = _swapped(a, b)
+    given_agree = 1.0
     if a.family and b.family:
         agree, why = _family_agreement(a.family, b.family)
-        if (
-            agree < 0.7
-            and normalize_name(a.family) == normalize_name(b.given)
-            and normalize_name(a.given) == normalize_name(b.family)
-        ):
-            agree, why = 0.8, "family and given swapped"
+        if agree < 0.7 and swapped:
+            agree, why = swapped
         add("family", agree, why)
     if a.given and b.given:
         agree, why = _name_agreement(a.given, b.given)
-        if (
-            agree < 0.7
-            and normalize_name(a.family) == normalize_name(b.given)
-            and normalize_name(a.given) == normalize_name(b.family)
-        ):
-            agree, why = 0.8, "family and given swapped"
+        if agree < 0.7 and swapped:
+            agree, why = swapped
+        given_agree = agree
         add("given", agree, why)
     if a.middle and b.middle:
         x, y = normalize_name(a.middle), normalize_name(b.middle)
@@ -239,9 +276,15 @@ def compare(a: Person, b: Person) -> Comparison:
             reasons.append(
                 "multiple birth with different birth orders: twins are kept apart"
             )
-        elif a.given and b.given and normalize_name(a.given) != normalize_name(b.given):
+        elif given_agree < 0.7:
+            # A typo, a nickname or swapped names still name the same twin.
             vetoed = True
             reasons.append(
                 "multiple birth with different given names: twins are kept apart"
             )
-    return Comparison(round(score, 4), tuple(reasons), vetoed)
+    review_only = given_agree <= -1.0
+    if review_only and not vetoed:
+        # Same family, birth date and address but another first name is how
+        # an unflagged twin or sibling looks: never merged without review.
+        reasons.append("given names differ: not merged without review")
+    return Comparison(round(score, 4), tuple(reasons), vetoed, review_only)

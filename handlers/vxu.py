@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.dedup import DoseDeduplicator
-from handlers.matching import PatientMatcher
+from handlers.matching import MatchResult, PatientMatcher
 from handlers.vxu_validation import (
     CleanDose,
     CleanPatient,
@@ -141,7 +142,7 @@ class VxuHandler:
             patient_id = uow.patients.insert(record)
         else:
             patient_id = match.patient_id
-            uow.patients.update(ctx.region, patient_id, record)
+            uow.patients.update(ctx.region, patient_id, _refresh(record, match))
         reasons = "; ".join(match.reasons)
         uow.patients.record_decision(
             NewMatchDecision(
@@ -249,6 +250,37 @@ class VxuHandler:
         if observations:
             uow.observations.insert_many(observations)
         return stored, deleted
+
+
+#: Fields that say who a person is. A match made on a score (not on the
+#: sender's own identifier) may fill them when empty but never rewrites
+#: them: another clinic's typo must not become the registry's record, and the
+#: next submission must be compared with what was first confirmed.
+_IDENTITY = (
+    "family_name",
+    "given_name",
+    "middle_name",
+    "suffix",
+    "birth_date",
+    "sex",
+    "mother_maiden_family",
+    "mother_maiden_given",
+    "multiple_birth",
+    "birth_order",
+)
+
+
+def _refresh(record: NewPatient, match: MatchResult) -> NewPatient:
+    """The demographics a matched submission may change on the stored patient."""
+    stored = match.record
+    if stored is None:  # matched on an identifier: the sender's own patient
+        return record
+    kept = {
+        name: None if name in {"birth_date", "birth_order"} else ""
+        for name in _IDENTITY
+        if getattr(stored, name, None) not in ("", None)
+    }
+    return replace(record, **kept)  # type: ignore[arg-type]
 
 
 def _scoped(identifier: tuple[str, str, str], sender: str) -> tuple[str, str, str]:
