@@ -92,6 +92,8 @@ class _SeriesRun:
     completed_on: date | None = None
     #: observation code -> date, for intervals from a relevant observation
     observation_dates: dict[str, date] = field(default_factory=dict)
+    #: series group -> date a series of that group (same antigen) was completed
+    completed_groups: dict[str, date] = field(default_factory=dict)
 
     @property
     def valid_count(self) -> int:
@@ -152,11 +154,21 @@ class Forecaster:
         antigen_forecasts: dict[str, AntigenForecast] = {}
         for name, antigen in self.data.antigens.items():
             antigen_doses = self._antigen_doses(name, patient, history)
-            runs = [
-                self._evaluate(series, patient, antigen_doses, history)
-                for series in antigen.series
-                if self._relevant(series, patient, assessment_date)
-            ]
+            # Series are evaluated in the data's order (standard groups come
+            # first), so a risk series' "completed series" skip can see when a
+            # series of the group it names was completed.
+            completed: dict[str, date] = {}
+            runs = []
+            for series in antigen.series:
+                if not self._relevant(series, patient, assessment_date):
+                    continue
+                run = self._evaluate(series, patient, antigen_doses, history, completed)
+                runs.append(run)
+                if run.completed_on is not None:
+                    group_id = series.group or series.name
+                    seen = completed.get(group_id)
+                    if seen is None or run.completed_on < seen:
+                        completed[group_id] = run.completed_on
             if not runs:
                 continue
             for run in runs:
@@ -239,8 +251,13 @@ class Forecaster:
         patient: PatientInput,
         doses: list[_AntigenDose],
         history: list[tuple[int, date, str, str]],
+        completed_groups: dict[str, date] | None = None,
     ) -> _SeriesRun:
-        run = _SeriesRun(series, observation_dates=dict(patient.observation_dates))
+        run = _SeriesRun(
+            series,
+            observation_dates=dict(patient.observation_dates),
+            completed_groups=completed_groups if completed_groups is not None else {},
+        )
         for dose in doses:
             self._evaluate_dose(run, patient, dose, history)
         return run
@@ -627,6 +644,14 @@ class Forecaster:
                 return count < condition.dose_count
             return count == condition.dose_count
         if kind == "completed series":
+            # Met when a series of a named series group was complete before
+            # the dose being evaluated, or by the assessment date (forecast).
+            for group_id in condition.series_groups:
+                done = run.completed_groups.get(group_id)
+                if done is not None and (
+                    done < reference if dose is not None else done <= reference
+                ):
+                    return True
             return False
         return False
 

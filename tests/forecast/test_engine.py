@@ -269,3 +269,23 @@ def test_engine_only_top_priority_risk_series_are_scored(engine: Forecaster) -> 
     group = result.group("HepB")
     assert group is not None
     assert (group.dose_number, group.earliest) == (3, date(2025, 4, 28))
+
+
+def test_engine_completed_series_skip(engine: Forecaster) -> None:
+    """An adult traveller who completed childhood polio needs one booster only.
+
+    The polio risk adult series skips its first two doses when a series of
+    series group 1 (the standard series) is complete ("completed series"
+    condition): the adult IPV dose satisfies dose 3 and the series is complete.
+    """
+    doses = [
+        ("2000-03-01", "10"),
+        ("2000-05-01", "10"),
+        ("2000-07-01", "10"),
+        ("2004-02-01", "10"),
+        ("2025-03-01", "10"),
+    ]
+    result = _run(engine, doses, "2025-06-01", dob=date(2000, 1, 1), obs=("143",))
+    group = result.group("Polio")
+    assert group is not None
+    assert (group.status, group.dose_number) == ("Complete", None)
