@@ -1014,6 +1014,29 @@ class Forecaster:
         chosen = min(applicable_winners, key=key)
         return chosen, [w for w in applicable_winners if w is not chosen]
 
+    def _finish_date(self, run: _SeriesRun, patient: PatientInput) -> date:
+        """SELECTB-12: the forecast earliest date plus the remaining minimum intervals."""
+        forecast = run.forecast
+        if forecast is None or forecast.earliest is None:
+            return FAR_FUTURE
+        finish = forecast.earliest
+        for dose in run.series.doses[run.next_target :]:
+            gaps = [
+                offset(finish, rule.min) or finish
+                for rule in dose.intervals
+                if rule.from_previous and rule.min
+            ]
+            age = dose.ages[0] if dose.ages else None
+            minimum_age = offset(patient.birth_date, age.min) if age else None
+            finish = max([finish, *gaps, *([minimum_age] if minimum_age else [])])
+        return finish
+
+    @staticmethod
+    def _last_max_age(run: _SeriesRun, patient: PatientInput) -> date:
+        last = run.series.doses[-1] if run.series.doses else None
+        age = last.ages[0] if last is not None and last.ages else None
+        return (offset(patient.birth_date, age.max) if age else None) or FAR_FUTURE
+
     def _best_in_group(
         self, pool: list[_SeriesRun], patient: PatientInput, assessment: date
     ) -> _SeriesRun:
@@ -1057,23 +1080,43 @@ class Forecaster:
                 r for r in in_process if self._scorable(r, patient, assessment)
             ]
             candidates = startable or in_process
+            # Table 8-9: points for all-valid product series (+2/-2),
+            # completable (+3/-3), most valid doses, closest to completion
+            # (+2 alone, 0 tied, -2) and can finish earliest (+1/0/-1).
             most = max(r.valid_count for r in candidates)
             remaining = {
                 id(r): len(r.series.doses) - (r.next_target - 1) for r in candidates
             }
             fewest = min(remaining.values())
-            earliest = min(_earliest(r) for r in candidates)
-            for r in candidates:
-                score = 1 if r.valid_count == most else 0
-                score += 1 if remaining[id(r)] == fewest else 0
-                score += 1 if _earliest(r) == earliest else 0
-                score += (
-                    1
-                    if r.series.product_path
-                    and all(e.status == VALID for e in r.evaluations)
-                    else 0
+            finish = {id(r): self._finish_date(r, patient) for r in candidates}
+            completable = {
+                id(r): finish[id(r)] < self._last_max_age(r, patient)
+                for r in candidates
+            }
+            first_finish = min(
+                (finish[id(r)] for r in candidates if completable[id(r)]),
+                default=FAR_FUTURE,
+            )
+
+            def alone(values: list[bool], mine: bool, points: int) -> int:
+                if not mine:
+                    return -points
+                return points if sum(values) == 1 else 0
+
+            most_flags = [r.valid_count == most for r in candidates]
+            closest_flags = [remaining[id(r)] == fewest for r in candidates]
+            earliest_flags = [
+                completable[id(r)] and finish[id(r)] == first_finish for r in candidates
+            ]
+            for i, r in enumerate(candidates):
+                product_ok = r.series.product_path and all(
+                    e.status == VALID for e in r.evaluations
                 )
-                score -= 1 if r.status == "Aged Out" else 0
+                score = 2 if product_ok else -2
+                score += 3 if completable[id(r)] else -3
+                score += alone(most_flags, most_flags[i], 2)
+                score += alone(closest_flags, closest_flags[i], 2)
+                score += alone(earliest_flags, earliest_flags[i], 1)
                 scores[id(r)] = score
         else:
             # No valid dose anywhere: the default series, else by series

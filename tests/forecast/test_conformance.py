@@ -8,7 +8,7 @@ from forecast import Forecaster
 from forecast.conformance import read_cases, run_cases
 
 #: Issue target: at least 99.5% of the healthy DEV cases. Floor = what passes now.
-HEALTHY_FLOOR = 655
+HEALTHY_FLOOR = 656
 #: Issue target: at least 90% of the underlying-conditions DEV cases (192 of 213),
 #: met; the rest is explained in forecast/KNOWN.md. Floor = what passes now.
 UC_FLOOR = 192
@@ -17,7 +17,7 @@ UC_FLOOR = 192
 def test_conformance_healthy_suite_meets_its_floor(
     engine: Forecaster, cases_dir: Path
 ) -> None:
-    """The healthy childhood and adult DEV cases pass at >= 99.5% (655 of 657)."""
+    """The healthy childhood and adult DEV cases pass at >= 99.5% (floor 656 of 657)."""
     results = run_cases(engine, read_cases(cases_dir / "testcases-dev.jsonl"))
     passed = sum(r.passed for r in results)
     assert len(results) == 657

@@ -289,3 +289,20 @@ def test_engine_completed_series_skip(engine: Forecaster) -> None:
     group = result.group("Polio")
     assert group is not None
     assert (group.status, group.dose_number) == ("Complete", None)
+
+
+def test_engine_in_process_scoring_closest_to_completion(engine: Forecaster) -> None:
+    """Recombivax HB adult formulation at 12 years starts the adolescent 2-dose series.
+
+    Both the 3-dose and the adolescent 2-dose series hold the one valid dose;
+    table 8-9 gives +2 to the series closest to completion and only +1 to the
+    one that can finish earliest, so dose 2 is due 4 months later.
+    """
+    result = engine.run(
+        PatientInput(date(2012, 6, 5), "M"),
+        [AdministeredDose(date(2025, 1, 15), "43", "MSD")],
+        date(2025, 1, 15),
+    )
+    group = result.group("HepB")
+    assert group is not None
+    assert (group.dose_number, group.earliest) == (2, date(2025, 5, 15))
