@@ -17,6 +17,7 @@ from handlers.vxu_validation import (
 )
 from parsers import Acknowledgement, Message, ack_code_for, read_vxu
 from storage import (
+    NewAuditEntry,
     NewMatchDecision,
     NewNextOfKin,
     NewObservation,
@@ -234,6 +235,21 @@ class VxuHandler:
             if dose.action_code == "D":
                 assert existing is not None
                 uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
+                # Soft and audited: the record stays, and who removed it is kept.
+                uow.audit.insert(
+                    NewAuditEntry(
+                        at=ctx.received_at,
+                        requester=ctx.sender,
+                        requester_region=ctx.region,
+                        patient_id=patient_id,
+                        patient_region=ctx.region,
+                        journal_id=ctx.journal_id,
+                        query_tag="",
+                        action="delete-dose",
+                        outcome=f"dose {existing.id} left the consolidated view",
+                        profile="VXU",
+                    )
+                )
                 deleted += 1
                 log.debug("dose_deleted", dose_row=existing.id)
                 continue
