@@ -1,19 +1,24 @@
 """`make bench`: run every benchmark and write bench/RESULTS.md.
 
-Run: .venv/bin/python -m bench.run_all [--quick]
+Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
+
+``--only`` reruns some sections and keeps the others already in the file;
+sections: forecast, ingest, ingest-pg, query, batch, memory, matching, fuzz.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import batch, forecast, ingest, query
+from bench import batch, forecast, ingest, matching, query
 from bench._common import ROOT, header
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -41,64 +46,114 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def memory(messages: int) -> list[str]:
-    """RSS of the server before and after a long ingest."""
+def memory(messages: int, seconds: float) -> list[str]:
+    """RSS of the server before and after a long ingest (at most ``seconds``)."""
     corpus = ingest.messages(messages, seed=77)
     with tempfile.TemporaryDirectory() as tmp:
         server = ingest.start_server(Path(tmp))
         try:
             warm = corpus[:2000]
             ingest.drive(server, ingest.split(warm, 8))
-            before = _rss_kb(server.proc.pid)
+            before = peak = _rss_kb(server.proc.pid)
             started = time.perf_counter()
-            ingest.drive(server, ingest.split(corpus[2000:], 8))
+            sent = 0
+            for i in range(2000, len(corpus), 10000):
+                chunk = corpus[i : i + 10000]
+                ingest.drive(server, ingest.split(chunk, 8))
+                sent += len(chunk)
+                peak = max(peak, _rss_kb(server.proc.pid))
+                if time.perf_counter() - started >= seconds:
+                    break
             elapsed = time.perf_counter() - started
             after = _rss_kb(server.proc.pid)
         finally:
             server.stop()
-    line = f"memory: {messages - 2000} VXU over {elapsed:.0f} s after warm-up; server RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB (growth {(after - before) / 1024:.1f} MB)"
+    line = (
+        f"memory: {sent} VXU over {elapsed:.0f} s after a 2000-message warm-up ({sent / elapsed:.0f} VXU/s, 8 senders); "
+        f"server RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB (growth {(after - before) / 1024:.1f} MB, peak {peak / 1024:.1f} MB)"
+    )
     print(line, flush=True)
     return [line]
 
 
+def fuzz(examples: int) -> list[str]:
+    """The hypothesis campaign of tests/fuzz with ``examples`` examples per test."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "tests/fuzz"],
+        cwd=ROOT,
+        env={**os.environ, "CAIRN_FUZZ_EXAMPLES": str(examples)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+    tests = len(
+        re.findall(r"def test_fuzz_", (ROOT / "tests/fuzz/test_fuzz.py").read_text())
+    )
+    line = (
+        f"fuzz: {tests} properties x {examples} examples each ({tests * examples} generated inputs) "
+        f"in {elapsed:.0f} s: {summary.strip('= ')}"
+    )
+    print(line, flush=True)
+    return [f"{header()}", line]
+
+
+SECTIONS = (
+    "forecast",
+    "ingest",
+    "ingest-pg",
+    "query",
+    "batch",
+    "memory",
+    "matching",
+    "fuzz",
+)
+
+
 def main() -> None:
-    """Run everything and write the results file."""
+    """Run everything (or ``--only`` some sections) and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--quick", action="store_true", help="smaller runs (for a smoke check)"
     )
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args()
+    only = set(args.only)
     n = 1000 if args.quick else 4000
     sections: list[tuple[str, list[str]]] = []
-    sections.append(
-        ("Forecast (`.venv/bin/python -m bench.forecast`)", _capture(forecast.main))
-    )
-    sys.argv = [
-        str(ROOT / "bench" / "ingest.py"),
-        "--senders",
-        "1",
-        "8",
-        "32",
-        "--messages",
-        str(n),
-        "--rate",
-        "500",
-    ]
-    sections.append(
-        (
-            f"Ingest, SQLite (`.venv/bin/python -m bench.ingest --senders 1 8 32 --messages {n} --rate 500`)",
-            ingest.run(
-                argparse.Namespace(
-                    senders=[1, 8, 32],
-                    messages=n,
-                    rate=500.0,
-                    seconds=10.0,
-                    database=None,
-                )
-            ),
+    if "forecast" in only:
+        sections.append(
+            ("Forecast (`.venv/bin/python -m bench.forecast`)", _capture(forecast.main))
         )
-    )
-    if _fresh_pg():
+    if "ingest" in only:
+        sys.argv = [
+            str(ROOT / "bench" / "ingest.py"),
+            "--senders",
+            "1",
+            "8",
+            "32",
+            "--messages",
+            str(n),
+            "--rate",
+            "500",
+        ]
+        sections.append(
+            (
+                f"Ingest, SQLite (`.venv/bin/python -m bench.ingest --senders 1 8 32 --messages {n} --rate 500`)",
+                ingest.run(
+                    argparse.Namespace(
+                        senders=[1, 8, 32],
+                        messages=n,
+                        rate=500.0,
+                        seconds=10.0,
+                        database=None,
+                    )
+                ),
+            )
+        )
+    if "ingest-pg" in only and _fresh_pg():
         sys.argv = [
             str(ROOT / "bench" / "ingest.py"),
             "--senders",
@@ -124,33 +179,68 @@ def main() -> None:
                 ),
             )
         )
-    sys.argv = [str(ROOT / "bench" / "query.py")]
-    sections.append(
-        (
-            "Query (`.venv/bin/python -m bench.query`)",
-            query.run(
-                argparse.Namespace(
-                    patients=100 if args.quick else 200,
-                    queries=200 if args.quick else 500,
-                    ingest_rate=200.0,
-                )
-            ),
+    if "query" in only:
+        sys.argv = [str(ROOT / "bench" / "query.py")]
+        sections.append(
+            (
+                "Query (`.venv/bin/python -m bench.query`)",
+                query.run(
+                    argparse.Namespace(
+                        patients=100 if args.quick else 200,
+                        queries=200 if args.quick else 500,
+                        ingest_rate=200.0,
+                    )
+                ),
+            )
         )
-    )
-    m = 5000 if args.quick else 100000
-    sys.argv = [str(ROOT / "bench" / "batch.py"), "--messages", str(m)]
-    sections.append(
-        (
-            f"Batch load (`.venv/bin/python -m bench.batch --messages {m}`)",
-            batch.run(argparse.Namespace(messages=m)),
+    if "batch" in only:
+        m = 5000 if args.quick else 100000
+        sys.argv = [str(ROOT / "bench" / "batch.py"), "--messages", str(m)]
+        sections.append(
+            (
+                f"Batch load (`.venv/bin/python -m bench.batch --messages {m}`)",
+                batch.run(argparse.Namespace(messages=m)),
+            )
         )
-    )
-    sections.append(
-        (
-            "Memory (`.venv/bin/python -m bench.run_all`)",
-            memory(6000 if args.quick else 40000),
+    if "memory" in only:
+        seconds = 60.0 if args.quick else 600.0
+        sys.argv = [str(ROOT / "bench" / "run_all.py"), "--only", "memory"]
+        sections.append(
+            (
+                "Memory (`.venv/bin/python -m bench.run_all --only memory`: a 10-minute ingest)",
+                [header(), *memory(20000 if args.quick else 500000, seconds)],
+            )
         )
-    )
+    if "matching" in only:
+        patients = 2000 if args.quick else 20000
+        sys.argv = [
+            str(ROOT / "bench" / "matching.py"),
+            "--patients",
+            str(patients),
+        ]
+        sections.append(
+            (
+                f"Patient matching and dose de-duplication (`.venv/bin/python -m bench.matching --patients {patients}`)",
+                matching.run(
+                    argparse.Namespace(
+                        patients=patients,
+                        seed=11,
+                        match=0.55,
+                        possible=0.30,
+                        explain=0,
+                    )
+                ),
+            )
+        )
+    if "fuzz" in only:
+        examples = 500 if args.quick else 20000
+        sys.argv = [str(ROOT / "bench" / "run_all.py"), "--only", "fuzz"]
+        sections.append(
+            (
+                f"Fuzzing (`CAIRN_FUZZ_EXAMPLES={examples} .venv/bin/pytest -q -p no:randomly tests/fuzz`, as `make fuzz`)",
+                fuzz(examples),
+            )
+        )
     write(sections)
 
 
@@ -165,17 +255,45 @@ def _capture(fn: object) -> list[str]:
     return proc.stdout.strip().splitlines()
 
 
+def _existing() -> dict[str, tuple[str, list[str]]]:
+    """The sections already in RESULTS.md, by their key (the title before its command)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    if not RESULTS.exists():
+        return found
+    title = ""
+    body: list[str] = []
+    for line in RESULTS.read_text().splitlines():
+        if line.startswith("## "):
+            if title:
+                found[_key(title)] = (title, body)
+            title, body = line[3:], []
+        elif title and line.startswith("    "):
+            body.append(line[4:])
+    if title:
+        found[_key(title)] = (title, body)
+    return found
+
+
+def _key(title: str) -> str:
+    return title.split(" (")[0].strip().lower()
+
+
 def write(sections: list[tuple[str, list[str]]]) -> None:
-    """Write bench/RESULTS.md (figures only; the analysis lives in bench/ANALYSIS.md)."""
+    """Write bench/RESULTS.md, keeping the sections not rerun (the analysis lives in ANALYSIS.md)."""
+    merged = _existing()
+    for title, lines in sections:
+        merged[_key(title)] = (title, lines)
     out = [
         "# Benchmark results",
         "",
-        f"Generated by `make bench` ({header()}).",
+        "Written by `make bench` (`.venv/bin/python -m bench.run_all`); each section",
+        "names the command that reproduces it, and each figure the machine's core",
+        "count and the commit it was measured on. `--only SECTION` reruns one.",
         "",
         "See `bench/ANALYSIS.md` for targets, misses and the profile.",
         "",
     ]
-    for title, lines in sections:
+    for title, lines in merged.values():
         out.append(f"## {title}")
         out.append("")
         out.extend(f"    {line}" for line in lines)
