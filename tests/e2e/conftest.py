@@ -184,11 +184,15 @@ def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPr
     extra: list[str] = []
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_databases").new_url()
-        subprocess.run(
+        upgraded = subprocess.run(
             [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
             cwd=Path(__file__).resolve().parents[2],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
+        )
+        assert upgraded.returncode == 0, (
+            f"cairn db upgrade failed:\n{upgraded.stdout}\n{upgraded.stderr}"
         )
         extra = ["--database", url]
     server = start_server(tmp_path, *extra)
