@@ -32,6 +32,7 @@ from forecast.data import (
     AgeRule,
     ConditionalSkip,
     IntervalRule,
+    LiveVirusConflict,
     Series,
     SeriesDose,
     SkipCondition,
@@ -134,6 +135,11 @@ class Forecaster:
 
     def __init__(self, data: SupportingData) -> None:
         self.data = data
+        # Live virus conflicts by the CVX of the later (current) dose, and the
+        # set of CVX that have any: both looked up for every dose.
+        self._conflicts_by_current: dict[str, list[LiveVirusConflict]] = {}
+        for conflict in data.live_conflicts:
+            self._conflicts_by_current.setdefault(conflict.current, []).append(conflict)
 
     # -- public ---------------------------------------------------------------
 
@@ -513,9 +519,7 @@ class Forecaster:
     def _live_conflict(
         self, dose: _AntigenDose, history: list[tuple[int, date, str, str]]
     ) -> str:
-        for conflict in self.data.live_conflicts:
-            if conflict.current != dose.cvx:
-                continue
+        for conflict in self._conflicts_by_current.get(dose.cvx, ()):
             for index, when, cvx, _mvx in history:
                 if index == dose.index or cvx != conflict.previous or when > dose.date:
                     continue
@@ -876,9 +880,12 @@ class Forecaster:
     ) -> date | None:
         types = {v.cvx for v in target.preferable} | {v.cvx for v in target.allowable}
         latest: date | None = None
-        for conflict in self.data.live_conflicts:
-            if conflict.current not in types:
-                continue
+        conflicts = [
+            c
+            for cvx_type in types
+            for c in self._conflicts_by_current.get(cvx_type, ())
+        ]
+        for conflict in conflicts:
             for _index, when, cvx, _mvx in history:
                 if cvx != conflict.previous:
                     continue
