@@ -1071,16 +1071,14 @@ class Forecaster:
         scores: dict[int, int] = {}
         if complete:
             candidates = complete
+            # Table 8-7: most valid doses +1 alone, 0 tied, -1 otherwise.
             most = max(r.valid_count for r in candidates)
+            at_most = sum(1 for r in candidates if r.valid_count == most)
             for r in candidates:
-                score = 1 if r.valid_count == most else 0
-                score += (
-                    1
-                    if r.series.product_path
-                    and all(e.status == VALID for e in r.evaluations)
-                    else 0
-                )
-                scores[id(r)] = score
+                if r.valid_count != most:
+                    scores[id(r)] = -1
+                else:
+                    scores[id(r)] = 1 if at_most == 1 else 0
         elif in_process:
             # Series the patient started within their start ages come first.
             startable = [

@@ -306,3 +306,23 @@ def test_engine_in_process_scoring_closest_to_completion(engine: Forecaster) -> 
     group = result.group("HepB")
     assert group is not None
     assert (group.dose_number, group.earliest) == (2, date(2025, 5, 15))
+
+
+def test_engine_complete_series_tie_goes_to_preference(engine: Forecaster) -> None:
+    """Two complete HepB risk series with as many valid doses: preference decides.
+
+    Table 8-7 gives no point for a product series; tied on valid doses, the
+    risk 3-dose series (preference 1) is prioritized over Twinrix (5).
+    """
+    result = engine.run(
+        PatientInput(date(1962, 4, 2), "F", ("055",)),
+        [
+            AdministeredDose(date(2024, 3, 1), "104", "SKB"),
+            AdministeredDose(date(2024, 4, 1), "104", "SKB"),
+            AdministeredDose(date(2024, 11, 1), "43", "SKB"),
+        ],
+        date(2024, 12, 1),
+    )
+    group = result.group("HepB")
+    assert group is not None
+    assert (group.status, group.series) == ("Complete", "HepB risk 3-dose series")
