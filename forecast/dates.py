@@ -88,6 +88,7 @@ def parse_cdsi_date(text: str | None) -> date | None:
     return date.fromisoformat(value)
 
 
+@functools.lru_cache(maxsize=65536)
 def offset(start: date, text: str | None) -> date | None:
     """``start`` plus a duration text, or None when the text is empty."""
     duration = parse_duration(text or "")

@@ -65,6 +65,9 @@ class _AntigenDose:
     date: date
     cvx: str
     mvx: str
+    #: the live virus conflict this dose falls in ("" if none); the same for
+    #: every antigen and series, so it is found once per run
+    conflict: str = ""
 
 
 @dataclass
@@ -156,10 +159,14 @@ class Forecaster:
             for index, d in ordered
             if d.date <= assessment_date
         ]
+        conflicts = {
+            index: self._live_conflict(_AntigenDose(index, when, cvx, mvx), history)
+            for index, when, cvx, mvx in history
+        }
         evaluations: list[DoseEvaluation] = []
         antigen_forecasts: dict[str, AntigenForecast] = {}
         for name, antigen in self.data.antigens.items():
-            antigen_doses = self._antigen_doses(name, patient, history)
+            antigen_doses = self._antigen_doses(name, patient, history, conflicts)
             # Series are evaluated in the data's order (standard groups come
             # first), so a risk series' "completed series" skip can see when a
             # series of the group it names was completed.
@@ -218,6 +225,7 @@ class Forecaster:
         antigen: str,
         patient: PatientInput,
         history: Iterable[tuple[int, date, str, str]],
+        conflicts: dict[int, str] | None = None,
     ) -> list[_AntigenDose]:
         out = []
         for index, when, cvx, mvx in history:
@@ -227,7 +235,8 @@ class Forecaster:
                 begin = offset(patient.birth_date, assoc.begin_age) or FAR_PAST
                 end = offset(patient.birth_date, assoc.end_age) or FAR_FUTURE
                 if begin <= when < end:
-                    out.append(_AntigenDose(index, when, cvx, mvx))
+                    conflict = (conflicts or {}).get(index, "")
+                    out.append(_AntigenDose(index, when, cvx, mvx, conflict))
                     break
         return out
 
@@ -381,7 +390,7 @@ class Forecaster:
             )
             return
         # Live virus conflicts
-        conflict = self._live_conflict(dose, history)
+        conflict = dose.conflict
         if conflict:
             run.evaluations.append(
                 _Evaluated(dose, NOT_VALID, "Live Virus Conflict", target_no, conflict)
