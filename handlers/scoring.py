@@ -5,6 +5,9 @@ agreement between -1 (disagrees) and 1 (agrees), and carries a weight; the
 score is the weighted mean, from -1 to 1. Twins are kept apart by a veto: two
 records of a multiple birth with different birth orders, or with given names
 that disagree (beyond a typo, a nickname or a swap), are never the same person.
+Some pairs are only ever offered for review, whatever their score: given
+names that disagree, and a birth date that is not exact with nothing else
+(mother's maiden name, phone, street) to corroborate it.
 """
 
 from __future__ import annotations
@@ -244,8 +247,10 @@ def compare(a: Person, b: Person) -> Comparison:
             1.0 if x == y or x[:1] == y or y[:1] == x else -1.0,
             "same" if x == y else "differs",
         )
+    dob_exact = True
     if a.birth_date and b.birth_date:
         agree, why = _dob_agreement(a.birth_date, b.birth_date)
+        dob_exact = agree >= 1.0
         add("birth_date", agree, why)
     if a.sex in {"F", "M"} and b.sex in {"F", "M"}:
         add(
@@ -253,20 +258,21 @@ def compare(a: Person, b: Person) -> Comparison:
             1.0 if a.sex == b.sex else -1.0,
             "same" if a.sex == b.sex else "differs",
         )
+    corroborated = False  # something beyond name and birth date agrees
     if a.mother_family and b.mother_family:
         agree, why = _name_agreement(a.mother_family, b.mother_family)
+        corroborated |= agree >= 0.7
         add("mother", agree, f"mother's maiden name {why}")
     if a.phone and b.phone:
-        add(
-            "phone",
-            1.0 if a.phone[-7:] == b.phone[-7:] else -0.3,
-            "same" if a.phone[-7:] == b.phone[-7:] else "differs",
-        )
+        same = a.phone[-7:] == b.phone[-7:]
+        corroborated |= same
+        add("phone", 1.0 if same else -0.3, "same" if same else "differs")
     if a.postal_code and b.postal_code:
         same = a.postal_code[:5] == b.postal_code[:5]
         add("postal_code", 1.0 if same else -0.3, "same" if same else "differs")
     if a.street and b.street:
         same = normalize_name(a.street) == normalize_name(b.street)
+        corroborated |= same
         add("street", 1.0 if same else -0.3, "same" if same else "differs")
     score = total / weight_sum if weight_sum else 0.0
     vetoed = False
@@ -282,9 +288,19 @@ def compare(a: Person, b: Person) -> Comparison:
             reasons.append(
                 "multiple birth with different given names: twins are kept apart"
             )
-    review_only = given_agree <= -1.0
-    if review_only and not vetoed:
+    review_only = False
+    if vetoed:
+        pass
+    elif given_agree <= -1.0:
         # Same family, birth date and address but another first name is how
         # an unflagged twin or sibling looks: never merged without review.
+        review_only = True
         reasons.append("given names differ: not merged without review")
+    elif not dob_exact and not corroborated:
+        # A common name and a nearby birth date is how two strangers look:
+        # a birth date that is not exact needs the mother, phone or address.
+        review_only = True
+        reasons.append(
+            "birth date not exact and nothing else corroborates: not merged without review"
+        )
     return Comparison(round(score, 4), tuple(reasons), vetoed, review_only)

@@ -133,3 +133,21 @@ def test_each_reason_carries_its_weighted_contribution() -> None:
     reasons = compare(BASE, other).reasons
     assert any(r.startswith("phone differs (-") for r in reasons)
     assert any(r.startswith("birth_date exact (+0.24)") for r in reasons)
+
+
+def test_a_near_birth_date_needs_corroboration_to_merge() -> None:
+    # Same common name, birth date one digit off, mother and address differ:
+    # two strangers as often as one child; a person decides.
+    stranger = replace(
+        BASE,
+        birth_date=date(2021, 3, 8),
+        mother_family="Okafor",
+        phone="2135550000",
+        street="9 Elm Ave",
+        postal_code="90012",
+    )
+    result = compare(BASE, stranger)
+    assert result.review_only
+    assert "nothing else corroborates" in result.reasons[-1]
+    corroborated = replace(BASE, birth_date=date(2021, 3, 8))
+    assert not compare(BASE, corroborated).review_only
