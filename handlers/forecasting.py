@@ -56,18 +56,25 @@ class CdsiForecastService:
             if d.completion_status in {"CP", "PA"} and d.cvx not in {"998", "999"}
         ]
         codes = self._forecaster.data.observation_codes
-        observations = tuple(
-            sorted(
-                {
-                    codes[o.value_code]
-                    for o in uow.observations.for_patient(patient.region, patient.id)
-                    if o.loinc in _CONDITION_LOINC and o.value_code in codes
-                }
-            )
+        observed: dict[str, date | None] = {}
+        for o in uow.observations.for_patient(patient.region, patient.id):
+            if o.loinc not in _CONDITION_LOINC or o.value_code not in codes:
+                continue
+            code = codes[o.value_code]
+            # Intervals "from a relevant observation" (a transplant, the start
+            # of a therapy) count from its date (OBX-14): the earliest reported.
+            when, earlier = o.observed_on, observed.get(code)
+            if code not in observed or (
+                when is not None and (earlier is None or when < earlier)
+            ):
+                observed[code] = when
+        observations = tuple(sorted(observed))
+        dated = tuple(
+            (code, when) for code, when in sorted(observed.items()) if when is not None
         )
         birth = patient.birth_date or as_of
         result = self._forecaster.run(
-            PatientInput(birth, patient.sex or "U", observations),
+            PatientInput(birth, patient.sex or "U", observations, dated),
             [AdministeredDose(d.administered_on, d.cvx, d.mvx or None) for d in doses],
             as_of,
         )

@@ -78,8 +78,8 @@ def register(subparsers: Any) -> None:
         "--observation",
         action="append",
         default=[],
-        metavar="CODE",
-        help="CDSi observation code (repeat)",
+        metavar="CODE[:DATE]",
+        help="CDSi observation code, with its date when intervals count from it, e.g. 171:2024-03-01 (repeat)",
     )
     fc.add_argument(
         "--explain",
@@ -201,6 +201,15 @@ def _parse_dose(text: str) -> AdministeredDose:
     )
 
 
+def _parse_observation(text: str) -> tuple[str, date | None]:
+    code, _, when = text.partition(":")
+    if not code:
+        raise argparse.ArgumentTypeError(
+            f"--observation expects CODE[:DATE], got {text!r}"
+        )
+    return code, date.fromisoformat(when) if when else None
+
+
 def run_forecast(args: argparse.Namespace) -> int:
     """Print the evaluated history and the forecast per vaccine group."""
     engine = _engine(args)
@@ -208,13 +217,18 @@ def run_forecast(args: argparse.Namespace) -> int:
         return 2
     try:
         doses = [_parse_dose(d) for d in args.dose]
+        observations = [_parse_observation(o) for o in args.observation]
     except (argparse.ArgumentTypeError, ValueError) as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 2
     as_of = args.as_of or datetime.now(UTC).date()
-    result = engine.run(
-        PatientInput(args.dob, args.sex, tuple(args.observation)), doses, as_of
+    patient = PatientInput(
+        args.dob,
+        args.sex,
+        tuple(code for code, _when in observations),
+        tuple((code, when) for code, when in observations if when is not None),
     )
+    result = engine.run(patient, doses, as_of)
     print(
         f"CDSi supporting data {result.release_version}, assessed {as_of.isoformat()}"
     )
