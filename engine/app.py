@@ -163,7 +163,11 @@ class PipelineSink:
         self._reactor = reactor
         self._pipeline = pipeline
         self._committer = GroupCommitter(
-            pipeline, self._deliver, max_batch=max_batch, max_queue=max_queue
+            pipeline,
+            self._deliver,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            deliver_many=self._deliver_many,
         )
         self._max_queue = max_queue
 
@@ -196,6 +200,15 @@ class PipelineSink:
 
     def _deliver(self, token: Any, outcome: Outcome | BaseException) -> None:
         self._reactor.callFromThread(self._fire, token, outcome)
+
+    def _deliver_many(self, pairs: list[tuple[Any, Outcome | BaseException]]) -> None:
+        # One reactor wake-up per committed batch.
+        self._reactor.callFromThread(self._fire_many, pairs)
+
+    @classmethod
+    def _fire_many(cls, pairs: list[tuple[Any, Outcome | BaseException]]) -> None:
+        for d, outcome in pairs:
+            cls._fire(d, outcome)
 
     @staticmethod
     def _fire(d: Deferred[bytes], outcome: Outcome | BaseException) -> None:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -33,6 +33,7 @@ from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
     Acknowledgement,
+    DecodedText,
     Encoding,
     Issue,
     Location,
@@ -45,7 +46,7 @@ from parsers import (
     tokenize,
 )
 from parsers.tokenizer import read_encoding
-from storage import Database, JournalEntry, NewJournalEntry, UnitOfWork
+from storage import Database, JournalAnswer, NewJournalEntry, UnitOfWork
 
 logger = structlog.get_logger()
 
@@ -115,6 +116,14 @@ class Inbound:
     raw: bytes
     peer: str
     listener: str
+
+
+class _Reading(NamedTuple):
+    """A message decoded, tokenized and its header read (once per message)."""
+
+    decoded: DecodedText
+    message: Message
+    header: MessageHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,16 +254,56 @@ class MessagePipeline:
         """
         outcomes: list[Outcome] = []
         with self._db.transaction() as uow:
-            for item in batch:
-                outcomes.append(self._process_isolated(uow, item))
+            readings, answers = self._prefetch(uow, batch)
+            for item, reading in zip(batch, readings, strict=True):
+                outcomes.append(self._process_isolated(uow, item, reading, answers))
         return outcomes
 
-    def _process_isolated(self, uow: UnitOfWork, item: Inbound) -> Outcome:
+    def _prefetch(
+        self, uow: UnitOfWork, batch: Sequence[Inbound]
+    ) -> tuple[list[_Reading | None], dict[tuple[str, str], JournalAnswer | None]]:
+        """Read every header of the batch and look their journal rows up in one query.
+
+        On PostgreSQL the message locks are taken first, all together and in
+        sorted order: another node handling the same message commits before
+        the lookup, so its row (and answer) is what this one sees. A message
+        whose header cannot be read here is read again, and answered, in
+        :meth:`_process`.
+        """
+        readings: list[_Reading | None] = []
+        keys: list[tuple[str, str]] = []
+        for item in batch:
+            try:
+                decoded = decode_message(item.raw)
+                message = tokenize(decoded.text)
+                header = read_header(message.msh)
+            except Exception:  # answered (or logged) per message in _process
+                readings.append(None)
+                continue
+            readings.append(_Reading(decoded, message, header))
+            if header.control_id and header.message_code not in {"ACK", "RSP"}:
+                keys.append((header.sender, header.control_id))
+        if not keys:
+            return readings, {}
+        uow.lock(f"message:{sender}:{control_id}" for sender, control_id in keys)
+        found = uow.journal.answers(keys)
+        answers: dict[tuple[str, str], JournalAnswer | None] = {
+            key: found.get(key) for key in keys
+        }
+        return readings, answers
+
+    def _process_isolated(
+        self,
+        uow: UnitOfWork,
+        item: Inbound,
+        reading: _Reading | None = None,
+        answers: dict[tuple[str, str], JournalAnswer | None] | None = None,
+    ) -> Outcome:
         started = time.perf_counter()
         log = logger.bind(peer=item.peer, listener=item.listener)
         try:
             with uow.savepoint():
-                outcome = self._process(uow, item, log)
+                outcome = self._process(uow, item, log, reading, answers or {})
         except (
             Exception
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
@@ -292,7 +341,17 @@ class MessagePipeline:
         except Exception:  # called while handling a failure: must not raise again
             return STANDARD_ENCODING, None
 
-    def _process(self, uow: UnitOfWork, item: Inbound, log: Any) -> Outcome:
+    def _process(
+        self,
+        uow: UnitOfWork,
+        item: Inbound,
+        log: Any,
+        reading: _Reading | None,
+        answers: dict[tuple[str, str], JournalAnswer | None],
+    ) -> Outcome:
+        if reading is not None:
+            decoded, message, header = reading
+            return self._process_read(uow, item, log, decoded, message, header, answers)
         decoded = decode_message(item.raw)
         try:
             message = tokenize(decoded.text)
@@ -306,8 +365,20 @@ class MessagePipeline:
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
-        encoding = message.encoding
         header = read_header(message.msh)
+        return self._process_read(uow, item, log, decoded, message, header, answers)
+
+    def _process_read(
+        self,
+        uow: UnitOfWork,
+        item: Inbound,
+        log: Any,
+        decoded: DecodedText,
+        message: Message,
+        header: MessageHeader,
+        answers: dict[tuple[str, str], JournalAnswer | None],
+    ) -> Outcome:
+        encoding = message.encoding
         log = log.bind(
             control_id=header.control_id,
             sender=header.sender,
@@ -328,9 +399,15 @@ class MessagePipeline:
             return Outcome(self.reject([issue], header, encoding), "AR", None)
 
         # Another node may be handling the same message right now: wait for
-        # it, then its journal row (and response) is visible here.
-        uow.lock([f"message:{header.sender}:{header.control_id}"])
-        previous = uow.journal.find(header.sender, header.control_id)
+        # it, then its journal row (and response) is visible here. The batch's
+        # look-ups were made together (_prefetch); a key seen a second time in
+        # one batch is looked up again, after the first one's work.
+        key = (header.sender, header.control_id)
+        if key in answers:
+            previous = answers.pop(key)
+        else:
+            uow.lock([f"message:{header.sender}:{header.control_id}"])
+            previous = uow.journal.answers([key]).get(key)
         route_of_type = self._routes.get(header.message_code)
         if (
             previous is not None
@@ -462,7 +539,7 @@ class MessagePipeline:
         item: Inbound,
         header: MessageHeader,
         region: str | None,
-        previous: JournalEntry | None,
+        previous: JournalAnswer | None,
     ) -> int:
         if previous is not None:
             return previous.id
@@ -538,6 +615,9 @@ class GroupCommitter:
         pipeline: the synchronous pipeline.
         deliver: called on the worker thread with a finished item and its
             outcome (or exception); the engine hands it to the reactor.
+        deliver_many: when given, called instead of ``deliver`` once per
+            committed batch with every (token, outcome) pair, so the reactor
+            is woken once per transaction rather than once per message.
         max_batch: the most messages in one transaction.
         max_queue: the most messages waiting.
     """
@@ -549,9 +629,12 @@ class GroupCommitter:
         *,
         max_batch: int = 64,
         max_queue: int = 1024,
+        deliver_many: Callable[[list[tuple[Any, Outcome | BaseException]]], None]
+        | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._deliver = deliver
+        self._deliver_many = deliver_many
         self._max_batch = max_batch
         self._queue: queue.Queue[tuple[Inbound, Any] | None] = queue.Queue(max_queue)
         self._thread = threading.Thread(
@@ -609,5 +692,13 @@ class GroupCommitter:
                 "batch_failed", batch_size=len(batch), error_type=type(exc).__name__
             )
             outcomes = [exc] * len(batch)
+        if self._deliver_many is not None:
+            self._deliver_many(
+                [
+                    (token, outcome)
+                    for (_, token), outcome in zip(batch, outcomes, strict=True)
+                ]
+            )
+            return
         for (_, token), outcome in zip(batch, outcomes, strict=True):
             self._deliver(token, outcome)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import replace
+from datetime import date
 from typing import TYPE_CHECKING
 
 from handlers.context import CodeLookup, Logger, MessageContext
@@ -27,7 +29,12 @@ from storage import (
 )
 
 if TYPE_CHECKING:
-    from storage import UnitOfWork
+    from storage import UnitOfWork, VaccinationRecord
+
+
+def _view_order(record: VaccinationRecord) -> tuple[date, int]:
+    """The consolidated view's order (VaccinationRepository.for_patient)."""
+    return (record.administered_on, record.id)
 
 
 class VxuHandler:
@@ -53,11 +60,22 @@ class VxuHandler:
         uow: UnitOfWork,
         ctx: MessageContext,
         patient_id: int,
-        vaccination_id: int,
+        stored: VaccinationRecord,
         new: NewVaccination,
-    ) -> None:
-        """Compare a newly stored record with the patient's consolidated doses."""
-        for other in uow.vaccinations.for_patient(ctx.region, patient_id):
+        view: list[VaccinationRecord] | None,
+    ) -> list[VaccinationRecord]:
+        """Compare a newly stored record with the patient's consolidated doses.
+
+        ``view`` is the consolidated view as this message left it (None: read
+        it from storage); it is returned kept up to date, so the doses of one
+        message cost one read, not one per dose.
+        """
+        vaccination_id = stored.id
+        if view is None:
+            view = uow.vaccinations.for_patient(ctx.region, patient_id)
+        else:
+            insort(view, stored, key=_view_order)
+        for other in view:
             if other.id == vaccination_id:
                 continue
             verdict = self._dedup.compare(new, other)
@@ -66,11 +84,13 @@ class VxuHandler:
                     uow.vaccinations.mark_duplicate(
                         ctx.region, other.id, vaccination_id, verdict.reason
                     )
+                    view.remove(other)
                 else:
                     uow.vaccinations.mark_duplicate(
                         ctx.region, vaccination_id, other.id, verdict.reason
                     )
-                return
+                    view[:] = [r for r in view if r.id != vaccination_id]
+                return view
             if verdict.outcome == "unsure":
                 uow.review.insert(
                     NewReviewItem(
@@ -83,7 +103,8 @@ class VxuHandler:
                         ctx.received_at,
                     )
                 )
-                return
+                return view
+        return view
 
     def handle(
         self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
@@ -203,21 +224,39 @@ class VxuHandler:
         uow.patients.add_submitter(ctx.region, patient_id, ctx.sender)
         stored = deleted = 0
         observations: list[NewObservation] = []
+        # One read for every ORC-3 of the message; doses stored by this
+        # message are found in ``by_filler`` as they are added.
+        by_filler = uow.vaccinations.find_by_fillers(
+            ctx.region,
+            ctx.sender,
+            [
+                (dose.filler_namespace, dose.filler_id)
+                for dose in result.doses
+                if not dose.is_patient_observation
+                and dose.filler_id
+                and dose.filler_id != "9999"
+            ],
+        )
+        survivors: dict[int, int] = {}
+        # The consolidated view: a new patient has no doses yet.
+        view: list[VaccinationRecord] | None = [] if match.patient_id is None else None
         for dose in result.doses:
             if dose.is_patient_observation:
                 observations.extend(_observations(dose, ctx, patient_id, None))
                 stored += 1
                 continue
+            key = (dose.filler_namespace, dose.filler_id)
             existing = (
-                uow.vaccinations.find_by_filler(
-                    ctx.region, ctx.sender, dose.filler_namespace, dose.filler_id
-                )
+                by_filler.get(key)
                 if dose.filler_id and dose.filler_id != "9999"
                 else None
             )
+            if existing is not None and existing.patient_id not in survivors:
+                survivors[existing.patient_id] = uow.patients.survivor(
+                    ctx.region, existing.patient_id
+                )
             owned = (
-                existing is not None
-                and uow.patients.survivor(ctx.region, existing.patient_id) == patient_id
+                existing is not None and survivors[existing.patient_id] == patient_id
             )
             if dose.action_code in {"U", "D"} and not owned:
                 result.add(
@@ -235,6 +274,7 @@ class VxuHandler:
             if dose.action_code == "D":
                 assert existing is not None
                 uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
+                view = None
                 # Soft and audited: the record stays, and who removed it is kept.
                 uow.audit.insert(
                     NewAuditEntry(
@@ -256,11 +296,15 @@ class VxuHandler:
             new = _new_vaccination(dose, ctx, patient_id)
             if existing is not None and owned:
                 uow.vaccinations.update(ctx.region, existing.id, new)
+                view = None
                 vaccination_id = existing.id
                 log.debug("dose_updated", dose_row=vaccination_id)
             else:
-                vaccination_id = uow.vaccinations.insert(new)
-                self._deduplicate(uow, ctx, patient_id, vaccination_id, new)
+                added = uow.vaccinations.add(new)
+                vaccination_id = added.id
+                if dose.filler_id and dose.filler_id != "9999":
+                    by_filler[key] = added
+                view = self._deduplicate(uow, ctx, patient_id, added, new, view)
             observations.extend(_observations(dose, ctx, patient_id, vaccination_id))
             stored += 1
         if observations:

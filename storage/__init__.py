@@ -18,6 +18,7 @@ from storage.database import (
 from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
 from storage.records import (
     AuditEntry,
+    JournalAnswer,
     JournalEntry,
     NewAuditEntry,
     NewJournalEntry,
@@ -40,6 +41,7 @@ __all__ = [
     "AuditRepository",
     "Database",
     "DuplicateMessage",
+    "JournalAnswer",
     "JournalEntry",
     "JournalRepository",
     "NewAuditEntry",

@@ -38,6 +38,15 @@ class JournalEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalAnswer:
+    """What a resend needs of a journaled message: its row and stored answer."""
+
+    id: int
+    response: bytes | None
+    ack_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PatientIdentifier:
     """An identifier with its assigning authority and type."""
 
