@@ -35,9 +35,12 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.base import Executable
 
 from storage._sql import Compiled, Runner, Statement, StatementFamily
 from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
@@ -139,6 +142,23 @@ def _insert(table: Table, names: Iterable[str], returning: bool = True) -> State
     stmt = insert(table).values({name: bindparam(name) for name in names})
     # SQLite reads cursor.lastrowid; PostgreSQL needs RETURNING (compiled per dialect).
     return _DialectInsert(stmt, table.c.id if returning else None)
+
+
+class _PerDialect(Statement):
+    """One statement per dialect (SQLite and PostgreSQL spell upserts their own way)."""
+
+    __slots__ = ("_pg", "_sqlite")
+
+    def __init__(self, sqlite_stmt: Executable, pg_stmt: Executable) -> None:
+        super().__init__(sqlite_stmt)
+        self._sqlite = Statement(sqlite_stmt)
+        self._pg = Statement(pg_stmt)
+
+    def on(self, dialect: Dialect) -> Compiled:
+        """The statement written for this dialect."""
+        if dialect.name == "sqlite":
+            return self._sqlite.on(dialect)
+        return self._pg.on(dialect)
 
 
 class _DialectInsert(Statement):
@@ -286,13 +306,22 @@ _IDENTIFIER_OWNER = Statement(
     )
     .limit(1)
 )
-_IDENTIFIER_INSERT = _insert(
-    patient_identifiers,
-    ["patient_id", "region", "value", "authority", "type_code"],
-    returning=False,
+_IDENTIFIER_COLUMNS_IN = ["patient_id", "region", "value", "authority", "type_code"]
+#: Identifiers already held (by this or another patient) are skipped: one
+#: statement instead of a look-up and an insert.
+_IDENTIFIER_INSERT_NEW = _PerDialect(
+    sqlite_insert(patient_identifiers)
+    .values({name: bindparam(name) for name in _IDENTIFIER_COLUMNS_IN})
+    .on_conflict_do_nothing(index_elements=["region", "authority", "value"]),
+    pg_insert(patient_identifiers)
+    .values({name: bindparam(name) for name in _IDENTIFIER_COLUMNS_IN})
+    .on_conflict_do_nothing(index_elements=["region", "authority", "value"]),
 )
 _PATIENT_INSERT = _insert(
     patients, [*_names(NewPatient), "created_at", "updated_at"], returning=True
+)
+_PATIENT_INSERT_WITH_ID = _insert(
+    patients, ["id", *_names(NewPatient), "created_at", "updated_at"], returning=False
 )
 _PATIENT_UPDATE = StatementFamily(
     lambda names: (
@@ -315,18 +344,14 @@ _KIN_INSERT = _insert(
     [*_names(NewNextOfKin), "patient_id", "region"],
     returning=False,
 )
-_SUBMITTER_EXISTS = Statement(
-    select(patient_submitters.c.facility)
-    .where(
-        patient_submitters.c.patient_id == bindparam("patient_id"),
-        patient_submitters.c.facility == bindparam("facility"),
-    )
-    .limit(1)
-)
-_SUBMITTER_INSERT = _insert(
-    patient_submitters,
-    ["patient_id", "facility", "region", "first_seen"],
-    returning=False,
+_SUBMITTER_COLUMNS_IN = ["patient_id", "facility", "region", "first_seen"]
+_SUBMITTER_INSERT_NEW = _PerDialect(
+    sqlite_insert(patient_submitters)
+    .values({name: bindparam(name) for name in _SUBMITTER_COLUMNS_IN})
+    .on_conflict_do_nothing(index_elements=["patient_id", "facility"]),
+    pg_insert(patient_submitters)
+    .values({name: bindparam(name) for name in _SUBMITTER_COLUMNS_IN})
+    .on_conflict_do_nothing(index_elements=["patient_id", "facility"]),
 )
 _SURVIVOR = Statement(
     select(patient_links.c.survivor_id)
@@ -385,6 +410,11 @@ _VACCINATION_INSERT = _insert(
     vaccinations,
     [*_names(NewVaccination), "created_at", "updated_at"],
     returning=True,
+)
+_VACCINATION_INSERT_WITH_ID = _insert(
+    vaccinations,
+    ["id", *_names(NewVaccination), "created_at", "updated_at"],
+    returning=False,
 )
 _VACCINATION_UPDATE = Statement(
     update(vaccinations)
@@ -449,6 +479,42 @@ _ADVISORY_LOCKS = (
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
     " FROM unnest(%(keys)s::text[]) AS k"
 )
+
+
+class _IdPool:
+    """Row ids taken from PostgreSQL's sequences ahead of time, several per round trip.
+
+    With the id known before the row is written, an INSERT needs no
+    RETURNING and joins the runner's queue (one round trip per message, not
+    one per row). Ids are taken in ascending order, so rows keep the order in
+    which they were added; ids reserved but not used leave gaps, as a rolled
+    back insert always has.
+    """
+
+    __slots__ = ("_free", "_size", "_sql")
+
+    def __init__(self, sql: Runner, size: int = 16) -> None:
+        self._sql = sql
+        self._size = size
+        self._free: dict[str, list[int]] = {}
+
+    def take(self, table: str) -> int:
+        """The next id for a table (one of the constants below)."""
+        free = self._free.get(table)
+        if not free:
+            rows = self._sql.command(_NEXT_IDS[table], {"n": self._size}).fetchall()
+            free = sorted((int(r[0]) for r in rows), reverse=True)
+            self._free[table] = free
+        return free.pop()
+
+
+_NEXT_IDS = {
+    table: (
+        f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"  # noqa: S608 - constant table names
+        " FROM generate_series(1, %(n)s)"
+    )
+    for table in ("patients", "vaccinations")
+}
 
 
 def _members(sql: Runner, region: str, patient_id: int) -> list[int]:
@@ -532,9 +598,12 @@ class JournalRepository:
 class PatientRepository:
     """Patients, their identifiers, next of kin and submitting organizations."""
 
-    def __init__(self, conn: Connection, sql: Runner | None = None) -> None:
+    def __init__(
+        self, conn: Connection, sql: Runner | None = None, ids: _IdPool | None = None
+    ) -> None:
         self._conn = conn
         self._sql = sql or Runner(conn)
+        self._ids = ids
 
     def _load(self, rows: Sequence[Sequence[Any]]) -> list[PatientRecord]:
         """Records from processed patient rows, with their identifiers (one query)."""
@@ -590,6 +659,10 @@ class PatientRepository:
         values = _fields(patient)
         values["created_at"] = now
         values["updated_at"] = now
+        if self._ids is not None:
+            values["id"] = new_id = self._ids.take("patients")
+            self._sql.defer(_PATIENT_INSERT_WITH_ID, values)
+            return new_id
         return self._sql.insert(_PATIENT_INSERT, values)
 
     def update(self, region: str, patient_id: int, patient: NewPatient) -> None:
@@ -610,21 +683,16 @@ class PatientRepository:
     ) -> None:
         """Attach identifiers (value, authority, type); ones already held are skipped."""
         for value, authority, type_code in identifiers:
-            exists = self._sql.scalar(
-                _IDENTIFIER_OWNER,
-                {"region": region, "authority": authority, "value": value},
+            self._sql.defer(
+                _IDENTIFIER_INSERT_NEW,
+                {
+                    "patient_id": patient_id,
+                    "region": region,
+                    "value": value,
+                    "authority": authority,
+                    "type_code": type_code,
+                },
             )
-            if exists is None:
-                self._sql.defer(
-                    _IDENTIFIER_INSERT,
-                    {
-                        "patient_id": patient_id,
-                        "region": region,
-                        "value": value,
-                        "authority": authority,
-                        "type_code": type_code,
-                    },
-                )
 
     def replace_next_of_kin(
         self, region: str, patient_id: int, kin: Sequence[NewNextOfKin]
@@ -650,19 +718,15 @@ class PatientRepository:
 
     def add_submitter(self, region: str, patient_id: int, facility: str) -> None:
         """Record that an organization submitted data for the patient (lock ownership)."""
-        exists = self._sql.scalar(
-            _SUBMITTER_EXISTS, {"patient_id": patient_id, "facility": facility}
+        self._sql.defer(
+            _SUBMITTER_INSERT_NEW,
+            {
+                "patient_id": patient_id,
+                "facility": facility,
+                "region": region,
+                "first_seen": _now(),
+            },
         )
-        if exists is None:
-            self._sql.defer(
-                _SUBMITTER_INSERT,
-                {
-                    "patient_id": patient_id,
-                    "facility": facility,
-                    "region": region,
-                    "first_seen": _now(),
-                },
-            )
 
     def submitters(self, region: str, patient_id: int) -> frozenset[str]:
         """The organizations that submitted data for the patient."""
@@ -754,9 +818,12 @@ class PatientRepository:
 class VaccinationRepository:
     """Reported vaccination events."""
 
-    def __init__(self, conn: Connection, sql: Runner | None = None) -> None:
+    def __init__(
+        self, conn: Connection, sql: Runner | None = None, ids: _IdPool | None = None
+    ) -> None:
         self._conn = conn
         self._sql = sql or Runner(conn)
+        self._ids = ids
 
     def find_by_filler(
         self, region: str, sending_facility: str, filler_namespace: str, filler_id: str
@@ -808,7 +875,11 @@ class VaccinationRepository:
         values = _fields(vaccination)
         values["created_at"] = now
         values["updated_at"] = now
-        new_id = self._sql.insert(_VACCINATION_INSERT, values)
+        if self._ids is not None:
+            new_id = self._ids.take("vaccinations")
+            self._sql.defer(_VACCINATION_INSERT_WITH_ID, {"id": new_id, **values})
+        else:
+            new_id = self._sql.insert(_VACCINATION_INSERT, values)
         return VaccinationRecord(
             id=new_id, **values, deleted_at=None, duplicate_of=None, dedup_reason=""
         )
@@ -957,9 +1028,11 @@ class UnitOfWork:
         self._sql = sql = Runner(conn)
         # Statements run through SQLAlchemy first send what the runner queued.
         conn.info[_RUNNER] = sql
+        # PostgreSQL: ids reserved ahead so that inserts can be queued.
+        ids = _IdPool(sql) if conn.dialect.name == "postgresql" else None
         self.journal = JournalRepository(conn, sql)
-        self.patients = PatientRepository(conn, sql)
-        self.vaccinations = VaccinationRepository(conn, sql)
+        self.patients = PatientRepository(conn, sql, ids)
+        self.vaccinations = VaccinationRepository(conn, sql, ids)
         self.observations = ObservationRepository(conn, sql)
         self.audit = AuditRepository(conn)
         self.review = ReviewRepository(conn, sql)
