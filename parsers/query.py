@@ -125,7 +125,8 @@ class QueryResponse:
     def encode(
         self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
     ) -> bytes:
-        """Encode the RSP^K11 in the query's own delimiters."""
+        """Encode the RSP^K11 in the query's own delimiters (standard ones if incomplete)."""
+        theirs_enc, encoding = encoding, encoding.for_response()
         fs = encoding.field
         segments = [
             encode_msh(encoding, ours, theirs, "RSP^K11^RSP_K11", self.profile),
@@ -144,11 +145,11 @@ class QueryResponse:
                     "QAK",
                     encoding.escape_text(self.query_tag),
                     self.query_status,
-                    self.query_name_raw,
+                    theirs_enc.translate(self.query_name_raw, encoding),
                 ]
             )
         )
         if self.qpd_raw is not None:
-            segments.append(self.qpd_raw)
+            segments.append(theirs_enc.translate(self.qpd_raw, encoding))
         segments.extend(encode_segment(encoding, seg) for seg in self.body)
         return ("\r".join(segments) + "\r").encode("utf-8")

@@ -274,6 +274,7 @@ def encode_ack(
     Returns:
         The ACK as UTF-8 bytes, segments ended by CR.
     """
+    encoding = encoding.for_response()
     segments = [
         encode_msh(encoding, ours, theirs, f"ACK^{trigger}^ACK", "Z23"),
         encoding.field.join(["MSA", ack.ack_code, _esc(encoding, acked_control_id)]),

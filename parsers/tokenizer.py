@@ -41,6 +41,52 @@ class Encoding:
         return "".join(c for c in chars if c not in "\x01\x02\x03\x04")
 
     @property
+    def complete(self) -> bool:
+        """Whether MSH-2 declared all four encoding characters.
+
+        A message that declared fewer is read with stand-ins for the missing
+        ones, but is answered in the standard delimiters: a response whose
+        MSH-2 is short is one most receivers cannot parse.
+        """
+        return len(self.msh2) == 4
+
+    def for_response(self) -> Encoding:
+        """The delimiters to answer in: the sender's own, unless incomplete."""
+        return self if self.complete else STANDARD_ENCODING
+
+    def translate(self, raw: str, to: Encoding) -> str:
+        """Rewrite raw text written in these delimiters into ``to``'s.
+
+        Each delimiter maps to its counterpart; a character that is a
+        delimiter only in ``to`` is escaped there.
+        """
+        if to == self:
+            return raw
+        mapping = {
+            self.field: to.field,
+            self.component: to.component,
+            self.repetition: to.repetition,
+            self.escape: to.escape,
+            self.subcomponent: to.subcomponent,
+        }
+        escapes = {
+            to.field: "F",
+            to.component: "S",
+            to.repetition: "R",
+            to.escape: "E",
+            to.subcomponent: "T",
+        }
+        out: list[str] = []
+        for ch in raw:
+            if ch in mapping:
+                out.append(mapping[ch])
+            elif ch in escapes:
+                out.append(f"{to.escape}{escapes[ch]}{to.escape}")
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    @property
     def is_standard(self) -> bool:
         """Whether these are the delimiters the guide requires (IZ-12, IZ-13)."""
         return self.field == "|" and self.msh2 == "^~\\&"

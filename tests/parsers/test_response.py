@@ -125,3 +125,28 @@ def test_rsp_echoes_query_tag_name_and_qpd() -> None:
     assert lines[1] == "MSA|AA|Q1"
     assert lines[2] == "QAK|TAG1|NF|Z34^Request Immunization History^CDCPHINVS"
     assert lines[3] == qpd
+
+
+def test_a_short_msh2_is_answered_in_standard_delimiters() -> None:
+    """A sender that declared two encoding characters gets an ACK most receivers
+    (python-hl7 here) can parse: standard delimiters, its values re-escaped."""
+    short = "MSH|\\&|EHR|CLINIC&A|CAIRN|CAIRN|20240101||VXU\\V04\\VXU_V04|X^1|T|2.5.1"
+    message = tokenize(short)
+    assert not message.encoding.complete
+    header = read_header(message.msh)
+    text = (
+        Acknowledgement("AR", ())
+        .encode(OURS, header, message.encoding)  # type: ignore[arg-type]
+        .decode()
+    )
+    assert text.startswith("MSH|^~\\&|CAIRN|CAIRN|EHR|")
+    parsed = hl7.parse(text)
+    assert str(parsed.segment("MSA")[2]) == "X\\S\\1"
+    assert str(parsed.segment("MSH")[9]) == "ACK^V04^ACK"
+
+
+def test_translate_maps_delimiters_and_escapes_new_ones() -> None:
+    theirs = Encoding("#", "$", "*", "%", "@")
+    raw = "QPD#Z34$Request*x#T^1@a"
+    assert theirs.translate(raw, STANDARD_ENCODING) == "QPD|Z34^Request~x|T\\S\\1&a"
+    assert STANDARD_ENCODING.translate("QPD|a^b", STANDARD_ENCODING) == "QPD|a^b"
