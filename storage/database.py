@@ -32,7 +32,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -213,8 +212,11 @@ _JOURNAL_FIND = Statement(
     ),
     _JOURNAL_COLUMNS,
 )
+# ``sender IN (…) AND control_id IN (…)``, exact pairs kept in Python: SQLite
+# searches the unique index for that form, while for a row-value IN list it
+# scans the whole index.
 _JOURNAL_ANSWERS = StatementFamily(
-    lambda n: (
+    lambda shape: (
         select(
             message_journal.c.sender,
             message_journal.c.control_id,
@@ -222,9 +224,8 @@ _JOURNAL_ANSWERS = StatementFamily(
             message_journal.c.response,
             message_journal.c.ack_code,
         ).where(
-            tuple_(message_journal.c.sender, message_journal.c.control_id).in_(
-                [tuple_(bindparam(f"s{i}"), bindparam(f"c{i}")) for i in range(n)]
-            )
+            _in_list(message_journal.c.sender, "s", shape[0]),
+            _in_list(message_journal.c.control_id, "c", shape[1]),
         ),
         [
             message_journal.c.sender,
@@ -387,14 +388,14 @@ _VACCINATION_BY_FILLER = Statement(
     .limit(1),
     _VACCINATION_COLUMNS,
 )
+# Two IN lists (exact pairs kept in Python) so that SQLite searches the index.
 _VACCINATIONS_BY_FILLERS = StatementFamily(
-    lambda n: (
+    lambda shape: (
         select(*_VACCINATION_COLUMNS).where(
             vaccinations.c.region == bindparam("region"),
             vaccinations.c.sending_facility == bindparam("sending_facility"),
-            tuple_(vaccinations.c.filler_namespace, vaccinations.c.filler_id).in_(
-                [tuple_(bindparam(f"n{i}"), bindparam(f"f{i}")) for i in range(n)]
-            ),
+            _in_list(vaccinations.c.filler_namespace, "n", shape[0]),
+            _in_list(vaccinations.c.filler_id, "f", shape[1]),
         ),
         _VACCINATION_COLUMNS,
     )
@@ -550,17 +551,17 @@ class JournalRepository:
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], JournalAnswer] = {}
         for start in range(0, len(wanted), 200):
-            chunk = wanted[start : start + 200]
-            values: dict[str, Any] = {}
-            for i, (sender, control_id) in enumerate(chunk):
-                values[f"s{i}"] = sender
-                values[f"c{i}"] = control_id
+            chunk = set(wanted[start : start + 200])
+            senders = sorted({sender for sender, _c in chunk})
+            controls = sorted({control_id for _s, control_id in chunk})
+            values = {**_in_values("s", senders), **_in_values("c", controls)}
             for sender, control_id, id_, response, ack_code in self._sql.all(
-                _JOURNAL_ANSWERS[len(chunk)], values
+                _JOURNAL_ANSWERS[(len(senders), len(controls))], values
             ):
-                found[(sender, control_id)] = JournalAnswer(
-                    int(id_), response, ack_code
-                )
+                if (sender, control_id) in chunk:
+                    found[(sender, control_id)] = JournalAnswer(
+                        int(id_), response, ack_code
+                    )
         return found
 
     def insert(self, entry: NewJournalEntry) -> int:
@@ -850,17 +851,21 @@ class VaccinationRepository:
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], VaccinationRecord] = {}
         for start in range(0, len(wanted), 200):
-            chunk = wanted[start : start + 200]
+            chunk = set(wanted[start : start + 200])
+            namespaces = sorted({namespace for namespace, _f in chunk})
+            fillers = sorted({filler_id for _n, filler_id in chunk})
             values: dict[str, Any] = {
                 "region": region,
                 "sending_facility": sending_facility,
+                **_in_values("n", namespaces),
+                **_in_values("f", fillers),
             }
-            for i, (namespace, filler_id) in enumerate(chunk):
-                values[f"n{i}"] = namespace
-                values[f"f{i}"] = filler_id
-            for row in self._sql.all(_VACCINATIONS_BY_FILLERS[len(chunk)], values):
+            shape = (len(namespaces), len(fillers))
+            for row in self._sql.all(_VACCINATIONS_BY_FILLERS[shape], values):
                 record = VaccinationRecord(*row)
                 key = (record.filler_namespace, record.filler_id)
+                if key not in chunk:
+                    continue
                 if key not in found or found[key].id < record.id:
                     found[key] = record
         return found
