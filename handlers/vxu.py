@@ -286,7 +286,7 @@ class VxuHandler:
                         journal_id=ctx.journal_id,
                         query_tag="",
                         action="delete-dose",
-                        outcome=f"dose {existing.id} left the consolidated view",
+                        outcome="soft-deleted",
                         profile="VXU",
                     )
                 )

@@ -74,6 +74,7 @@ def test_rxa21_delete_is_soft_audited_and_leaves_the_consolidated_view(
     )
     assert len(audit) == 1
     assert audit[0][0] == "CLINIC1"
+    assert audit[0][2] == "soft-deleted"
 
 
 @pytest.mark.parametrize("action", ["U", "D"])
