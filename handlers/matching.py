@@ -182,6 +182,7 @@ class PatientMatcher:
         if birth_date is None or not family:
             return []
         out: list[Candidate] = []
+        shown: dict[int, int] = {}  # survivor -> index in out
         for record in uow.patients.find_by_birth_date(region, birth_date):
             outcome, reasons = compare_names(family, given, record)
             if outcome == "none":
@@ -193,7 +194,22 @@ class PatientMatcher:
                 and "U" not in (sex, record.sex)
             ):
                 continue
-            out.append(Candidate(record, outcome, (*reasons, "birth date exact")))
+            reasons = (*reasons, "birth date exact")
+            # Records merged into one patient are one candidate: the survivor,
+            # whose view holds every merged record's doses.
+            survivor_id = uow.patients.survivor(region, record.id)
+            if survivor_id in shown:
+                if outcome == "match":
+                    kept = out[shown[survivor_id]]
+                    out[shown[survivor_id]] = Candidate(kept.patient, "match", reasons)
+                continue
+            if survivor_id != record.id:
+                survivor = uow.patients.get(region, survivor_id)
+                if survivor is not None:
+                    reasons = (*reasons, f"merged into patient {survivor_id}")
+                    record = survivor
+            shown[survivor_id] = len(out)
+            out.append(Candidate(record, outcome, reasons))
         out.sort(key=lambda c: 0 if c.outcome == "match" else 1)
         return out
 
