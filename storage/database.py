@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -388,14 +389,29 @@ _VACCINATION_BY_FILLER = Statement(
     .limit(1),
     _VACCINATION_COLUMNS,
 )
-# Two IN lists (exact pairs kept in Python) so that SQLite searches the index.
+# One exact-match arm per ORC-3 (UNION ALL): every arm is an index search on
+# SQLite and PostgreSQL alike, whatever the planner's statistics say (an IN
+# list on the last index column was a filter over all of a sender's doses on
+# a freshly loaded PostgreSQL table).
 _VACCINATIONS_BY_FILLERS = StatementFamily(
-    lambda shape: (
-        select(*_VACCINATION_COLUMNS).where(
+    lambda n: (
+        union_all(
+            *(
+                select(*_VACCINATION_COLUMNS).where(
+                    vaccinations.c.region == bindparam("region"),
+                    vaccinations.c.sending_facility == bindparam("sending_facility"),
+                    vaccinations.c.filler_namespace == bindparam(f"n{i}"),
+                    vaccinations.c.filler_id == bindparam(f"f{i}"),
+                )
+                for i in range(n)
+            )
+        )
+        if n > 1
+        else select(*_VACCINATION_COLUMNS).where(
             vaccinations.c.region == bindparam("region"),
             vaccinations.c.sending_facility == bindparam("sending_facility"),
-            _in_list(vaccinations.c.filler_namespace, "n", shape[0]),
-            _in_list(vaccinations.c.filler_id, "f", shape[1]),
+            vaccinations.c.filler_namespace == bindparam("n0"),
+            vaccinations.c.filler_id == bindparam("f0"),
         ),
         _VACCINATION_COLUMNS,
     )
@@ -850,22 +866,18 @@ class VaccinationRepository:
         """
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], VaccinationRecord] = {}
-        for start in range(0, len(wanted), 200):
-            chunk = set(wanted[start : start + 200])
-            namespaces = sorted({namespace for namespace, _f in chunk})
-            fillers = sorted({filler_id for _n, filler_id in chunk})
+        for start in range(0, len(wanted), 50):
+            chunk = wanted[start : start + 50]
             values: dict[str, Any] = {
                 "region": region,
                 "sending_facility": sending_facility,
-                **_in_values("n", namespaces),
-                **_in_values("f", fillers),
             }
-            shape = (len(namespaces), len(fillers))
-            for row in self._sql.all(_VACCINATIONS_BY_FILLERS[shape], values):
+            for i, (namespace, filler_id) in enumerate(chunk):
+                values[f"n{i}"] = namespace
+                values[f"f{i}"] = filler_id
+            for row in self._sql.all(_VACCINATIONS_BY_FILLERS[len(chunk)], values):
                 record = VaccinationRecord(*row)
                 key = (record.filler_namespace, record.filler_id)
-                if key not in chunk:
-                    continue
                 if key not in found or found[key].id < record.id:
                     found[key] = record
         return found
