@@ -289,14 +289,12 @@ def compare(a: Person, b: Person) -> Comparison:
                 "multiple birth with different given names: twins are kept apart"
             )
     review_only = False
-    if vetoed:
-        pass
-    elif given_agree <= -1.0:
+    if not vetoed and given_agree <= -1.0:
         # Same family, birth date and address but another first name is how
         # an unflagged twin or sibling looks: never merged without review.
         review_only = True
         reasons.append("given names differ: not merged without review")
-    elif not dob_exact and not corroborated:
+    elif not vetoed and not dob_exact and not corroborated:
         # A common name and a nearby birth date is how two strangers look:
         # a birth date that is not exact needs the mother, phone or address.
         review_only = True
