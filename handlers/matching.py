@@ -128,8 +128,12 @@ class PatientMatcher:
         own = {
             (authority or sender): value for value, authority, _t in patient.identifiers
         }
-        for record in uow.patients.find_by_birth_dates(
-            region, birth_date_variants(incoming.birth_date)
+        for record in uow.patients.find_match_candidates(
+            region,
+            incoming.birth_date,
+            birth_date_variants(incoming.birth_date),
+            incoming.family,
+            incoming.given,
         ):
             if any(
                 i.authority in own and own[i.authority] != i.value

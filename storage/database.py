@@ -44,6 +44,7 @@ from sqlalchemy.sql.base import Executable
 
 from storage._sql import Compiled, Runner, Statement, StatementFamily
 from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
+from storage.keys import name_key
 from storage.records import (
     AuditEntry,
     JournalAnswer,
@@ -272,18 +273,45 @@ _PATIENT_BY_BIRTH_DATE = Statement(
 _MERGED = select(patient_links.c.merged_id).where(
     patient_links.c.region == bindparam("region"), patient_links.c.active.is_(True)
 )
-_PATIENTS_BY_BIRTH_DATES = StatementFamily(
-    lambda n: (
-        select(*_PATIENT_COLUMNS)
-        .where(
+
+#: More candidates than this are a data problem (a default birth date), not
+#: people to compare one by one.
+_CANDIDATE_LIMIT = 1000
+
+
+def _match_candidates(shape: tuple[int, int]) -> Any:
+    """Born on the date, or on a nearby date with a name key in common.
+
+    Three index look-ups (region+birth_date, region+family_key+birth_date,
+    region+given_key+birth_date) in one UNION ALL; merged records excluded.
+    """
+    n_dates, n_keys = shape
+    live = patients.c.id.not_in(_MERGED)
+    parts = [
+        select(*_PATIENT_COLUMNS).where(
             patients.c.region == bindparam("region"),
-            _in_list(patients.c.birth_date, "d", n),
-            patients.c.id.not_in(_MERGED),
+            patients.c.birth_date == bindparam("exact"),
+            live,
         )
-        .order_by(patients.c.id)
-        .limit(500),
-        _PATIENT_COLUMNS,
-    )
+    ]
+    if n_dates and n_keys:
+        for key in (patients.c.family_key, patients.c.given_key):
+            parts.append(
+                select(*_PATIENT_COLUMNS).where(
+                    patients.c.region == bindparam("region"),
+                    _in_list(key, "k", n_keys),
+                    _in_list(patients.c.birth_date, "d", n_dates),
+                    live,
+                )
+            )
+    if len(parts) == 1:
+        return parts[0].order_by(patients.c.id).limit(_CANDIDATE_LIMIT)
+    both = union_all(*parts).subquery()
+    return select(*both.c).order_by(both.c.id).limit(_CANDIDATE_LIMIT)
+
+
+_MATCH_CANDIDATES = StatementFamily(
+    lambda shape: (_match_candidates(shape), _PATIENT_COLUMNS)
 )
 _IDENTIFIER_COLUMNS = [
     patient_identifiers.c.patient_id,
@@ -319,11 +347,16 @@ _IDENTIFIER_INSERT_NEW = _PerDialect(
     .values({name: bindparam(name) for name in _IDENTIFIER_COLUMNS_IN})
     .on_conflict_do_nothing(index_elements=["region", "authority", "value"]),
 )
+_PATIENT_KEYS = ("family_key", "given_key")
 _PATIENT_INSERT = _insert(
-    patients, [*_names(NewPatient), "created_at", "updated_at"], returning=True
+    patients,
+    [*_names(NewPatient), *_PATIENT_KEYS, "created_at", "updated_at"],
+    returning=True,
 )
 _PATIENT_INSERT_WITH_ID = _insert(
-    patients, ["id", *_names(NewPatient), "created_at", "updated_at"], returning=False
+    patients,
+    ["id", *_names(NewPatient), *_PATIENT_KEYS, "created_at", "updated_at"],
+    returning=False,
 )
 _PATIENT_UPDATE = StatementFamily(
     lambda names: (
@@ -674,6 +707,8 @@ class PatientRepository:
         """Store a new patient."""
         now = _now()
         values = _fields(patient)
+        values["family_key"] = name_key(patient.family_name)
+        values["given_key"] = name_key(patient.given_name)
         values["created_at"] = now
         values["updated_at"] = now
         if self._ids is not None:
@@ -689,6 +724,10 @@ class PatientRepository:
             for k, v in _fields(patient).items()
             if v not in ("", None) and k not in {"region", "created_by_journal_id"}
         }
+        if "family_name" in values:
+            values["family_key"] = name_key(values["family_name"])
+        if "given_name" in values:
+            values["given_key"] = name_key(values["given_name"])
         values["updated_at"] = _now()
         values["_region"] = region
         values["_id"] = patient_id
@@ -755,18 +794,35 @@ class PatientRepository:
         )
         return frozenset(row.facility for row in rows)
 
-    def find_by_birth_dates(
-        self, region: str, birth_dates: Iterable[date]
+    def find_match_candidates(
+        self,
+        region: str,
+        birth_date: date,
+        nearby_dates: Iterable[date],
+        family: str,
+        given: str,
     ) -> list[PatientRecord]:
-        """Patients of a region born on any of the dates (scored-matching candidates), merged ones excluded."""
-        dates = sorted(set(birth_dates))
-        if not dates:
-            return []
-        rows = self._sql.all(
-            _PATIENTS_BY_BIRTH_DATES[len(dates)],
-            {"region": region, **_in_values("d", dates)},
-        )
-        return self._load(rows)
+        """Scored-matching candidates: born on the date, or nearby with a name key in common.
+
+        Every unmerged patient born on ``birth_date`` is a candidate; on the
+        ``nearby_dates`` (one typing error away) only those whose family or
+        given name key equals the key of either incoming name, so a swapped
+        name still meets its record. Ordered by id, each patient once.
+        """
+        dates = sorted(set(nearby_dates) - {birth_date})
+        keys = sorted({k for k in (name_key(family), name_key(given)) if k})
+        params: dict[str, Any] = {"region": region, "exact": birth_date}
+        params.update(_in_values("d", dates))
+        params.update(_in_values("k", keys))
+        shape = (len(dates), len(keys)) if dates and keys else (0, 0)
+        rows = self._sql.all(_MATCH_CANDIDATES[shape], params)
+        seen: set[int] = set()
+        unique = []
+        for row in rows:
+            if row[0] not in seen:
+                seen.add(row[0])
+                unique.append(row)
+        return self._load(unique)
 
     def survivor(self, region: str, patient_id: int) -> int:
         """The patient a merged record reads through (itself when not merged)."""

@@ -75,6 +75,9 @@ patients = Table(
     _text("sex", 1),
     _text("family_name"),
     _text("given_name"),
+    # Blocking keys (storage/keys.py): Soundex of the first word of each name.
+    _text("family_key", 8),
+    _text("given_key", 8),
     _text("middle_name"),
     _text("suffix", 20),
     _text("mother_maiden_family"),
@@ -103,6 +106,8 @@ patients = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index(None, "region", "birth_date"),
+    Index(None, "region", "family_key", "birth_date"),
+    Index(None, "region", "given_key", "birth_date"),
 )
 
 patient_identifiers = Table(

@@ -119,3 +119,46 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     first = db.upgrade()
     assert db.upgrade() == first
     db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_name_keys_of_existing_patients_are_filled_in(
+    backend: str, tmp_path: Path, pg_databases: Any
+) -> None:
+    """Migration 0004 computes the blocking keys of patients stored before it."""
+    from storage.migrate import upgrade
+
+    url = (
+        pg_databases.new_url()
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'k.sqlite3'}"
+    )
+    db = open_database(url)
+    try:
+        assert upgrade(db.engine, "0003") == "0003"
+        with db.engine.begin() as conn:
+            for pid, family, given in (
+                (1, "García-López", "Ana"),
+                (2, "Smyth", ""),
+                (3, "", ""),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO patients (id, region, birth_date, family_name,"
+                        " given_name, created_at, updated_at) VALUES (:id, 'BAY',"
+                        " '2020-01-02', :f, :g, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": pid, "f": family, "g": given},
+                )
+        assert db.upgrade() == "0004"
+        with db.engine.connect() as conn:
+            keys = conn.execute(
+                text("SELECT id, family_key, given_key FROM patients ORDER BY id")
+            ).all()
+    finally:
+        db.close()
+    assert [tuple(k) for k in keys] == [
+        (1, "G620", "A500"),
+        (2, "S530", ""),
+        (3, "", ""),
+    ]

@@ -276,3 +276,58 @@ def test_journal_search_filters(db: Database) -> None:
     assert [e.control_id for e in db.journal_search(ack_code="AE")] == ["A1"]
     assert len(db.journal_search(message_type="VXU")) == 2
     assert db.journal_get(a) is not None
+
+
+def _born(
+    uow: UnitOfWork, family: str, given: str, born: date, region: str = "BAY"
+) -> int:
+    return uow.patients.insert(
+        NewPatient(region=region, birth_date=born, family_name=family, given_name=given)
+    )
+
+
+def test_match_candidates_block_nearby_dates_on_name_keys(db: Database) -> None:
+    """Exact birth date: everyone. A date one typo away: only a shared name key.
+
+    Keys compare either way round, so swapped family and given names still
+    meet; other regions and merged records never come back.
+    """
+    born = date(2021, 3, 14)
+    typo = date(2021, 3, 15)
+    with db.transaction() as uow:
+        same_day = _born(uow, "Okafor", "Chidi", born)
+        family_hit = _born(uow, "Smyth", "Roberta", typo)
+        given_hit = _born(uow, "Nguyen", "Jon", typo)
+        swapped = _born(uow, "John", "Smith", typo)
+        no_key = _born(uow, "Okafor", "Chidi", typo)
+        far_date = _born(uow, "Smith", "John", date(2019, 7, 1))
+        _born(uow, "Smith", "John", born, region="LAO")
+        merged = _born(uow, "Smith", "John", born)
+        uow.patients.link("BAY", merged, same_day, None)
+        found = uow.patients.find_match_candidates(
+            "BAY", born, [born, typo, date(2021, 3, 4)], "Smith", "John"
+        )
+    ids = [record.id for record in found]
+    assert ids == sorted({same_day, family_hit, given_hit, swapped})
+    assert no_key not in ids and far_date not in ids and merged not in ids
+
+
+def test_match_candidates_follow_a_renamed_patient(db: Database) -> None:
+    """An update that changes the name changes the key the patient is found by."""
+    born, typo = date(2022, 8, 9), date(2022, 8, 19)
+    with db.transaction() as uow:
+        pid = _born(uow, "Baker", "Lena", born)
+        uow.patients.update(
+            "BAY",
+            pid,
+            NewPatient(region="BAY", birth_date=None, family_name="Wiśniewska"),
+        )
+        by_new = uow.patients.find_match_candidates(
+            "BAY", typo, [born], "Wisniewska", "Zofia"
+        )
+        by_old = uow.patients.find_match_candidates(
+            "BAY", typo, [born], "Baker", "Zofia"
+        )
+        without_names = uow.patients.find_match_candidates("BAY", typo, [born], "", "")
+    assert [r.id for r in by_new] == [pid]
+    assert by_old == [] and without_names == []
