@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -10,42 +9,14 @@ import pytest
 from handlers.codes import CodeTables
 from handlers.dedup import DoseDeduplicator
 from storage import NewVaccination, VaccinationRecord
+from tests.support.records import new_vaccination
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = date(2023, 6, 1)
 
 
 def _new(**change: object) -> NewVaccination:
-    base = NewVaccination(
-        region="BAY",
-        patient_id=1,
-        journal_id=1,
-        sending_facility="CLINIC1",
-        filler_id="F1",
-        filler_namespace="CLINIC1",
-        placer_id="",
-        cvx="20",
-        cvx_text="DTaP",
-        ndc="",
-        mvx="PMC",
-        administered_on=DAY,
-        administered_at_raw="20230601",
-        amount="0.5",
-        units="mL",
-        lot_numbers="LOT1",
-        lot_expiration=None,
-        information_source="00",
-        completion_status="CP",
-        action_code="A",
-        refusal_reason="",
-        administering_provider="",
-        administered_location="",
-        route="",
-        site="",
-        funding_eligibility="",
-        funding_source="",
-    )
-    return replace(base, **change)  # type: ignore[arg-type]
+    return new_vaccination(**change)
 
 
 def _stored(**change: object) -> VaccinationRecord:

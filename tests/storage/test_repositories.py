@@ -17,6 +17,7 @@ from storage import (
     NewVaccination,
     UnitOfWork,
 )
+from tests.support.records import new_vaccination
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -44,34 +45,21 @@ def _patient(uow: UnitOfWork, region: str = "BAY", family: str = "Doe") -> int:
 def _dose(
     patient_id: int, journal_id: int, filler: str = "F1", region: str = "BAY"
 ) -> NewVaccination:
-    return NewVaccination(
+    return new_vaccination(
         region=region,
         patient_id=patient_id,
         journal_id=journal_id,
-        sending_facility="CLINIC1",
         filler_id=filler,
         filler_namespace="EHR",
-        placer_id="",
         cvx="08",
         cvx_text="Hep B",
-        ndc="",
         mvx="MSD",
         administered_on=date(2024, 1, 15),
         administered_at_raw="20240115",
-        amount="0.5",
-        units="mL",
         lot_numbers="L1",
-        lot_expiration=None,
-        information_source="00",
-        completion_status="CP",
-        action_code="A",
-        refusal_reason="",
-        administering_provider="",
-        administered_location="",
         route="C28161",
         site="LA",
         funding_eligibility="V02",
-        funding_source="",
     )
 
 
