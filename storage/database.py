@@ -348,6 +348,16 @@ _IDENTIFIER_INSERT_NEW = _PerDialect(
     .on_conflict_do_nothing(index_elements=["region", "authority", "value"]),
 )
 _PATIENT_KEYS = ("family_key", "given_key")
+
+
+def _with_name_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Add the blocking key of each name being written (insert or update)."""
+    for name, key in (("family_name", "family_key"), ("given_name", "given_key")):
+        if name in values:
+            values[key] = name_key(values[name])
+    return values
+
+
 _PATIENT_INSERT = _insert(
     patients,
     [*_names(NewPatient), *_PATIENT_KEYS, "created_at", "updated_at"],
@@ -706,9 +716,7 @@ class PatientRepository:
     def insert(self, patient: NewPatient) -> int:
         """Store a new patient."""
         now = _now()
-        values = _fields(patient)
-        values["family_key"] = name_key(patient.family_name)
-        values["given_key"] = name_key(patient.given_name)
+        values = _with_name_keys(_fields(patient))
         values["created_at"] = now
         values["updated_at"] = now
         if self._ids is not None:
@@ -724,10 +732,7 @@ class PatientRepository:
             for k, v in _fields(patient).items()
             if v not in ("", None) and k not in {"region", "created_by_journal_id"}
         }
-        if "family_name" in values:
-            values["family_key"] = name_key(values["family_name"])
-        if "given_name" in values:
-            values["given_key"] = name_key(values["given_name"])
+        _with_name_keys(values)
         values["updated_at"] = _now()
         values["_region"] = region
         values["_id"] = patient_id

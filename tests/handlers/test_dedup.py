@@ -15,8 +15,7 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = date(2023, 6, 1)
 
 
-def _new(**change: object) -> NewVaccination:
-    return new_vaccination(**change)
+_new = new_vaccination
 
 
 def _stored(**change: object) -> VaccinationRecord:
