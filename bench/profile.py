@@ -2,11 +2,18 @@
 
 Run: .venv/bin/python -m bench.profile [--messages 2000] [--batch 50]
      [--database postgresql+psycopg://postgres@127.0.0.1:5432/cairn_bench]
-     [--no-profile]
+     [--preload 100000] [--no-profile]
 
 The same generated traffic is run twice on fresh databases: once plain (the
 VXU/s figure to compare between changes) and once under cProfile (where the
 time goes; the profiler roughly doubles the cost of every Python call).
+
+``--preload N`` (SQLite only) first ingests N messages of the same traffic
+into a database that both runs start from as a copy, so that the timed
+messages meet a registry that has grown: where the time goes at 200,000
+messages is not where it goes in an empty one. ``--seed-file PATH`` keeps
+that database (or reuses it when it exists), so that comparing two changes
+does not pay for the preload twice.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import argparse
 import cProfile
 import io
 import logging
+import os
 import pstats
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,11 +50,37 @@ def _reset_postgresql(url: str) -> None:
     engine.dispose()
 
 
+def _pipeline(db: Database) -> MessagePipeline:
+    return MessagePipeline(
+        database=db,
+        routes={"VXU": Route(VxuHandler(CodeTables.load()), "VXU_V04")},
+        senders=SenderPolicy({}, "accept", "BAY"),
+    )
+
+
+def _ingest(pipeline: MessagePipeline, messages: list[bytes], batch: int) -> None:
+    for i in range(0, len(messages), batch):
+        pipeline.process_batch([Inbound(m, "p", "p") for m in messages[i : i + batch]])
+
+
+def _preload(path: str, messages: list[bytes], batch: int) -> None:
+    """Ingest ``messages`` into a new SQLite database at ``path`` (untimed)."""
+    db = open_database(f"sqlite:///{path}", sqlite_synchronous="OFF")
+    db.upgrade()
+    started = time.perf_counter()
+    _ingest(_pipeline(db), messages, 200)
+    db.close()
+    print(
+        f"preloaded {len(messages)} messages in {time.perf_counter() - started:.0f} s"
+    )
+
+
 def _run(
     database: str | None,
     corpus: list[bytes],
     batch: int,
     around: Callable[[Callable[[], None]], None],
+    seed: str | None = None,
 ) -> float:
     """Ingest the corpus (first 100 as warm-up) and return the timed seconds."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,20 +88,15 @@ def _run(
             _reset_postgresql(database)
             db: Database = open_database(database)
         else:
+            if seed:
+                shutil.copyfile(seed, f"{tmp}/p.sqlite3")
             db = open_database(f"sqlite:///{tmp}/p.sqlite3")
         db.upgrade()
-        pipeline = MessagePipeline(
-            database=db,
-            routes={"VXU": Route(VxuHandler(CodeTables.load()), "VXU_V04")},
-            senders=SenderPolicy({}, "accept", "BAY"),
-        )
-        pipeline.process_batch([Inbound(m, "p", "p") for m in corpus[:100]])
+        pipeline = _pipeline(db)
+        _ingest(pipeline, corpus[:100], batch)
 
         def work() -> None:
-            for i in range(100, len(corpus), batch):
-                pipeline.process_batch(
-                    [Inbound(m, "p", "p") for m in corpus[i : i + batch]]
-                )
+            _ingest(pipeline, corpus[100:], batch)
 
         started = time.perf_counter()
         around(work)
@@ -85,17 +115,39 @@ def main() -> None:
         default=None,
         help="PostgreSQL URL (its public schema is dropped!); default: SQLite, synchronous=FULL",
     )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="first ingest this many messages (SQLite), then time the next --messages",
+    )
+    parser.add_argument(
+        "--seed-file",
+        default=None,
+        help="with --preload: keep the preloaded database here, or reuse it if present",
+    )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
     )
-    corpus = [s.text.encode() for s in Synth(7).traffic(args.messages)]
+    if args.preload and args.database:
+        parser.error("--preload works on SQLite only")
+    traffic = [s.text.encode() for s in Synth(7).traffic(args.preload + args.messages)]
+    corpus = traffic[args.preload :]
     count = len(corpus) - 100
     backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
     print(header())
-    plain = _run(args.database, corpus, args.batch, lambda work: work())
+    seed_dir = tempfile.TemporaryDirectory()
+    seed = None
+    if args.preload:
+        seed = args.seed_file or f"{seed_dir.name}/seed.sqlite3"
+        if args.seed_file and os.path.exists(args.seed_file):
+            print(f"reusing the preloaded database {args.seed_file}")
+        else:
+            _preload(seed, traffic[: args.preload], args.batch)
+    plain = _run(args.database, corpus, args.batch, lambda work: work(), seed)
     print(
         f"{backend}: {count} VXU in {plain:.2f} s = {count / plain:.0f} VXU/s "
         f"({plain / count * 1000:.2f} ms per VXU), batches of {args.batch}"
@@ -111,7 +163,7 @@ def main() -> None:
         finally:
             profiler.disable()
 
-    elapsed = _run(args.database, corpus, args.batch, profiled)
+    elapsed = _run(args.database, corpus, args.batch, profiled, seed)
     print(f"under the profiler: {count / elapsed:.0f} VXU/s")
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
