@@ -13,6 +13,7 @@ names that disagree, and a birth date that is not exact with nothing else
 from __future__ import annotations
 
 import contextlib
+import functools
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -20,8 +21,14 @@ from datetime import date
 from rapidfuzz.distance import JaroWinkler
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_name(value: str) -> str:
-    """Lower-case, strip accents, drop hyphens, spaces, apostrophes and dots."""
+    """Lower-case, strip accents, drop hyphens, spaces, apostrophes and dots.
+
+    Cached: scoring compares each incoming name with every candidate's, and a
+    registry's names repeat, so the same few thousand strings are normalized
+    over and over.
+    """
     decomposed = unicodedata.normalize("NFKD", value)
     kept = (ch for ch in decomposed if not unicodedata.combining(ch) and ch.isalnum())
     return "".join(kept).casefold()
@@ -124,6 +131,7 @@ def within_one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
+@functools.lru_cache(maxsize=65536)
 def _name_agreement(a: str, b: str) -> tuple[float, str]:
     x, y = normalize_name(a), normalize_name(b)
     if not x or not y:
@@ -145,6 +153,7 @@ def _name_agreement(a: str, b: str) -> tuple[float, str]:
     return -1.0, f"different {sim:.2f}"
 
 
+@functools.lru_cache(maxsize=65536)
 def _family_agreement(a: str, b: str) -> tuple[float, str]:
     agree, why = _name_agreement(a, b)
     if agree < 0.7:
@@ -155,8 +164,13 @@ def _family_agreement(a: str, b: str) -> tuple[float, str]:
     return agree, why
 
 
-def birth_date_variants(value: date) -> set[date]:
-    """The date, its day/month transposition, and every date one digit off."""
+@functools.lru_cache(maxsize=4096)
+def birth_date_variants(value: date) -> frozenset[date]:
+    """The date, its day/month transposition, and every date one digit off.
+
+    Cached: every message about a patient born on a date asks for the same
+    ~50 dates, and a registry's birth dates repeat.
+    """
     out = {value}
     if value.day <= 12:
         with contextlib.suppress(ValueError):
@@ -171,7 +185,7 @@ def birth_date_variants(value: date) -> set[date]:
                 out.add(date(int(text[:4]), int(text[4:6]), int(text[6:])))
             except ValueError:
                 continue
-    return out
+    return frozenset(out)
 
 
 def _dob_agreement(a: date, b: date) -> tuple[float, str]:
