@@ -124,7 +124,7 @@ class PatientMatcher:
         incoming = _person(patient)
         if incoming.birth_date is None:
             return MatchResult("none", None, ("no identifier match; no birth date",))
-        best: tuple[float, PatientRecord, tuple[str, ...], bool] | None = None
+        best: tuple[float, PatientRecord, bool] | None = None
         own = {
             (authority or sender): value for value, authority, _t in patient.identifiers
         }
@@ -140,18 +140,20 @@ class PatientMatcher:
                 for i in record.identifiers
             ):
                 continue  # the same authority gave this record another id: another person
-            result = compare(incoming, _record_person(record))
+            result = compare(incoming, _record_person(record), explain=False)
             if result.vetoed:
                 continue
             if best is None or result.score > best[0]:
-                best = (result.score, record, result.reasons, result.review_only)
+                best = (result.score, record, result.review_only)
         if best is None:
             return MatchResult(
                 "none",
                 None,
                 ("no identifier match; no candidate with a close birth date",),
             )
-        score, record, reasons, review_only = best
+        score, record, review_only = best
+        # Only the decision's record is explained (the reasons are stored with it).
+        reasons = compare(incoming, _record_person(record)).reasons
         if score >= self.match_threshold and not review_only:
             return MatchResult("match", record.id, reasons, score, record.id, record)
         if score >= self.possible_threshold:

@@ -228,18 +228,23 @@ WEIGHTS = {
 }
 
 
-def compare(a: Person, b: Person) -> Comparison:
-    """Compare two people; see the module docstring."""
+def compare(a: Person, b: Person, *, explain: bool = True) -> Comparison:
+    """Compare two people; see the module docstring.
+
+    With ``explain=False`` the score and flags are the same but the reasons
+    are left out: a matcher ranks every candidate and explains only the best.
+    """
     total = 0.0
     weight_sum = 0.0
-    reasons: list[str] = []
+    parts: list[tuple[str, float, str]] = []
 
     def add(name: str, agree: float, why: str) -> None:
         nonlocal total, weight_sum
         weight = WEIGHTS[name]
         total += weight * agree
         weight_sum += weight
-        reasons.append(f"{name} {why} ({agree * weight:+.2f})")
+        if explain:
+            parts.append((name, agree * weight, why))
 
     swapped = _swapped(a, b)
     given_agree = 1.0
@@ -289,6 +294,7 @@ def compare(a: Person, b: Person) -> Comparison:
         corroborated |= same
         add("street", 1.0 if same else -0.3, "same" if same else "differs")
     score = total / weight_sum if weight_sum else 0.0
+    reasons = [f"{name} {why} ({weighted:+.2f})" for name, weighted, why in parts]
     vetoed = False
     if a.multiple_birth == "Y" and b.multiple_birth == "Y":
         if a.birth_order and b.birth_order and a.birth_order != b.birth_order:
@@ -315,4 +321,6 @@ def compare(a: Person, b: Person) -> Comparison:
         reasons.append(
             "birth date not exact and nothing else corroborates: not merged without review"
         )
-    return Comparison(round(score, 4), tuple(reasons), vetoed, review_only)
+    return Comparison(
+        round(score, 4), tuple(reasons) if explain else (), vetoed, review_only
+    )

@@ -151,3 +151,29 @@ def test_a_near_birth_date_needs_corroboration_to_merge() -> None:
     assert "nothing else corroborates" in result.reasons[-1]
     corroborated = replace(BASE, birth_date=date(2021, 3, 8))
     assert not compare(BASE, corroborated).review_only
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"given": "Zofia", "phone": "4155559999"},
+        {"family": "Sofia", "given": "Garcia"},
+        {"given": "Camila"},
+        {"birth_date": date(2021, 3, 8), "mother_family": "Okafor", "street": ""},
+        {"multiple_birth": "Y", "birth_order": 2},
+    ],
+)
+def test_ranking_without_reasons_scores_the_same(change: dict[str, object]) -> None:
+    other = replace(BASE, **change)  # type: ignore[arg-type]
+    twin = replace(BASE, multiple_birth="Y", birth_order=1)
+    for a in (BASE, twin):
+        full = compare(a, other)
+        ranked = compare(a, other, explain=False)
+        assert ranked.reasons == ()
+        assert full.reasons
+        assert (ranked.score, ranked.vetoed, ranked.review_only) == (
+            full.score,
+            full.vetoed,
+            full.review_only,
+        )
