@@ -82,6 +82,10 @@ class Candidate:
     reasons: tuple[str, ...]
 
 
+def _past(dates: frozenset[date], today: date | None) -> Iterable[date]:
+    return dates if today is None else [d for d in dates if d <= today]
+
+
 def compare_names(
     family: str, given: str, record: PatientRecord
 ) -> tuple[Outcome, tuple[str, ...]]:
@@ -112,9 +116,20 @@ class PatientMatcher:
         self.possible_threshold = possible_threshold
 
     def find(
-        self, uow: UnitOfWork, region: str, sender: str, patient: Demographics
+        self,
+        uow: UnitOfWork,
+        region: str,
+        sender: str,
+        patient: Demographics,
+        today: date | None = None,
     ) -> MatchResult:
-        """Find the patient a VXU is about: identifier first, then scored demographics."""
+        """Find the patient a VXU is about: identifier first, then scored demographics.
+
+        ``today`` (the message's date) leaves out the nearby birth dates that
+        are still to come: no stored patient was born on them, since a birth
+        date in the future is rejected. That is a third to a half of the
+        one-digit-off dates of a recent birth date (the year's first digits).
+        """
         for value, authority, _type in patient.identifiers:
             record = uow.patients.find_by_identifier(region, value, authority or sender)
             if record is not None:
@@ -131,7 +146,7 @@ class PatientMatcher:
         for record in uow.patients.find_match_candidates(
             region,
             incoming.birth_date,
-            birth_date_variants(incoming.birth_date),
+            _past(birth_date_variants(incoming.birth_date), today),
             incoming.family,
             incoming.given,
         ):

@@ -159,7 +159,7 @@ class VxuHandler:
             f"patient:{ctx.region}:{authority or ctx.sender}:{value}"
             for value, authority, _t in patient.identifiers
         )
-        match = self._matcher.find(uow, ctx.region, ctx.sender, patient)
+        match = self._matcher.find(uow, ctx.region, ctx.sender, patient, ctx.today)
         if match.patient_id is None:
             patient_id = uow.patients.insert(record)
         else:

@@ -4,7 +4,7 @@ for VXU matching and for query candidates."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from handlers.matching import PatientMatcher
@@ -77,3 +77,19 @@ def test_a_vxu_matching_a_merged_record_lands_on_the_survivor(db: Database) -> N
     assert result.outcome == "match", result.reasons
     assert result.patient_id == first
     assert result.candidate_id == first
+
+
+def test_nearby_birth_dates_still_to_come_are_not_searched(db: Database) -> None:
+    # 2022-04-09 one digit off in the year's last digit is 2028-04-09: on a
+    # message dated 2026 no stored patient can have been born then.
+    with db.transaction() as uow:
+        later = uow.patients.insert(
+            replace(_patient("Amara", "4155550101"), birth_date=date(2028, 4, 9))
+        )
+    matcher = PatientMatcher()
+    with db.transaction() as uow:
+        undated = matcher.find(uow, "BAY", "CLINIC9", _Incoming())
+        dated = matcher.find(uow, "BAY", "CLINIC9", _Incoming(), date(2026, 12, 1))
+    assert undated.candidate_id == later, undated.reasons
+    assert dated.candidate_id is None
+    assert dated.outcome == "none"
