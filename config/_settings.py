@@ -80,6 +80,9 @@ class DatabaseSettings:
     sqlite_synchronous: SqliteSynchronous = "FULL"
     pool_size: int = 8
     group_commit_max: int = 64
+    #: PostgreSQL with autovacuum off: how often the engine analyzes tables
+    #: whose statistics went stale (0: never).
+    statistics_interval_seconds: int = 30
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import (
     IReactorThreads,
 )
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 
 from config import Settings
 from engine.pipeline import (
@@ -218,6 +220,51 @@ class PipelineSink:
             d.callback(outcome.payload)
 
 
+class StatisticsKeeper:
+    """Every ``interval`` seconds, off the reactor thread, analyze stale tables.
+
+    PostgreSQL only does this itself when autovacuum is on; see
+    :meth:`storage.Database.refresh_statistics`. One refresh at a time; a
+    failure is logged and the next tick tries again.
+    """
+
+    def __init__(self, reactor: Any, db: Database, interval: float) -> None:
+        self._reactor = reactor
+        self._db = db
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = reactor
+        self._interval = interval
+        self._running: Deferred[Any] | None = None
+
+    def start(self) -> None:
+        """Start ticking (the first refresh after one interval)."""
+        self._loop.start(self._interval, now=False)
+
+    def stop(self) -> Deferred[Any] | None:
+        """Stop ticking; returns the refresh still running, if any."""
+        if self._loop.running:
+            self._loop.stop()
+        return self._running
+
+    def _tick(self) -> None:
+        if self._running is not None:
+            return
+        d = deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._db.refresh_statistics
+        )
+        self._running = d
+        d.addCallbacks(self._done, self._failed)
+
+    def _done(self, tables: list[str]) -> None:
+        self._running = None
+        if tables:
+            logger.info("statistics_refreshed", tables=tables)
+
+    def _failed(self, failure: Any) -> None:
+        self._running = None
+        logger.warning("statistics_refresh_failed", error_type=failure.type.__name__)
+
+
 @dataclass
 class RunningServer:
     """A started engine: its port, listener factory and sink."""
@@ -226,6 +273,7 @@ class RunningServer:
     factory: MllpFactory
     sink: PipelineSink
     db: Database
+    statistics: StatisticsKeeper | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -237,6 +285,8 @@ class RunningServer:
             else 0,
         )
         yield self.port.stopListening()
+        if self.statistics is not None:
+            yield self.statistics.stop()
         yield self.factory.quiesce()
         self.sink.stop()
         self.db.close()
@@ -257,7 +307,12 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
     )
     host, _, port_text = settings.server.listen.rpartition(":")
     port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
-    return RunningServer(port, factory, sink, db)
+    statistics = None
+    interval = settings.database.statistics_interval_seconds
+    if db.backend == "postgresql" and interval > 0:
+        statistics = StatisticsKeeper(reactor, db, interval)
+        statistics.start()
+    return RunningServer(port, factory, sink, db, statistics)
 
 
 def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     union_all,
     update,
 )
@@ -1260,6 +1261,46 @@ class Database:
         current, head = current_revision(self.engine), head_revision()
         if current != head:
             raise SchemaOutOfDate(current, head)
+
+    def refresh_statistics(self) -> list[str]:
+        """Keep the planner's statistics current where nothing else does.
+
+        PostgreSQL plans from table statistics that autovacuum normally
+        gathers. With autovacuum off (some managed or tuned servers), a
+        table filled since its last ANALYZE is planned as if empty: the
+        candidate query then scans a whole region instead of searching an
+        index. This analyzes, in the schemas on the search path, every table
+        whose changes since its last ANALYZE pass autovacuum's own default
+        threshold (50 rows plus 10 % of the table). It does nothing when
+        autovacuum is on, and nothing on SQLite, whose planner needs no
+        statistics for these queries.
+
+        Returns:
+            The tables analyzed.
+        """
+        if self.backend != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            if (
+                conn.execute(text("SELECT current_setting('autovacuum')")).scalar()
+                == "on"
+            ):
+                return []
+            rows = conn.execute(
+                text(
+                    "SELECT schemaname, relname FROM pg_stat_user_tables"
+                    " WHERE schemaname = ANY (current_schemas(false))"
+                    " AND n_mod_since_analyze > 50 + 0.1 * n_live_tup"
+                    " ORDER BY relname"
+                )
+            ).all()
+            analyzed = []
+            for schema, table in rows:
+                quoted = conn.dialect.identifier_preparer.quote
+                conn.execute(text(f"ANALYZE {quoted(schema)}.{quoted(table)}"))
+                analyzed.append(table)
+            conn.commit()
+        return analyzed
 
     def journal_search(
         self,
