@@ -82,7 +82,7 @@ class DatabaseSettings:
     group_commit_max: int = 64
     #: PostgreSQL with autovacuum off: how often the engine analyzes tables
     #: whose statistics went stale (0: never).
-    statistics_interval_seconds: int = 30
+    statistics_interval_seconds: int = 10
 
 
 @dataclass(frozen=True)
