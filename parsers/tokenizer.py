@@ -206,6 +206,10 @@ class Segment:
         """The number of the last field present."""
         return len(self.fields) - 1
 
+    # The accessors below run ~100 times per VXU: each inlines its field
+    # look-up and takes a fast path when a part holds no escape or
+    # subcomponent, which is nearly always (measured in the commit).
+
     def raw(self, n: int) -> str:
         """Field ``n`` exactly as sent (escapes and delimiters kept)."""
         fields = self.fields
@@ -213,8 +217,9 @@ class Segment:
 
     def repetitions(self, n: int) -> list[str]:
         """The raw repetitions of field ``n`` (one empty string if empty)."""
-        raw = self.raw(n)
-        if self.id == "MSH" and n in (1, 2):
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        if n < 3 and self.id == "MSH" and n > 0:
             return [raw]
         return raw.split(self.encoding.repetition)
 
@@ -224,16 +229,26 @@ class Segment:
         Subcomponents stay joined by the subcomponent separator, unescaped
         per subcomponent.
         """
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        if n < 3 and self.id == "MSH" and n > 0:
+            return [raw]
         enc = self.encoding
-        if self.id == "MSH" and n in (1, 2):
-            return [self.raw(n)]
-        reps = self.repetitions(n)
-        if rep >= len(reps):
+        if enc.repetition in raw:
+            reps = raw.split(enc.repetition)
+            if rep >= len(reps):
+                return [""]
+            raw = reps[rep]
+        elif rep > 0:
             return [""]
-        parts = reps[rep].split(enc.component)
+        parts = raw.split(enc.component)
+        esc = enc.escape
+        sub = enc.subcomponent
+        if (not esc or esc not in raw) and sub not in raw:
+            return parts
         return [
-            enc.subcomponent.join(enc.unescape(s) for s in p.split(enc.subcomponent))
-            if enc.subcomponent in p
+            sub.join(enc.unescape(s) for s in p.split(sub))
+            if sub in p
             else enc.unescape(p)
             for p in parts
         ]
@@ -244,12 +259,15 @@ class Segment:
         Component and subcomponent are 1-based, as in ``PID-5.1``; ``rep`` is
         0-based. A missing part is ``""``.
         """
-        enc = self.encoding
-        if self.id == "MSH" and n in (1, 2):
-            return self.raw(n) if comp == 1 and sub == 1 else ""
-        raw = self.raw(n)
+        fields = self.fields
+        if not 0 < n < len(fields):
+            return ""
+        raw = fields[n]
+        if n < 3 and self.id == "MSH":
+            return raw if comp == 1 and sub == 1 else ""
         if not raw:
             return ""
+        enc = self.encoding
         if enc.repetition in raw:
             reps = raw.split(enc.repetition)
             if rep >= len(reps):
@@ -271,7 +289,8 @@ class Segment:
             raw = subs[sub - 1]
         elif sub > 1:
             return ""
-        return enc.unescape(raw) if enc.escape in raw else raw
+        esc = enc.escape
+        return enc.unescape(raw) if esc and esc in raw else raw
 
     def subcomponents(self, n: int, rep: int = 0, comp: int = 1) -> list[str]:
         """The unescaped subcomponents of one component."""
