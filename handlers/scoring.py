@@ -21,7 +21,7 @@ from datetime import date
 from rapidfuzz.distance import JaroWinkler
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=32768)
 def normalize_name(value: str) -> str:
     """Lower-case, strip accents, drop hyphens, spaces, apostrophes and dots.
 
@@ -131,7 +131,7 @@ def within_one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _name_agreement(a: str, b: str) -> tuple[float, str]:
     x, y = normalize_name(a), normalize_name(b)
     if not x or not y:
@@ -153,7 +153,7 @@ def _name_agreement(a: str, b: str) -> tuple[float, str]:
     return -1.0, f"different {sim:.2f}"
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _family_agreement(a: str, b: str) -> tuple[float, str]:
     agree, why = _name_agreement(a, b)
     if agree < 0.7:
@@ -164,7 +164,7 @@ def _family_agreement(a: str, b: str) -> tuple[float, str]:
     return agree, why
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def birth_date_variants(value: date) -> frozenset[date]:
     """The date, its day/month transposition, and every date one digit off.
 
