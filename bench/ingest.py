@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import re
 import signal
 import subprocess
@@ -109,43 +110,70 @@ def messages(count: int, seed: int = 7) -> list[bytes]:
 
 
 def drive(
-    server: Server, batches: list[list[bytes]], rate_per_sender: float | None = None
+    server: Server,
+    batches: list[list[bytes]],
+    rate_per_sender: float | None = None,
+    arrivals: str = "lockstep",
 ) -> tuple[float, list[float], dict[str, int]]:
-    """Send each batch on its own connection; return elapsed seconds, latencies (ms) and ACK counts."""
+    """Send each batch on its own connection; return elapsed seconds, latencies (ms) and ACK counts.
+
+    Without ``rate_per_sender`` each sender sends its next message as soon as
+    the last is acknowledged. With it, ``arrivals`` says when messages are
+    due: ``lockstep`` every sender at the same instants (1 / rate apart, so
+    all of them at once), ``poisson`` each sender independently, with
+    exponential gaps of mean 1 / rate (how independent EHR interfaces
+    arrive). A Poisson sender's latency runs from the moment its message
+    was due, so time spent waiting behind its own slow previous answer
+    counts (no coordinated omission).
+    """
     latencies: list[float] = []
     codes: dict[str, int] = {}
     lock = threading.Lock()
 
-    def sender(batch: list[bytes]) -> None:
+    def sender(batch: list[bytes], seed: int) -> None:
         local: list[float] = []
         local_codes: dict[str, int] = {}
         with contextlib.suppress(
             OSError
         ):  # the server stopped under a background sender
-            send_batch(batch, local, local_codes)
+            send_batch(batch, local, local_codes, random.Random(seed))
         with lock:
             latencies.extend(local)
             for k, v in local_codes.items():
                 codes[k] = codes.get(k, 0) + v
 
     def send_batch(
-        batch: list[bytes], local: list[float], local_codes: dict[str, int]
+        batch: list[bytes],
+        local: list[float],
+        local_codes: dict[str, int],
+        gaps: random.Random,
     ) -> None:
+        poisson = arrivals == "poisson"
         with MllpSender(server.host, server.port, timeout=60) as client:
             next_at = time.perf_counter()
+            if rate_per_sender and poisson:
+                next_at += gaps.expovariate(rate_per_sender)
             for message in batch:
+                due = time.perf_counter()
                 if rate_per_sender:
                     delay = next_at - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
-                    next_at += 1 / rate_per_sender
-                t0 = time.perf_counter()
+                    due = next_at
+                    next_at += (
+                        gaps.expovariate(rate_per_sender)
+                        if poisson
+                        else 1 / rate_per_sender
+                    )
+                t0 = due if poisson else time.perf_counter()
                 reply = client.send(message)
                 local.append((time.perf_counter() - t0) * 1000)
                 code = ack_code(reply) or "none"
                 local_codes[code] = local_codes.get(code, 0) + 1
 
-    threads = [threading.Thread(target=sender, args=(b,)) for b in batches]
+    threads = [
+        threading.Thread(target=sender, args=(b, i)) for i, b in enumerate(batches)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -184,7 +212,7 @@ def run(args: argparse.Namespace) -> list[str]:
             f"ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; ACKs {dict(sorted(codes.items()))}"
         )
         print(lines[-1], flush=True)
-    if args.rate:
+    for arrivals in args.arrivals if args.rate else ():
         with tempfile.TemporaryDirectory() as tmp:
             if args.database:
                 upgrade(args.database)
@@ -193,12 +221,19 @@ def run(args: argparse.Namespace) -> list[str]:
                 count = int(args.rate * args.seconds)
                 batch = messages(count, seed=99)
                 elapsed, lat, codes = drive(
-                    server, split(batch, 8), rate_per_sender=args.rate / 8
+                    server,
+                    split(batch, 8),
+                    rate_per_sender=args.rate / 8,
+                    arrivals=arrivals,
                 )
             finally:
                 server.stop()
+        how = {
+            "lockstep": f"8 senders in lockstep: 8 messages at once every {8000 / args.rate:.0f} ms",
+            "poisson": "8 senders, Poisson arrivals, latency from the due time",
+        }[arrivals]
         lines.append(
-            f"ACK latency {backend} at {args.rate} msgs/s offered (8 senders, {args.seconds} s): "
+            f"ACK latency {backend} at {args.rate} msgs/s offered ({how}, {args.seconds} s): "
             f"p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, achieved {len(lat) / elapsed:.0f} msgs/s"
         )
         print(lines[-1], flush=True)
@@ -219,6 +254,13 @@ def main() -> None:
         help="fixed offered load for the latency figure (0: skip)",
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--arrivals",
+        nargs="+",
+        choices=("poisson", "lockstep"),
+        default=["poisson", "lockstep"],
+        help="how the fixed offered load arrives (both by default)",
+    )
     parser.add_argument(
         "--database", default=None, help="PostgreSQL URL (default: embedded SQLite)"
     )

@@ -165,6 +165,7 @@ def main() -> None:
                         messages=n,
                         rate=500.0,
                         seconds=10.0,
+                        arrivals=["poisson", "lockstep"],
                         database=None,
                     )
                 ),
@@ -191,6 +192,7 @@ def main() -> None:
                         messages=n,
                         rate=0.0,
                         seconds=10.0,
+                        arrivals=[],
                         database=PG_BENCH,
                     )
                 ),
