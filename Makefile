@@ -45,8 +45,12 @@ soak: $(STAMP)
 	CAIRN_SOAK_RUNS=20 $(BIN)/pytest -q -p no:randomly tests/e2e/test_crash.py
 
 ## bench: every benchmark; writes bench/RESULTS.md (not part of make test)
-bench: $(STAMP)
+bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run_all
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,8 @@
 Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
-sections: forecast, ingest, ingest-pg, query, batch, memory, matching, fuzz.
+sections: forecast, ingest, ingest-pg, spy, query, batch, memory, matching,
+fuzz.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batch, forecast, ingest, matching, query
+from bench import batch, forecast, ingest, matching, query, spy
 from bench._common import ROOT, header
 from bench.synth import Synth
 
@@ -121,6 +122,7 @@ SECTIONS = (
     "forecast",
     "ingest",
     "ingest-pg",
+    "spy",
     "query",
     "batch",
     "memory",
@@ -194,6 +196,23 @@ def main() -> None:
                         seconds=10.0,
                         arrivals=[],
                         database=PG_BENCH,
+                    )
+                ),
+            )
+        )
+    if "spy" in only:
+        sys.argv = [str(ROOT / "bench" / "spy.py"), "--messages", str(n)]
+        sections.append(
+            (
+                f"Profile of a running server (`.venv/bin/python -m bench.spy --messages {n}`)",
+                spy.run(
+                    argparse.Namespace(
+                        senders=8,
+                        messages=n,
+                        warmup=500,
+                        rate=250,
+                        top=25,
+                        database=None,
                     )
                 ),
             )
