@@ -32,6 +32,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     union_all,
@@ -284,33 +285,57 @@ _LIVE = ~exists().where(
 _CANDIDATE_LIMIT = 1000
 
 
-def _match_candidates(shape: tuple[int, int]) -> Any:
-    """Born on the date, or on a nearby date with a name key in common.
+def _match_candidates(shape: tuple[int, int, bool]) -> Any:
+    """Born on one of the dates with a name key in common, or on the date with the initials.
 
-    Three index look-ups (region+birth_date, region+family_key+birth_date,
-    region+given_key+birth_date) in one UNION ALL; merged records excluded.
+    Two index look-ups (region+family_key+birth_date, region+given_key+
+    birth_date) and, with ``initials``, the exact date's patients filtered
+    in the database by their initials (region+birth_date), in one UNION
+    ALL; merged records excluded. Shape (0, 0, False) is the fallback for a
+    name without a key: everyone born on the exact date.
     """
-    n_dates, n_keys = shape
+    n_dates, n_keys, initials = shape
     live = _LIVE
+    if not n_keys:
+        return (
+            select(*_PATIENT_COLUMNS)
+            .where(
+                patients.c.region == bindparam("region"),
+                patients.c.birth_date == bindparam("exact"),
+                live,
+            )
+            .order_by(patients.c.id)
+            .limit(_CANDIDATE_LIMIT)
+        )
     parts = [
         select(*_PATIENT_COLUMNS).where(
             patients.c.region == bindparam("region"),
-            patients.c.birth_date == bindparam("exact"),
+            _in_list(key, "k", n_keys),
+            _in_list(patients.c.birth_date, "d", n_dates),
             live,
         )
+        for key in (patients.c.family_key, patients.c.given_key)
     ]
-    if n_dates and n_keys:
-        for key in (patients.c.family_key, patients.c.given_key):
-            parts.append(
-                select(*_PATIENT_COLUMNS).where(
-                    patients.c.region == bindparam("region"),
-                    _in_list(key, "k", n_keys),
-                    _in_list(patients.c.birth_date, "d", n_dates),
-                    live,
-                )
+    if initials:
+        family_initial = func.substr(patients.c.family_key, 1, 1)
+        given_initial = func.substr(patients.c.given_key, 1, 1)
+        parts.append(
+            select(*_PATIENT_COLUMNS).where(
+                patients.c.region == bindparam("region"),
+                patients.c.birth_date == bindparam("exact"),
+                or_(
+                    and_(
+                        family_initial == bindparam("fi"),
+                        given_initial == bindparam("gi"),
+                    ),
+                    and_(
+                        family_initial == bindparam("gi"),
+                        given_initial == bindparam("fi"),
+                    ),
+                ),
+                live,
             )
-    if len(parts) == 1:
-        return parts[0].order_by(patients.c.id).limit(_CANDIDATE_LIMIT)
+        )
     both = union_all(*parts).subquery()
     return select(*both.c).order_by(both.c.id).limit(_CANDIDATE_LIMIT)
 
@@ -812,19 +837,30 @@ class PatientRepository:
         family: str,
         given: str,
     ) -> list[PatientRecord]:
-        """Scored-matching candidates: born on the date, or nearby with a name key in common.
+        """Scored-matching candidates, read by blocking keys rather than whole dates.
 
-        Every unmerged patient born on ``birth_date`` is a candidate; on the
-        ``nearby_dates`` (one typing error away) only those whose family or
-        given name key equals the key of either incoming name, so a swapped
-        name still meets its record. Ordered by id, each patient once.
+        Patients born on ``birth_date`` or on one of the ``nearby_dates`` (one
+        typing error away) whose family or given name key equals the key of
+        either incoming name (so a swapped name still meets its record), and
+        patients born on ``birth_date`` with the same initials, either way
+        round (two records that each have a typo in another name). When
+        neither incoming name has a key, everyone born on ``birth_date``.
+        Ordered by id, each patient once. See storage/keys.py.
         """
-        dates = sorted(set(nearby_dates) - {birth_date})
-        keys = sorted({k for k in (name_key(family), name_key(given)) if k})
-        params: dict[str, Any] = {"region": region, "exact": birth_date}
-        params.update(_in_values("d", dates))
-        params.update(_in_values("k", keys))
-        shape = (len(dates), len(keys)) if dates and keys else (0, 0)
+        family_key, given_key = name_key(family), name_key(given)
+        keys = sorted({k for k in (family_key, given_key) if k})
+        params: dict[str, Any] = {"region": region}
+        if keys:
+            dates = sorted(set(nearby_dates) | {birth_date})
+            params.update(_in_values("d", dates))
+            params.update(_in_values("k", keys))
+            initials = bool(family_key and given_key)
+            if initials:
+                params.update(exact=birth_date, fi=family_key[0], gi=given_key[0])
+            shape: tuple[int, int, bool] = (len(dates), len(keys), initials)
+        else:
+            params["exact"] = birth_date
+            shape = (0, 0, False)
         rows = self._sql.all(_MATCH_CANDIDATES[shape], params)
         seen: set[int] = set()
         unique = []

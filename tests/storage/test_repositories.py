@@ -274,16 +274,21 @@ def _born(
     )
 
 
-def test_match_candidates_block_nearby_dates_on_name_keys(db: Database) -> None:
-    """Exact birth date: everyone. A date one typo away: only a shared name key.
+def test_match_candidates_block_on_name_keys(db: Database) -> None:
+    """On the birth date or one typo away: only a shared name key.
 
     Keys compare either way round, so swapped family and given names still
-    meet; other regions and merged records never come back.
+    meet; on the exact date the same initials (either way round) suffice;
+    other regions and merged records never come back. An incoming name with
+    no key meets everyone born on the exact date.
     """
     born = date(2021, 3, 14)
     typo = date(2021, 3, 15)
     with db.transaction() as uow:
-        same_day = _born(uow, "Okafor", "Chidi", born)
+        same_day_other_names = _born(uow, "Okafor", "Chidi", born)
+        same_day_family = _born(uow, "Smith", "Amara", born)
+        same_day_initials = _born(uow, "Jaxon", "Sanne", born)  # swapped initials
+        _born(uow, "Sadler", "Sanne", born)  # one initial only
         family_hit = _born(uow, "Smyth", "Roberta", typo)
         given_hit = _born(uow, "Nguyen", "Jon", typo)
         swapped = _born(uow, "John", "Smith", typo)
@@ -291,13 +296,19 @@ def test_match_candidates_block_nearby_dates_on_name_keys(db: Database) -> None:
         far_date = _born(uow, "Smith", "John", date(2019, 7, 1))
         _born(uow, "Smith", "John", born, region="LAO")
         merged = _born(uow, "Smith", "John", born)
-        uow.patients.link("BAY", merged, same_day, None)
+        uow.patients.link("BAY", merged, same_day_family, None)
         found = uow.patients.find_match_candidates(
             "BAY", born, [born, typo, date(2021, 3, 4)], "Smith", "John"
         )
+        keyless = uow.patients.find_match_candidates("BAY", born, [typo], "", "--")
     ids = [record.id for record in found]
-    assert ids == sorted({same_day, family_hit, given_hit, swapped})
+    assert ids == sorted(
+        {same_day_family, same_day_initials, family_hit, given_hit, swapped}
+    )
+    assert same_day_other_names not in ids
     assert no_key not in ids and far_date not in ids and merged not in ids
+    assert [r.id for r in keyless][:2] == [same_day_other_names, same_day_family]
+    assert len(keyless) == 4
 
 
 def test_match_candidates_follow_a_renamed_patient(db: Database) -> None:
