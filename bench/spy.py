@@ -5,8 +5,8 @@ Run: .venv/bin/python -m bench.spy [--senders 8] [--messages 4000] [--rate 250]
 
 Starts a real server (as bench.ingest does), warms it up, then samples every
 thread of it with py-spy (idle samples included) while N MLLP senders send
-generated VXUs, and prints, per thread, how much of the run it was busy,
-waiting for work or waiting in the database, and for the writer thread the
+generated VXUs, and prints, per thread, how much of the run it was busy or
+waiting for work (a queue, the reactor's poll), and for the writer thread the
 share of samples spent in each part of the pipeline (inclusive: a function
 counts every sample in which it is on the stack).
 
@@ -65,8 +65,13 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("  savepoints", "savepoint", "storage/"),
     ("  commit (fsync)", "do_commit", "sqlalchemy/"),
     ("  structlog", "", "/structlog/"),
-    ("ACKs handed to the reactor", "_process", "engine/pipeline.py"),
+    ("ACKs handed to the reactor", "_deliver_many", "engine/app.py"),
 )
+
+
+#: Where a thread blocks for work: a queue, a condition, the reactor's poll.
+_IDLE = frozenset({"get", "wait", "doPoll", "poll", "select", "_poll", "sleep"})
+_OWN = ("/engine/", "/handlers/", "/parsers/", "/storage/", "/listeners/")
 
 
 def _frame(text: str) -> tuple[str, str]:
@@ -90,18 +95,13 @@ def summarize(raw: str, top: int = 25) -> list[str]:
         count = int(count_text)
         thread = named.group("name")
         frames = [_frame(f) for f in stack[named.end() :].split(";")]
-        names = {func for func, _ in frames}
         state = "waiting" if frames[-1][0] in _IDLE else "busy"
         threads.setdefault(thread, Counter())[state] += count
         if thread != "cairn-writer":
             continue
         writer_total += count
         for label, func, file in PARTS:
-            if label.startswith("ACKs"):
-                hit = "_deliver_many" in names or "callFromThread" in names
-            else:
-                hit = any((not func or f == func) and file in fl for f, fl in frames)
-            if hit:
+            if any((not func or f == func) and file in fl for f, fl in frames):
                 parts[label] += count
         seen: set[str] = set()
         for func, file in frames:
@@ -126,11 +126,6 @@ def summarize(raw: str, top: int = 25) -> list[str]:
         for name, n in funcs.most_common(top):
             lines.append(f"  {100 * n / writer_total:5.1f} %  {name}")
     return lines
-
-
-#: Where a thread blocks for work: a queue, a condition, the reactor's poll.
-_IDLE = frozenset({"get", "wait", "doPoll", "poll", "select", "_poll", "sleep"})
-_OWN = ("/engine/", "/handlers/", "/parsers/", "/storage/", "/listeners/")
 
 
 def run(args: argparse.Namespace) -> list[str]:
