@@ -62,7 +62,11 @@ message_journal = Table(
     Column("ack_code", String(2), nullable=True),
     Column("outcome", String(300), nullable=False, server_default=""),
     Column("error_count", Integer, nullable=False, server_default="0"),
-    UniqueConstraint("sender", "control_id"),
+    # SHA-256 of the message with MSH-7 left out: a resend has the same
+    # digest; a reused control id with other content does not (DESIGN.md,
+    # "Durability and idempotency"), so (sender, control_id) is not unique.
+    _text("content_digest", 64),
+    Index(None, "sender", "control_id"),
     Index(None, "received_at"),
 )
 
@@ -100,6 +104,9 @@ patients = Table(
     _text("publicity_code", 4),
     _text("death_indicator", 1),
     Column("death_date", Date, nullable=True),
+    # When this registry set the lock (PD1-12 = Y): an organization may clear
+    # it only if it was a submitter before this moment.
+    Column("locked_at", DateTime(timezone=True), nullable=True),
     Column(
         "created_by_journal_id", RowId, ForeignKey("message_journal.id"), nullable=True
     ),
@@ -119,6 +126,9 @@ patient_identifiers = Table(
     Column("value", String(100), nullable=False),
     Column("authority", String(180), nullable=False),
     _text("type_code", 10),
+    # The sending facility that reported this identifier (a locked record
+    # shows each organization only the identifiers it sent).
+    _text("submitted_by", 180),
     UniqueConstraint("region", "authority", "value"),
     Index(None, "patient_id"),
 )
@@ -138,6 +148,7 @@ next_of_kin = Table(
     _text("state", 10),
     _text("postal_code", 20),
     _text("phone", 20),
+    _text("submitted_by", 180),
     Index(None, "patient_id"),
 )
 
@@ -225,8 +236,27 @@ audit_log = Table(
     Column("action", String(20), nullable=False),
     Column("outcome", String(20), nullable=False),
     _text("profile", 8),
+    # Why: the conflict, the lock rule or the change that this row records.
+    _text("detail", 300),
     Index(None, "patient_id"),
     Index(None, "requester", "at"),
+)
+
+#: Every demographic submission and every change, kept: what each sender said
+#: (kind "submitted") and what the registry then held (kind "stored").
+patient_versions = Table(
+    "patient_versions",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("patient_id", RowId, nullable=False),
+    Column("journal_id", RowId, nullable=True),
+    Column("sender", String(180), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    # JSON object of the demographic fields (storage.records.PatientVersion).
+    Column("demographics", Text, nullable=False),
+    Index(None, "region", "patient_id"),
 )
 
 #: A merge: the merged patient's records stay, and read through the survivor.

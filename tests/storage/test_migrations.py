@@ -150,7 +150,7 @@ def test_name_keys_of_existing_patients_are_filled_in(
                     ),
                     {"id": pid, "f": family, "g": given},
                 )
-        assert db.upgrade() == "0004"
+        assert upgrade(db.engine, "0004") == "0004"
         with db.engine.connect() as conn:
             keys = conn.execute(
                 text("SELECT id, family_key, given_key FROM patients ORDER BY id")

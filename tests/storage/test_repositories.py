@@ -8,7 +8,6 @@ import pytest
 
 from storage import (
     Database,
-    DuplicateMessage,
     NewAuditEntry,
     NewJournalEntry,
     NewNextOfKin,
@@ -78,15 +77,6 @@ def test_journal_roundtrip_and_response(db: Database) -> None:
         b"MSH|raw",
     )
     assert entry.received_at == NOW
-
-
-def test_journal_rejects_duplicate_sender_and_control_id(db: Database) -> None:
-    """(sending facility, MSH-10) is unique."""
-    with db.transaction() as uow:
-        _journal(uow)
-        with pytest.raises(DuplicateMessage), uow.savepoint():
-            _journal(uow)
-        assert uow.journal.find("CLINIC1", "C1") is not None
 
 
 def test_savepoint_rolls_back_only_its_block(db: Database) -> None:
