@@ -10,7 +10,7 @@ from forecast import AdministeredDose, Forecaster, PatientInput
 from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
 
 if TYPE_CHECKING:
-    from storage import PatientRecord, UnitOfWork
+    from handlers.disclosure import PatientView
 
 #: CVX of the "unspecified formulation" vaccine of each vaccine group, for OBX 30956-7.
 GROUP_CVX = {
@@ -46,18 +46,17 @@ class CdsiForecastService:
         """The supporting-data release in use."""
         return self._forecaster.data.version
 
-    def forecast(
-        self, uow: UnitOfWork, patient: PatientRecord, as_of: date
-    ) -> ForecastOutcome:
+    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
         """Evaluate every dose given and forecast every vaccine group."""
+        patient = view.record
         doses = [
             d
-            for d in uow.vaccinations.for_patient(patient.region, patient.id)
+            for d in view.doses
             if d.completion_status in {"CP", "PA"} and d.cvx not in {"998", "999"}
         ]
         codes = self._forecaster.data.observation_codes
         observed: dict[str, date | None] = {}
-        for o in uow.observations.for_patient(patient.region, patient.id):
+        for o in view.observations:
             if o.loinc not in _CONDITION_LOINC or o.value_code not in codes:
                 continue
             code = codes[o.value_code]

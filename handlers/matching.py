@@ -8,8 +8,9 @@ outcome is ``match``, ``possible`` or ``none`` with the reasons that decided.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -29,7 +30,9 @@ __all__ = [
     "MatchResult",
     "PatientMatcher",
     "compare_names",
+    "identity_conflict",
     "normalize_name",
+    "query_disagreement",
     "within_one_edit",
 ]
 
@@ -71,6 +74,11 @@ class MatchResult:
     candidate_id: int | None = None
     #: The stored record a scored match or possible match was made against.
     record: PatientRecord | None = None
+    #: A stored patient that holds one of the incoming identifiers but whose
+    #: demographics disagree: the data was not filed onto it (issue 14).
+    conflict_id: int | None = None
+    #: Which demographics disagreed (field names, never values).
+    conflict: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,97 @@ def compare_names(
     if f1 == g2 and g1 == f2:
         return "possible", ("family and given names swapped",)
     return "none", ("name differs",)
+
+
+def _tokens(value: str) -> list[str]:
+    return [t for t in (normalize_name(p) for p in _SPLIT.split(value)) if t]
+
+
+_SPLIT = re.compile(r"[\s\-']+")
+
+
+def names_agree(a: str, b: str) -> bool:
+    """Whether two spellings of one name may be the same name.
+
+    Empty on either side agrees (nothing to compare). Otherwise: equal after
+    normalization, one typo apart, one a prefix of the other (a nickname such
+    as Nick for Nicholas, an initial), or a word in common (a hyphenated or
+    double family name reported in part).
+    """
+    na, nb = normalize_name(a), normalize_name(b)
+    if not na or not nb:
+        return True
+    if within_one_edit(na, nb) or na.startswith(nb) or nb.startswith(na):
+        return True
+    return bool(set(_tokens(a)) & set(_tokens(b)))
+
+
+def _sex_conflict(a: str, b: str) -> bool:
+    return a in {"F", "M"} and b in {"F", "M"} and a != b
+
+
+def identity_conflict(incoming: Person, record: PatientRecord) -> str:
+    """Why an incoming patient cannot be the stored holder of its identifier.
+
+    Returns the fields that disagree (names only, never values), or "" when
+    the two may be one person. Tolerant of what a clinic legitimately
+    corrects under its own identifier: one typo in the birth date, a changed
+    family name, a nickname. Not tolerant of a different sex, a different
+    birth date, or a different person's name.
+    """
+    problems: list[str] = []
+    if _sex_conflict(incoming.sex, record.sex):
+        problems.append("sex")
+    family_ok = names_agree(incoming.family, record.family_name)
+    given_ok = names_agree(incoming.given, record.given_name) or (
+        names_agree(incoming.given, record.family_name)
+        and names_agree(incoming.family, record.given_name)
+    )
+    date_exact = (
+        incoming.birth_date is None
+        or record.birth_date is None
+        or incoming.birth_date == record.birth_date
+    )
+    if not date_exact:
+        assert incoming.birth_date is not None
+        assert record.birth_date is not None
+        typo = incoming.birth_date in birth_date_variants(record.birth_date)
+        if not typo or not (family_ok and given_ok):
+            problems.append("birth date")
+    if not family_ok and not given_ok:
+        problems.append("name")
+    return ", ".join(problems)
+
+
+def query_disagreement(
+    family: str, given: str, birth_date: date | None, sex: str, record: PatientRecord
+) -> str:
+    """Why a query's demographics do not confirm the holder of its identifier.
+
+    A query must give a birth date and a family name for an identifier to
+    count (an identifier alone never identifies a person); the birth date
+    must be the stored one, the sex (when both are known) the same, and the
+    names the same within a typo, a nickname or a swap. Returns the reason
+    (field names, never values), or "".
+    """
+    if birth_date is None or not family:
+        return "the query gives no birth date or family name to confirm the identifier"
+    problems: list[str] = []
+    if record.birth_date is not None and birth_date != record.birth_date:
+        problems.append("birth date")
+    if _sex_conflict(sex, record.sex):
+        problems.append("sex")
+    same = names_agree(family, record.family_name) and names_agree(
+        given, record.given_name
+    )
+    swapped = names_agree(family, record.given_name) and names_agree(
+        given, record.family_name
+    )
+    if not same and not swapped:
+        problems.append("name")
+    if not problems:
+        return ""
+    return "identifier held by a patient whose " + ", ".join(problems) + " disagree"
 
 
 class PatientMatcher:
@@ -130,13 +229,42 @@ class PatientMatcher:
         date in the future is rejected. That is a third to a half of the
         one-digit-off dates of a recent birth date (the year's first digits).
         """
+        incoming = _person(patient)
+        held: tuple[int, str] | None = None
         for value, authority, _type in patient.identifiers:
             record = uow.patients.find_by_identifier(region, value, authority or sender)
-            if record is not None:
+            if record is None:
+                continue
+            conflict = identity_conflict(incoming, record)
+            if not conflict:
                 return MatchResult(
                     "match", record.id, ("identifier and assigning authority",), 1.0
                 )
-        incoming = _person(patient)
+            # An identifier alone never identifies a person: the holder of
+            # this identifier is someone else, or one of the two records is
+            # wrong. Nothing is filed onto it; the scored search below finds
+            # the right patient (or none), and a person reviews the conflict.
+            if held is None:
+                held = (record.id, conflict)
+        found = self._scored(uow, region, sender, patient, incoming, today)
+        if held is None:
+            return found
+        if found.patient_id == held[0]:  # never filed onto the conflicting holder
+            found = MatchResult(
+                "possible", None, found.reasons, found.score, held[0], found.record
+            )
+        return replace(found, conflict_id=held[0], conflict=held[1])
+
+    def _scored(
+        self,
+        uow: UnitOfWork,
+        region: str,
+        sender: str,
+        patient: Demographics,
+        incoming: Person,
+        today: date | None,
+    ) -> MatchResult:
+        """Scored matching on demographics, against the blocked candidates."""
         if incoming.birth_date is None:
             return MatchResult("none", None, ("no identifier match; no birth date",))
         best: tuple[float, PatientRecord, bool] | None = None
@@ -184,20 +312,29 @@ class PatientMatcher:
         given: str,
         birth_date: date | None,
         sex: str,
+        refused: list[tuple[PatientRecord, str]] | None = None,
     ) -> list[Candidate]:
         """Find candidates for a query, best first.
 
-        Identifiers decide alone when they hit. Otherwise the birth date is
-        required and names are compared with typo tolerance; sex, when both
-        sides have it, must agree.
+        An identifier hit counts only when the query's demographics agree
+        with the record (:func:`query_disagreement`); a hit that does not is
+        appended to ``refused`` with the reason, and is no candidate.
+        Otherwise the birth date is required and names are compared with
+        typo tolerance; sex, when both sides have it, must agree.
         """
         seen: dict[int, Candidate] = {}
         for value, authority in identifiers:
             record = uow.patients.find_by_identifier(region, value, authority)
-            if record is not None and record.id not in seen:
-                seen[record.id] = Candidate(
-                    record, "match", ("identifier and assigning authority",)
-                )
+            if record is None or record.id in seen:
+                continue
+            why = query_disagreement(family, given, birth_date, sex, record)
+            if why:
+                if refused is not None:
+                    refused.append((record, why))
+                continue
+            seen[record.id] = Candidate(
+                record, "match", ("identifier and assigning authority",)
+            )
         if seen:
             return list(seen.values())
         if birth_date is None or not family:

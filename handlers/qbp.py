@@ -29,6 +29,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from handlers.context import CodeLookup, Logger, MessageContext
+from handlers.disclosure import Access, PatientView, access_of, read_view
 from handlers.matching import Candidate, PatientMatcher
 from handlers.rsp_body import ForecastService, patient_segments, vaccination_segments
 from handlers.vxu_validation import issue
@@ -39,7 +40,7 @@ from parsers.query import QueryResponse, QueryStatus, QueryView, read_query
 from storage import NewAuditEntry
 
 if TYPE_CHECKING:
-    from storage import UnitOfWork
+    from storage import PatientRecord, UnitOfWork
 
 #: The query names this registry answers (HL7 table 0471 values of the IG).
 QUERY_NAMES = {
@@ -223,8 +224,19 @@ class QbpHandler:
         if limit_problem or any(i.severity == "E" for i in issues):
             return error("AE", "AE", "rejected: query content errors")
 
-        candidates = self._search(uow, ctx, view, birth.value)
-        visible, hidden = self._apply_lock(uow, ctx, candidates)
+        refused: list[tuple[PatientRecord, str]] = []
+        candidates = self._search(uow, ctx, view, birth.value, refused)
+        for record, why in refused:
+            self._audit(
+                uow,
+                ctx,
+                Candidate(record, "none", ()),
+                params.query_tag,
+                "id-conflict",
+                "Z33",
+                why,
+            )
+        visible, hidden, access = self._apply_lock(uow, ctx, candidates)
         for cand in hidden:
             self._audit(uow, ctx, cand, params.query_tag, "locked", "Z33")
         matches = [c for c in visible if c.outcome == "match"]
@@ -232,16 +244,19 @@ class QbpHandler:
 
         if query_name == "Z44":
             if len(matches) == 1:
-                return self._evaluated(uow, ctx, view, matches[0], tuple(issues))
+                return self._evaluated(
+                    uow, ctx, view, matches[0], access, tuple(issues)
+                )
             status: QueryStatus = "TM" if len(matches) > 1 else "NF"
-            self._audit(
-                uow,
-                ctx,
-                None,
-                params.query_tag,
-                "too_many" if status == "TM" else "not_found",
-                "Z33",
-            )
+            if status == "TM" or not hidden:  # a locked NF is audited as "locked"
+                self._audit(
+                    uow,
+                    ctx,
+                    None,
+                    params.query_tag,
+                    "too_many" if status == "TM" else "not_found",
+                    "Z33",
+                )
             return QueryResponse(
                 "AA",
                 status,
@@ -256,9 +271,10 @@ class QbpHandler:
             )
 
         if len(matches) == 1:
-            return self._history(uow, ctx, view, matches[0], tuple(issues))
+            return self._history(uow, ctx, view, matches[0], access, tuple(issues))
         if not visible:
-            self._audit(uow, ctx, None, params.query_tag, "not_found", "Z33")
+            if not hidden:  # a locked NF is audited as "locked", one row as here
+                self._audit(uow, ctx, None, params.query_tag, "not_found", "Z33")
             return QueryResponse(
                 "AA",
                 "NF",
@@ -287,10 +303,9 @@ class QbpHandler:
             )
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
-            body.extend(
-                patient_segments(uow, cand.patient, number, ctx.today, include_pd1=True)
-            )
-            self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z31")
+            shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
+            body.extend(patient_segments(shown, number, ctx.today, include_pd1=True))
+            self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
             "AA",
             "OK",
@@ -368,6 +383,7 @@ class QbpHandler:
         ctx: MessageContext,
         view: QueryView,
         birth_date: date | None,
+        refused: list[tuple[PatientRecord, str]],
     ) -> list[Candidate]:
         params = view.parameters
         assert params is not None
@@ -383,25 +399,34 @@ class QbpHandler:
                     params.name.given,
                     birth_date,
                     params.sex if params.sex in {"F", "M", "U"} else "",
+                    refused,
                 )
             )
         return found
 
     def _apply_lock(
         self, uow: UnitOfWork, ctx: MessageContext, candidates: Sequence[Candidate]
-    ) -> tuple[list[Candidate], list[Candidate]]:
-        """Split candidates into visible and locked-from-this-requester."""
+    ) -> tuple[list[Candidate], list[Candidate], dict[int, Access]]:
+        """Split candidates into visible and locked-from-this-requester.
+
+        The access of each visible candidate is kept for :func:`read_view`.
+        When no candidate was found, one look-up of the same shape is made
+        anyway, so that an empty search and a locked record cost the same
+        (a locked record's NF must not be told from a real NF by its time).
+        """
         visible: list[Candidate] = []
         hidden: list[Candidate] = []
+        shown: dict[int, Access] = {}
+        if not candidates:
+            uow.patients.submitters(ctx.region, 0)
         for cand in candidates:
-            record = cand.patient
-            if record.protection == "Y" and ctx.sender not in uow.patients.submitters(
-                record.region, record.id
-            ):
+            access = access_of(uow, ctx.sender, cand.patient)
+            if access == "hidden":
                 hidden.append(cand)
             else:
+                shown[cand.patient.id] = access
                 visible.append(cand)
-        return visible, hidden
+        return visible, hidden, shown
 
     def _history(
         self,
@@ -409,14 +434,15 @@ class QbpHandler:
         ctx: MessageContext,
         view: QueryView,
         cand: Candidate,
+        access: dict[int, Access],
         issues: tuple[Issue, ...],
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        record = cand.patient
-        body = list(patient_segments(uow, record, 1, ctx.today, include_pd1=True))
-        body.extend(vaccination_segments(uow, record, evaluations=None))
-        self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z32")
+        shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
+        body = list(patient_segments(shown, 1, ctx.today, include_pd1=True))
+        body.extend(vaccination_segments(shown, evaluations=None))
+        self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
         return QueryResponse(
             "AA",
             "OK",
@@ -436,13 +462,14 @@ class QbpHandler:
         ctx: MessageContext,
         view: QueryView,
         cand: Candidate,
+        access: dict[int, Access],
         issues: tuple[Issue, ...],
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        record = cand.patient
+        shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
         extra = list(issues)
-        body = list(patient_segments(uow, record, 1, ctx.today, include_pd1=True))
+        body = list(patient_segments(shown, 1, ctx.today, include_pd1=True))
         outcome = None
         if self._forecaster is None:
             reason = (
@@ -462,15 +489,15 @@ class QbpHandler:
                 )
             )
         else:
-            outcome = self._forecaster.forecast(uow, record, ctx.today)
-        body.extend(vaccination_segments(uow, record, evaluations=outcome))
+            outcome = self._forecaster.forecast(shown, ctx.today)
+        body.extend(vaccination_segments(shown, evaluations=outcome))
         if outcome is not None:
             body.extend(
                 outcome.recommendation_segments(
                     ctx.today, sum(1 for seg in body if seg.id == "OBX")
                 )
             )
-        self._audit(uow, ctx, cand, params.query_tag, "disclosed", "Z42")
+        self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z42")
         return QueryResponse(
             "AA",
             "OK",
@@ -492,6 +519,7 @@ class QbpHandler:
         tag: str,
         outcome: str,
         profile: str,
+        detail: str = "",
     ) -> None:
         uow.audit.insert(
             NewAuditEntry(
@@ -505,5 +533,11 @@ class QbpHandler:
                 action="query",
                 outcome=outcome,
                 profile=profile,
+                detail=detail[:300],
             )
         )
+
+
+def _disclosed(view: PatientView) -> str:
+    """The audit outcome of a disclosure: whole, or a locked record's own data."""
+    return "disclosed" if view.access == "full" else "disclosed-own"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 from parsers.builder import FieldValue, OutSegment, Reps
 
 if TYPE_CHECKING:
-    from storage import PatientRecord, UnitOfWork, VaccinationRecord
+    from handlers.disclosure import PatientView
+    from storage import VaccinationRecord
 
 SCHEDULE = ("VXC16", "ACIP", "CDCPHINVS")
 
@@ -166,12 +167,10 @@ class ForecastOutcome:
 
 
 class ForecastService(Protocol):
-    """Evaluates a stored patient's history and forecasts as of a date."""
+    """Evaluates a patient's history and forecasts as of a date."""
 
-    def forecast(
-        self, uow: UnitOfWork, patient: PatientRecord, as_of: date
-    ) -> ForecastOutcome:
-        """Run the forecast on the patient's consolidated doses."""
+    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
+        """Run the forecast on the doses of a patient view."""
 
 
 class _ObxCounter:
@@ -241,8 +240,7 @@ class _ObxCounter:
 
 
 def patient_segments(
-    uow: UnitOfWork,
-    record: PatientRecord,
+    view: PatientView,
     number: int,
     today: date,
     *,
@@ -252,6 +250,7 @@ def patient_segments(
 
     PD1-16 carries the registry status; a deceased patient has PID-30 ``Y``.
     """
+    record = view.record
     ids = [(f"{record.id}", "", "", "CAIRN", "SR")]
     ids.extend((i.value, "", "", i.authority, i.type) for i in record.identifiers)
     name = (
@@ -360,7 +359,7 @@ def patient_segments(
                 _hl7_date(record.registry_status_date),
             ),
         )
-    for kin in uow.patients.next_of_kin(record.region, record.id):
+    for kin in view.next_of_kin:
         kin_addr = (
             (kin.street, "", kin.city, kin.state, kin.postal_code)
             if (kin.street or kin.city)
@@ -426,13 +425,13 @@ def _rxa(dose: VaccinationRecord) -> OutSegment:
 
 
 def vaccination_segments(
-    uow: UnitOfWork, record: PatientRecord, evaluations: ForecastOutcome | None
+    view: PatientView, evaluations: ForecastOutcome | None
 ) -> list[OutSegment]:
     """ORC/RXA/RXR/OBX for every consolidated dose, with evaluation OBX when given."""
     out: list[OutSegment] = []
     obx = _ObxCounter()
     by_dose: dict[int, list[OutSegment]] = {}
-    for observation in uow.observations.for_patient(record.region, record.id):
+    for observation in view.observations:
         if observation.vaccination_id is None:
             continue
         value: FieldValue = (
@@ -461,9 +460,7 @@ def vaccination_segments(
                 ),
             )
         )
-    doses: Sequence[VaccinationRecord] = uow.vaccinations.for_patient(
-        record.region, record.id
-    )
+    doses: Sequence[VaccinationRecord] = view.doses
     for dose in sorted(doses, key=lambda d: (d.administered_on, d.id)):
         out.append(OutSegment("ORC", ("RE", "", (str(dose.id), "CAIRN"))))
         out.append(_rxa(dose))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from bisect import insort
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.dedup import DoseDeduplicator
+from handlers.disclosure import LOCKED
 from handlers.matching import MatchResult, PatientMatcher
 from handlers.vxu_validation import (
     CleanDose,
@@ -24,12 +25,13 @@ from storage import (
     NewNextOfKin,
     NewObservation,
     NewPatient,
+    NewPatientVersion,
     NewReviewItem,
     NewVaccination,
 )
 
 if TYPE_CHECKING:
-    from storage import UnitOfWork, VaccinationRecord
+    from storage import PatientRecord, UnitOfWork, VaccinationRecord
 
 
 def _view_order(record: VaccinationRecord) -> tuple[date, int]:
@@ -147,6 +149,170 @@ class VxuHandler:
             },
         )
 
+    def _audit(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        patient_id: int,
+        action: str,
+        outcome: str,
+        detail: str = "",
+    ) -> None:
+        uow.audit.insert(
+            NewAuditEntry(
+                at=ctx.received_at,
+                requester=ctx.sender,
+                requester_region=ctx.region,
+                patient_id=patient_id,
+                patient_region=ctx.region,
+                journal_id=ctx.journal_id,
+                query_tag="",
+                action=action,
+                outcome=outcome,
+                profile="VXU",
+                detail=detail[:300],
+            )
+        )
+
+    def _update(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        result: ValidatedVxu,
+        patient_id: int,
+        record: NewPatient,
+        match: MatchResult,
+    ) -> None:
+        """Apply a submission to a stored patient: the demographics and lock rules.
+
+        - An organization that already submitted for the patient updates what
+          it sends (a scored match never rewrites who the person is).
+        - Any other organization only fills fields that are empty.
+        - Setting the lock is honoured from any submitter at once; clearing
+          it only from one that was a submitter when it was set.
+        Every change of lock, submitter or demographics is audited, and the
+        record as it then stands is kept as a version.
+        """
+        stored = match.record or uow.patients.get(ctx.region, patient_id)
+        if stored is None:  # merged away under us: nothing to compare with
+            uow.patients.update(ctx.region, patient_id, _refresh(record, match))
+            return
+        since = {
+            s.facility: s.first_seen
+            for s in uow.patients.submitters_since(ctx.region, patient_id)
+        }
+        submitter = ctx.sender in since
+        if not submitter:
+            self._audit(uow, ctx, patient_id, "submitter-added", "added")
+            update = _fill_empty(record, stored)
+        elif match.record is not None:
+            update = _refresh(record, match)
+        else:
+            update = record
+        update = replace(update, protection="", protection_date=None, locked_at=None)
+        wanted = record.protection
+        if wanted == LOCKED and stored.protection != LOCKED:
+            update = replace(
+                update,
+                protection=LOCKED,
+                protection_date=record.protection_date,
+                locked_at=ctx.received_at,
+            )
+            self._audit(uow, ctx, patient_id, "lock-set", "set", "PD1-12 = Y")
+        elif wanted and wanted != LOCKED and stored.protection == LOCKED:
+            locked_at = stored.locked_at or stored.created_at
+            first = since.get(ctx.sender)
+            if first is not None and first <= locked_at:
+                update = replace(
+                    update, protection=wanted, protection_date=record.protection_date
+                )
+                self._audit(
+                    uow,
+                    ctx,
+                    patient_id,
+                    "lock-cleared",
+                    "cleared",
+                    f"PD1-12 = {wanted}",
+                )
+            else:
+                result.add(
+                    issue(
+                        "W",
+                        "0",
+                        "PD1",
+                        1,
+                        12,
+                        "4",
+                        "PD1-12 (protection indicator) not applied: the record stays locked; "
+                        "only an organization that submitted data for this patient before "
+                        "it was locked may clear the lock",
+                    )
+                )
+                self._audit(
+                    uow,
+                    ctx,
+                    patient_id,
+                    "lock-clear-refused",
+                    "refused",
+                    "not a submitter before the lock was set",
+                )
+        elif wanted == stored.protection:
+            update = replace(update, protection_date=record.protection_date)
+        changed = _changes(update, stored)
+        uow.patients.update(ctx.region, patient_id, update)
+        if changed:
+            self._audit(
+                uow, ctx, patient_id, "demographics", "changed", ", ".join(changed)
+            )
+            after = replace(
+                _as_new(stored), **{name: getattr(update, name) for name in changed}
+            )
+            uow.patients.insert_version(_version(after, ctx, patient_id, "stored"))
+
+    def _hold_conflict(
+        self,
+        uow: UnitOfWork,
+        ctx: MessageContext,
+        result: ValidatedVxu,
+        patient_id: int,
+        match: MatchResult,
+    ) -> None:
+        """An identifier held by someone whose demographics disagree: warn, review."""
+        assert match.conflict_id is not None
+        result.add(
+            issue(
+                "W",
+                "0",
+                "PID",
+                1,
+                3,
+                "4",
+                "PID-3 (patient identifier) is held by another patient in this registry "
+                f"whose {match.conflict} disagree; the data was not filed onto that "
+                "patient and is held for review",
+            )
+        )
+        if patient_id != match.conflict_id:
+            uow.review.insert(
+                NewReviewItem(
+                    ctx.region,
+                    "patient",
+                    patient_id,
+                    match.conflict_id,
+                    0.0,
+                    f"identifier conflict: {match.conflict} disagree",
+                    ctx.received_at,
+                )
+            )
+        self._audit(
+            uow,
+            ctx,
+            match.conflict_id,
+            "identifier-conflict",
+            "held",
+            f"{match.conflict} disagree",
+        )
+
     def _store(
         self, result: ValidatedVxu, ctx: MessageContext, uow: UnitOfWork, log: Logger
     ) -> tuple[int, int]:
@@ -161,11 +327,19 @@ class VxuHandler:
         )
         match = self._matcher.find(uow, ctx.region, ctx.sender, patient, ctx.today)
         if match.patient_id is None:
+            if record.protection == LOCKED:
+                record = replace(record, locked_at=ctx.received_at)
             patient_id = uow.patients.insert(record)
+            self._audit(uow, ctx, patient_id, "submitter-added", "new record")
+            if record.protection == LOCKED:
+                self._audit(uow, ctx, patient_id, "lock-set", "set", "PD1-12 = Y")
         else:
             patient_id = match.patient_id
-            uow.patients.update(ctx.region, patient_id, _refresh(record, match))
+            self._update(uow, ctx, result, patient_id, record, match)
         reasons = "; ".join(match.reasons)
+        if match.conflict_id is not None:
+            self._hold_conflict(uow, ctx, result, patient_id, match)
+        uow.patients.insert_version(_version(record, ctx, patient_id, "submitted"))
         uow.patients.record_decision(
             NewMatchDecision(
                 ctx.region,
@@ -201,6 +375,7 @@ class VxuHandler:
             ctx.region,
             patient_id,
             [_scoped(i, ctx.sender) for i in patient.identifiers],
+            ctx.sender,
         )
         if result.next_of_kin:
             uow.patients.replace_next_of_kin(
@@ -220,8 +395,9 @@ class VxuHandler:
                     )
                     for k in result.next_of_kin
                 ],
+                ctx.sender,
             )
-        uow.patients.add_submitter(ctx.region, patient_id, ctx.sender)
+        uow.patients.add_submitter(ctx.region, patient_id, ctx.sender, ctx.received_at)
         stored = deleted = 0
         observations: list[NewObservation] = []
         # One read for every ORC-3 of the message; doses stored by this
@@ -341,6 +517,63 @@ def _refresh(record: NewPatient, match: MatchResult) -> NewPatient:
         if getattr(stored, name, None) not in ("", None)
     }
     return replace(record, **kept)  # type: ignore[arg-type]
+
+
+#: Demographic fields compared, audited and versioned (the NewPatient fields
+#: that describe the person, not bookkeeping).
+_DEMOGRAPHICS = tuple(
+    f.name
+    for f in fields(NewPatient)
+    if f.name not in {"region", "created_by_journal_id", "locked_at"}
+)
+
+
+#: Fields whose empty value is None rather than "".
+_OPTIONAL = frozenset(f.name for f in fields(NewPatient) if "None" in str(f.type))
+
+
+def _fill_empty(record: NewPatient, stored: PatientRecord) -> NewPatient:
+    """Another organization's submission: it may fill empty fields, nothing more."""
+    kept = {
+        name: None if name in _OPTIONAL else ""
+        for name in _DEMOGRAPHICS
+        if getattr(stored, name, None) not in ("", None)
+    }
+    return replace(record, **kept)  # type: ignore[arg-type]
+
+
+def _changes(update: NewPatient, stored: PatientRecord) -> list[str]:
+    """The fields an update would change (empty values change nothing)."""
+    return [
+        name
+        for name in _DEMOGRAPHICS
+        if getattr(update, name) not in ("", None)
+        and getattr(update, name) != getattr(stored, name)
+    ]
+
+
+def _as_new(stored: PatientRecord) -> NewPatient:
+    return NewPatient(
+        **{name: getattr(stored, name) for name in (f.name for f in fields(NewPatient))}
+    )
+
+
+def _version(
+    record: NewPatient, ctx: MessageContext, patient_id: int, kind: str
+) -> NewPatientVersion:
+    values: dict[str, str | int | None] = {}
+    for name in _DEMOGRAPHICS:
+        value = getattr(record, name)
+        values[name] = value.isoformat() if isinstance(value, date) else value
+    return NewPatientVersion(
+        region=ctx.region,
+        patient_id=patient_id,
+        journal_id=ctx.journal_id,
+        sender=ctx.sender,
+        kind=kind,
+        recorded_at=ctx.received_at,
+        demographics=values,
+    )
 
 
 def _scoped(identifier: tuple[str, str, str], sender: str) -> tuple[str, str, str]:

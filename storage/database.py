@@ -10,6 +10,7 @@ message) and return frozen dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -58,13 +59,16 @@ from storage.records import (
     NewNextOfKin,
     NewObservation,
     NewPatient,
+    NewPatientVersion,
     NewReviewItem,
     NewVaccination,
     NextOfKinRecord,
     ObservationRecord,
     PatientIdentifier,
     PatientRecord,
+    PatientVersion,
     ReviewItem,
+    Submitter,
     VaccinationRecord,
 )
 from storage.schema import (
@@ -76,6 +80,7 @@ from storage.schema import (
     patient_identifiers,
     patient_links,
     patient_submitters,
+    patient_versions,
     patients,
     review_items,
     vaccinations,
@@ -348,6 +353,7 @@ _IDENTIFIER_COLUMNS = [
     patient_identifiers.c.value,
     patient_identifiers.c.authority,
     patient_identifiers.c.type_code,
+    patient_identifiers.c.submitted_by,
 ]
 _IDENTIFIERS_OF = StatementFamily(
     lambda n: (
@@ -366,7 +372,14 @@ _IDENTIFIER_OWNER = Statement(
     )
     .limit(1)
 )
-_IDENTIFIER_COLUMNS_IN = ["patient_id", "region", "value", "authority", "type_code"]
+_IDENTIFIER_COLUMNS_IN = [
+    "patient_id",
+    "region",
+    "value",
+    "authority",
+    "type_code",
+    "submitted_by",
+]
 #: Identifiers already held (by this or another patient) are skipped: one
 #: statement instead of a look-up and an insert.
 _IDENTIFIER_INSERT_NEW = _PerDialect(
@@ -412,11 +425,17 @@ _KIN_DELETE = Statement(
     delete(next_of_kin).where(
         next_of_kin.c.region == bindparam("region"),
         next_of_kin.c.patient_id == bindparam("patient_id"),
+        next_of_kin.c.submitted_by.in_([bindparam("by"), ""]),
     )
 )
 _KIN_INSERT = _insert(
     next_of_kin,
-    [*_names(NewNextOfKin), "patient_id", "region"],
+    [
+        *(n for n in _names(NewNextOfKin) if n != "submitted_by"),
+        "patient_id",
+        "region",
+        "submitted_by",
+    ],
     returning=False,
 )
 _SUBMITTER_COLUMNS_IN = ["patient_id", "facility", "region", "first_seen"]
@@ -448,6 +467,7 @@ _MERGED_INTO = StatementFamily(
     )
 )
 _DECISION_INSERT = _insert(match_decisions, _names(NewMatchDecision), returning=False)
+_VERSION_INSERT = _insert(patient_versions, _names(NewPatientVersion), returning=False)
 
 _VACCINATION_COLUMNS = _columns(vaccinations, VaccinationRecord)
 _VACCINATION_BY_FILLER = Statement(
@@ -703,11 +723,11 @@ class PatientRepository:
         ids = [row[0] for row in rows]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for patient_id, value, authority, type_code in self._sql.all(
+            for patient_id, value, authority, type_code, by in self._sql.all(
                 _IDENTIFIERS_OF[len(chunk)], _in_values("p", chunk)
             ):
                 idents.setdefault(patient_id, []).append(
-                    PatientIdentifier(value, authority, type_code)
+                    PatientIdentifier(value, authority, type_code, by)
                 )
         return [
             PatientRecord(*row, identifiers=tuple(idents.get(row[0], ())))  # type: ignore[misc]
@@ -770,7 +790,11 @@ class PatientRepository:
         self._sql.defer(_PATIENT_UPDATE[names], values)
 
     def add_identifiers(
-        self, region: str, patient_id: int, identifiers: Iterable[tuple[str, str, str]]
+        self,
+        region: str,
+        patient_id: int,
+        identifiers: Iterable[tuple[str, str, str]],
+        submitted_by: str = "",
     ) -> None:
         """Attach identifiers (value, authority, type); ones already held are skipped."""
         for value, authority, type_code in identifiers:
@@ -782,18 +806,38 @@ class PatientRepository:
                     "value": value,
                     "authority": authority,
                     "type_code": type_code,
+                    "submitted_by": submitted_by,
                 },
             )
 
     def replace_next_of_kin(
-        self, region: str, patient_id: int, kin: Sequence[NewNextOfKin]
+        self,
+        region: str,
+        patient_id: int,
+        kin: Sequence[NewNextOfKin],
+        submitted_by: str = "",
     ) -> None:
-        """Replace the patient's next of kin with the ones just reported."""
-        self._sql.defer(_KIN_DELETE, {"region": region, "patient_id": patient_id})
+        """Replace the next of kin this sender reported with the ones just reported.
+
+        Other organizations' next of kin stay: each sender replaces its own
+        (rows stored before the sender was recorded count as anyone's).
+        """
+        self._sql.defer(
+            _KIN_DELETE,
+            {"region": region, "patient_id": patient_id, "by": submitted_by},
+        )
         if kin:
             self._sql.defer_many(
                 _KIN_INSERT,
-                [dict(_fields(k), patient_id=patient_id, region=region) for k in kin],
+                [
+                    dict(
+                        _fields(k),
+                        patient_id=patient_id,
+                        region=region,
+                        submitted_by=submitted_by,
+                    )
+                    for k in kin
+                ],
             )
 
     def next_of_kin(self, region: str, patient_id: int) -> list[NextOfKinRecord]:
@@ -807,27 +851,66 @@ class PatientRepository:
         ).all()
         return [_record(NextOfKinRecord, row) for row in rows]
 
-    def add_submitter(self, region: str, patient_id: int, facility: str) -> None:
-        """Record that an organization submitted data for the patient (lock ownership)."""
+    def add_submitter(
+        self,
+        region: str,
+        patient_id: int,
+        facility: str,
+        when: datetime | None = None,
+    ) -> None:
+        """Record that an organization submitted data for the patient (lock ownership).
+
+        ``when`` is the moment of its first submission (the message's arrival);
+        an organization already recorded keeps its first moment.
+        """
         self._sql.defer(
             _SUBMITTER_INSERT_NEW,
             {
                 "patient_id": patient_id,
                 "facility": facility,
                 "region": region,
-                "first_seen": _now(),
+                "first_seen": when or _now(),
             },
         )
 
     def submitters(self, region: str, patient_id: int) -> frozenset[str]:
         """The organizations that submitted data for the patient."""
+        return frozenset(s.facility for s in self.submitters_since(region, patient_id))
+
+    def submitters_since(self, region: str, patient_id: int) -> list[Submitter]:
+        """The organizations that submitted data for the patient, with since when."""
+        self._sql.flush()
         rows = self._conn.execute(
-            select(patient_submitters.c.facility).where(
+            select(
+                patient_submitters.c.facility, patient_submitters.c.first_seen
+            ).where(
                 patient_submitters.c.region == region,
                 patient_submitters.c.patient_id == patient_id,
             )
         )
-        return frozenset(row.facility for row in rows)
+        return [Submitter(row.facility, _utc(row.first_seen) or _now()) for row in rows]
+
+    def insert_version(self, version: NewPatientVersion) -> None:
+        """Keep one demographic version (what a sender said, or what was stored)."""
+        values = _fields(version)
+        values["demographics"] = json.dumps(dict(version.demographics), sort_keys=True)
+        self._sql.defer(_VERSION_INSERT, values)
+
+    def versions(self, region: str, patient_id: int) -> list[PatientVersion]:
+        """Every demographic version of a patient, oldest first."""
+        self._sql.flush()
+        rows = self._conn.execute(
+            select(patient_versions)
+            .where(
+                patient_versions.c.region == region,
+                patient_versions.c.patient_id == patient_id,
+            )
+            .order_by(patient_versions.c.id)
+        ).all()
+        return [
+            _record(PatientVersion, row, demographics=json.loads(row.demographics))
+            for row in rows
+        ]
 
     def find_match_candidates(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -53,6 +54,8 @@ class PatientIdentifier:
     value: str
     authority: str
     type: str
+    #: The sending facility that reported it ("" for rows stored before 0005).
+    submitted_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ class NewPatient:
     death_indicator: str = ""
     death_date: date | None = None
     created_by_journal_id: int | None = None
+    #: When the registry set the lock (None: not locked by this registry).
+    locked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,7 @@ class PatientRecord:
     created_by_journal_id: int | None
     created_at: datetime
     updated_at: datetime
+    locked_at: datetime | None = None
     identifiers: tuple[PatientIdentifier, ...] = ()
 
 
@@ -140,6 +146,8 @@ class NewNextOfKin:
     state: str = ""
     postal_code: str = ""
     phone: str = ""
+    #: The sending facility that reported this next of kin.
+    submitted_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,7 @@ class NextOfKinRecord:
     state: str
     postal_code: str
     phone: str
+    submitted_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +293,8 @@ class NewAuditEntry:
     action: str
     outcome: str
     profile: str
+    #: Why: the conflict, the lock rule, the fields that changed (never values).
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +312,7 @@ class AuditEntry:
     action: str
     outcome: str
     profile: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,3 +357,42 @@ class ReviewItem:
     created_at: datetime
     decided_at: datetime | None
     decided_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """An organization that submitted data for a patient, and since when."""
+
+    facility: str
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewPatientVersion:
+    """One demographic version to keep: what a sender said, or what was stored.
+
+    ``demographics`` maps field names of :class:`NewPatient` to their values
+    (dates as ISO strings).
+    """
+
+    region: str
+    patient_id: int
+    journal_id: int | None
+    sender: str
+    kind: str  # "submitted" or "stored"
+    recorded_at: datetime
+    demographics: Mapping[str, str | int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PatientVersion:
+    """A stored demographic version."""
+
+    id: int
+    region: str
+    patient_id: int
+    journal_id: int | None
+    sender: str
+    kind: str
+    recorded_at: datetime
+    demographics: Mapping[str, str | int | None]

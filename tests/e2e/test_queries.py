@@ -48,6 +48,13 @@ def qbp(
     return "\r".join(lines) + "\r"
 
 
+#: Query keys of the loaded patients: an identifier counts only with the
+#: demographics that confirm it (issue 14, item 1).
+ANN = {"ids": "MRN-A^^^EHR^MR", "name": "Zzcanaryfam^Ann", "dob": "20200101"}
+LIA = {"ids": "MRN-L^^^EHR^MR", "name": "Lockfam^Lia", "dob": "20190303"}
+AL = {"ids": "MRN-LA^^^EHR^MR", "name": "Angeleno^Al", "dob": "20180404"}
+
+
 def _by_id(reply: bytes) -> dict[str, list[list[str]]]:
     out: dict[str, list[list[str]]] = {}
     for seg in segments(reply):
@@ -154,7 +161,7 @@ def _loaded(server: ServerProcess) -> ServerProcess:
 
 def test_query_z34_one_match_returns_z32_history(loaded: ServerProcess) -> None:
     """An identifier match gives Z32 with PID, PD1, NK1 and ORC/RXA/RXR/OBX for each dose."""
-    reply = loaded.send(qbp(control_id="Q-Z32", ids="MRN-A^^^EHR^MR"))
+    reply = loaded.send(qbp(control_id="Q-Z32", **ANN))
     seg = _by_id(reply)
     assert seg["MSH"][0][8] == "RSP^K11^RSP_K11"
     assert seg["MSH"][0][20] == "Z32^CDCPHINVS"
@@ -194,7 +201,9 @@ def test_query_more_candidates_than_rcp2_gives_tm(loaded: ServerProcess) -> None
 
 def test_query_no_match_gives_nf(loaded: ServerProcess) -> None:
     """No match gives Z33 with QAK-2 NF."""
-    reply = loaded.send(qbp(control_id="Q-NF", ids="NOPE^^^EHR^MR"))
+    reply = loaded.send(
+        qbp(control_id="Q-NF", ids="NOPE^^^EHR^MR", name="Nobody^Known", dob="20200101")
+    )
     seg = _by_id(reply)
     assert seg["MSH"][0][20] == "Z33^CDCPHINVS"
     assert seg["MSA"][0][1] == "AA"
@@ -203,9 +212,7 @@ def test_query_no_match_gives_nf(loaded: ServerProcess) -> None:
 
 def test_query_z44_one_match_returns_z42(loaded: ServerProcess) -> None:
     """Z44 with one match returns Z42 with the patient and each dose."""
-    reply = loaded.send(
-        qbp(query="Z44", control_id="Q-Z42", ids="MRN-A^^^EHR^MR", limit="1")
-    )
+    reply = loaded.send(qbp(query="Z44", control_id="Q-Z42", **ANN, limit="1"))
     seg = _by_id(reply)
     assert seg["MSH"][0][20] == "Z42^CDCPHINVS"
     assert seg["QAK"][0][2] == "OK"
@@ -228,17 +235,17 @@ def test_query_z44_possible_matches_only_gives_nf(loaded: ServerProcess) -> None
 
 def test_query_other_region_does_not_see_patient(loaded: ServerProcess) -> None:
     """A Los Angeles clinic does not see a Bay Area patient, and vice versa."""
-    la = loaded.send(qbp(control_id="Q-R1", sender="LACLINIC", ids="MRN-A^^^EHR^MR"))
+    la = loaded.send(qbp(control_id="Q-R1", sender="LACLINIC", **ANN))
     assert _by_id(la)["QAK"][0][2] == "NF"
-    own = loaded.send(qbp(control_id="Q-R2", sender="LACLINIC", ids="MRN-LA^^^EHR^MR"))
+    own = loaded.send(qbp(control_id="Q-R2", sender="LACLINIC", **AL))
     assert _by_id(own)["QAK"][0][2] == "OK"
 
 
 def test_query_locked_patient_visible_only_to_submitter(loaded: ServerProcess) -> None:
     """A locked record is shown to the organization that submitted it and is NF to another."""
-    owner = loaded.send(qbp(control_id="Q-LK1", sender="CLINIC1", ids="MRN-L^^^EHR^MR"))
+    owner = loaded.send(qbp(control_id="Q-LK1", sender="CLINIC1", **LIA))
     assert _by_id(owner)["QAK"][0][2] == "OK"
-    other = loaded.send(qbp(control_id="Q-LK2", sender="CLINIC2", ids="MRN-L^^^EHR^MR"))
+    other = loaded.send(qbp(control_id="Q-LK2", sender="CLINIC2", **LIA))
     assert _by_id(other)["QAK"][0][2] == "NF"
     assert "PID" not in _by_id(other)
 
@@ -285,9 +292,7 @@ def test_query_statewide_mode_sees_every_region(tmp_path: Path) -> None:
     server = start_server(tmp_path, config_text=config)
     try:
         _load(server)
-        reply = server.send(
-            qbp(control_id="Q-SW", sender="LACLINIC", ids="MRN-A^^^EHR^MR")
-        )
+        reply = server.send(qbp(control_id="Q-SW", sender="LACLINIC", **ANN))
         assert _by_id(reply)["QAK"][0][2] == "OK"
     finally:
         assert server.stop() == 0
@@ -295,9 +300,11 @@ def test_query_statewide_mode_sees_every_region(tmp_path: Path) -> None:
 
 def test_query_disclosures_and_refusals_are_audited(loaded: ServerProcess) -> None:
     """Every patient returned writes an audit row; locked and not-found lookups too."""
-    loaded.send(qbp(control_id="Q-A1", ids="MRN-A^^^EHR^MR"))
-    loaded.send(qbp(control_id="Q-A2", sender="CLINIC2", ids="MRN-L^^^EHR^MR"))
-    loaded.send(qbp(control_id="Q-A3", ids="NOPE^^^EHR^MR"))
+    loaded.send(qbp(control_id="Q-A1", **ANN))
+    loaded.send(qbp(control_id="Q-A2", sender="CLINIC2", **LIA))
+    loaded.send(
+        qbp(control_id="Q-A3", ids="NOPE^^^EHR^MR", name="Nobody^Known", dob="20200101")
+    )
     rows = loaded.query("SELECT requester, outcome, profile FROM audit_log ORDER BY id")
     assert ("CLINIC1", "disclosed", "Z32") in rows
     assert ("CLINIC2", "locked", "Z33") in rows
@@ -316,7 +323,7 @@ def test_query_missing_qpd_gives_z33_ae(loaded: ServerProcess) -> None:
 
 def test_query_unknown_query_name_gives_z33_ar(loaded: ServerProcess) -> None:
     """An unknown QPD-1 gets Z33, MSA AR, QAK AR and 103 on QPD-1."""
-    reply = loaded.send(qbp(query="Z99", control_id="Q-B2", ids="MRN-A^^^EHR^MR"))
+    reply = loaded.send(qbp(query="Z99", control_id="Q-B2", **ANN))
     seg = _by_id(reply)
     assert (seg["MSA"][0][1], seg["QAK"][0][2]) == ("AR", "AR")
     assert errs(reply)[-1][2] == "QPD^1^1"
@@ -334,7 +341,7 @@ def test_query_without_search_keys_gives_z33_ae(loaded: ServerProcess) -> None:
 
 def test_query_non_numeric_rcp2_gives_z33_ae(loaded: ServerProcess) -> None:
     """An RCP-2 that is not a number gets AE with 102 on RCP-2."""
-    reply = loaded.send(qbp(control_id="Q-B4", ids="MRN-A^^^EHR^MR", limit="many"))
+    reply = loaded.send(qbp(control_id="Q-B4", **ANN, limit="many"))
     seg = _by_id(reply)
     assert (seg["MSA"][0][1], seg["QAK"][0][2]) == ("AE", "AE")
     assert errs(reply)[0][2] == "RCP^1^2"
@@ -347,7 +354,14 @@ def test_query_answer_escapes_names_with_delimiters(loaded: ServerProcess) -> No
     assert (
         msa_code(loaded.send(vxu(control_id="L-ESC", pid=pid, doses=[Dose()]))) == "AA"
     )
-    reply = loaded.send(qbp(control_id="Q-ESC", ids="MRN-X^^^EHR^MR"))
+    reply = loaded.send(
+        qbp(
+            control_id="Q-ESC",
+            ids="MRN-X^^^EHR^MR",
+            name="O\\S\\Brien \\T\\ Sons\\E\\^Ann",
+            dob="20150505",
+        )
+    )
     parsed = hl7.parse(reply.decode())
     family = parsed.segment("PID")[5][0][0]
     assert parsed.unescape(str(family)) == "O^Brien & Sons\\"
@@ -355,7 +369,7 @@ def test_query_answer_escapes_names_with_delimiters(loaded: ServerProcess) -> No
 
 def test_query_echoes_query_tag_and_name(loaded: ServerProcess) -> None:
     """MSA-2 echoes MSH-10; QAK-1 the query tag; QAK-3 the query name; QPD is echoed."""
-    reply = loaded.send(qbp(control_id="Q-ECHO", tag="MYTAG-77", ids="MRN-A^^^EHR^MR"))
+    reply = loaded.send(qbp(control_id="Q-ECHO", tag="MYTAG-77", **ANN))
     seg = _by_id(reply)
     assert seg["MSA"][0][2] == "Q-ECHO"
     assert seg["QAK"][0][1] == "MYTAG-77"
@@ -373,9 +387,7 @@ def test_query_z44_without_supporting_data_says_so(tmp_path: Path) -> None:
     server = start_server(tmp_path, config_text=config)
     try:
         _load(server)
-        reply = server.send(
-            qbp(query="Z44", control_id="Q-NOCDSI", ids="MRN-A^^^EHR^MR", limit="1")
-        )
+        reply = server.send(qbp(query="Z44", control_id="Q-NOCDSI", **ANN, limit="1"))
         seg = _by_id(reply)
         assert seg["MSH"][0][20] == "Z42^CDCPHINVS"
         assert seg["MSA"][0][1] == "AA"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_queries import qbp
-from tests.support.messages import Dose, vxu
+from tests.support.messages import CANARY_FAMILY, CANARY_GIVEN, Dose, vxu
 from tests.support.mllp import errs, msa_code, segments
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,13 @@ def _doses(server: ServerProcess) -> list[tuple[object, ...]]:
 
 def _z34_cvx(server: ServerProcess, sender: str = "CLINIC1") -> list[str]:
     reply = server.send(
-        qbp(sender=sender, control_id=f"Q-{sender}", ids="MRN1^^^EHR^MR")
+        qbp(
+            sender=sender,
+            control_id=f"Q-{sender}",
+            ids="MRN1^^^EHR^MR",
+            name=f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+            dob="20230105",
+        )
     )
     return [s[5].split("^")[0] for s in segments(reply) if s[0] == "RXA"]
 
@@ -134,7 +140,15 @@ def test_refusals_and_not_administered_are_stored_as_such_never_as_doses(
     assert ("03", "RE", "00") in stored
     assert any(row[:2] == ("20", "NA") for row in stored)
     # The forecast-facing history counts only the dose given.
-    reply = server.send(qbp(query="Z44", control_id="Q-Z44", ids="MRN1^^^EHR^MR"))
+    reply = server.send(
+        qbp(
+            query="Z44",
+            control_id="Q-Z44",
+            ids="MRN1^^^EHR^MR",
+            name=f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+            dob="20230105",
+        )
+    )
     validity = [
         s
         for s in segments(reply)

@@ -3,11 +3,11 @@ dates, to the engine (intervals from a transplant count from its date)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from forecast import Forecaster, PatientInput
+from handlers.disclosure import PatientView
 from handlers.forecasting import CdsiForecastService
 from storage import ObservationRecord, PatientRecord
 
@@ -54,20 +54,6 @@ def _obs(code: str, when: date | None) -> ObservationRecord:
     )
 
 
-@dataclass
-class _Repo:
-    rows: list[Any]
-
-    def for_patient(self, region: str, patient_id: int) -> list[Any]:
-        return self.rows
-
-
-@dataclass
-class _Uow:
-    vaccinations: _Repo
-    observations: _Repo
-
-
 def test_observation_dates_reach_the_engine(engine: Forecaster) -> None:
     # A transplant (CDSi observation 004): intervals count from its date.
     code = next(v for v, o in engine.data.observation_codes.items() if o == "004")
@@ -81,17 +67,17 @@ def test_observation_dates_reach_the_engine(engine: Forecaster) -> None:
     engine.run = spy  # type: ignore[method-assign]
     try:
         service = CdsiForecastService(engine)
-        uow = _Uow(
-            _Repo([]),
-            _Repo(
-                [
-                    _obs(code, date(2023, 6, 1)),
-                    _obs(code, date(2023, 3, 1)),
-                    _obs(code, None),
-                ]
+        view = PatientView(
+            _patient(),
+            (),
+            (),
+            (
+                _obs(code, date(2023, 6, 1)),
+                _obs(code, date(2023, 3, 1)),
+                _obs(code, None),
             ),
         )
-        service.forecast(uow, _patient(), date(2024, 1, 1))  # type: ignore[arg-type]
+        service.forecast(view, date(2024, 1, 1))
     finally:
         del engine.run
     (patient,) = seen

@@ -1,0 +1,150 @@
+"""Disclosure: what one organization may see of one stored patient.
+
+The rule (DESIGN.md, "Who is speaking, and what they may see"): a patient
+whose record is locked (PD1-12 protection indicator ``Y``, CAIR's "decline to
+share") is invisible to every organization except those that submitted data
+for it, and those see it only as far as they submitted the data themselves:
+their own doses, the identifiers and next of kin they reported, and the
+demographics they sent. Never another organization's MRN, address or doses.
+
+The record is read once here (:class:`PatientView`), and every answer (Z32,
+Z42, Z31 and the forecast inside them) is built from that view, so a locked
+record cannot leak through a path that reads storage on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import date
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from storage import (
+        NextOfKinRecord,
+        ObservationRecord,
+        PatientRecord,
+        PatientVersion,
+        UnitOfWork,
+        VaccinationRecord,
+    )
+
+__all__ = ["LOCKED", "Access", "PatientView", "access_of", "read_view"]
+
+#: PD1-12 protection indicator value of a locked record (HL7 table 0136).
+LOCKED = "Y"
+
+Access = Literal["full", "own-data", "hidden"]
+
+#: Demographic fields a partial view takes from the requester's own
+#: submission; every other field of the record is blanked.
+_DEMOGRAPHIC_FIELDS = (
+    "birth_date",
+    "sex",
+    "family_name",
+    "given_name",
+    "middle_name",
+    "suffix",
+    "mother_maiden_family",
+    "mother_maiden_given",
+    "race",
+    "ethnicity",
+    "street",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "phone",
+    "email",
+    "multiple_birth",
+    "birth_order",
+    "publicity_code",
+    "registry_status",
+    "registry_status_date",
+    "death_indicator",
+    "death_date",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    """One patient as one requester may see it, read once.
+
+    Attributes:
+        record: the demographics to show (a locked record's are the
+            requester's own submission).
+        next_of_kin: the next of kin to show.
+        doses: the doses to show and to forecast from, oldest first.
+        observations: the observations that go with them.
+        access: ``full``, or ``own-data`` for a locked record shown to one of
+            its submitters.
+    """
+
+    record: PatientRecord
+    next_of_kin: tuple[NextOfKinRecord, ...]
+    doses: tuple[VaccinationRecord, ...]
+    observations: tuple[ObservationRecord, ...]
+    access: Access = "full"
+
+
+def access_of(uow: UnitOfWork, requester: str, record: PatientRecord) -> Access:
+    """How much of a stored patient an organization may see.
+
+    The same work is done whether the record is locked or not (one read of
+    its submitters), so that the time an answer takes does not tell a locked
+    record from another one (issue 14, item 8).
+    """
+    submitters = uow.patients.submitters(record.region, record.id)
+    if record.protection != LOCKED:
+        return "full"
+    return "own-data" if requester in submitters else "hidden"
+
+
+def read_view(
+    uow: UnitOfWork, requester: str, record: PatientRecord, access: Access
+) -> PatientView:
+    """Read what ``requester`` may see of ``record`` (never call with ``hidden``)."""
+    assert access != "hidden"
+    region, patient_id = record.region, record.id
+    kin = uow.patients.next_of_kin(region, patient_id)
+    observations = uow.observations.for_patient(region, patient_id)
+    if access == "full":
+        doses = uow.vaccinations.for_patient(region, patient_id)
+        return PatientView(record, tuple(kin), tuple(doses), tuple(observations))
+    # Own data only: the requester's own records, consolidated among themselves
+    # (a dose it reported twice is one), whatever other senders reported.
+    everything = uow.vaccinations.for_patient(region, patient_id, consolidated=False)
+    own = [d for d in everything if d.sending_facility == requester]
+    own_ids = {d.id for d in own}
+    doses = [d for d in own if d.duplicate_of is None or d.duplicate_of not in own_ids]
+    shown = {d.id for d in doses}
+    versions = uow.patients.versions(region, patient_id)
+    return PatientView(
+        _own_demographics(record, requester, versions),
+        tuple(k for k in kin if k.submitted_by == requester),
+        tuple(doses),
+        tuple(o for o in observations if o.vaccination_id in shown),
+        "own-data",
+    )
+
+
+def _own_demographics(
+    record: PatientRecord, requester: str, versions: list[PatientVersion]
+) -> PatientRecord:
+    """The record as the requester itself last submitted it."""
+    mine = [v for v in versions if v.kind == "submitted" and v.sender == requester]
+    sent = mine[-1].demographics if mine else {}
+    values: dict[str, object] = {}
+    types = {f.name: f.type for f in fields(record)}
+    for name in _DEMOGRAPHIC_FIELDS:
+        value = sent.get(name)
+        if "date" in str(types[name]) and isinstance(value, str) and value:
+            values[name] = date.fromisoformat(value)
+        elif value is None or value == "":
+            values[name] = None if "None" in str(types[name]) else ""
+        else:
+            values[name] = value
+    return replace(
+        record,
+        identifiers=tuple(i for i in record.identifiers if i.submitted_by == requester),
+        **values,  # type: ignore[arg-type]
+    )
