@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.audit",
     "engine.commands.cdsi",
     "engine.commands.review",
+    "engine.commands.patient",
 )
 
 
