@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
-sections: forecast, ingest, ingest-pg, spy, query, batch, memory, matching,
+sections: forecast, ingest, ingest-pg, spy, query, batch, memory, matching, lock-timing,
 fuzz.
 """
 
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batch, forecast, ingest, matching, query, spy
+from bench import batch, forecast, ingest, lock_timing, matching, query, spy
 from bench._common import ROOT, header
 from bench.synth import Synth
 
@@ -127,6 +127,7 @@ SECTIONS = (
     "batch",
     "memory",
     "matching",
+    "lock-timing",
     "fuzz",
 )
 
@@ -267,6 +268,16 @@ def main() -> None:
                         possible=0.30,
                         explain=0,
                     )
+                ),
+            )
+        )
+    if "lock-timing" in only:
+        queries = 400 if args.quick else 2000
+        sections.append(
+            (
+                f"Locked versus absent, by time (`.venv/bin/python -m bench.lock_timing --queries {queries}`)",
+                lock_timing.run(
+                    argparse.Namespace(patients=300, queries=queries, database=None)
                 ),
             )
         )
