@@ -66,13 +66,15 @@ def _fit_and_score(
     n_locked = len(train[0])
     best = (0.0, points[0][0], True)
     below_locked = below_absent = 0
-    for t, is_locked in points:
+    for i, (t, is_locked) in enumerate(points):
         if is_locked:
             below_locked += 1
         else:
             below_absent += 1
+        # The cut lies halfway to the next sample, not on this one.
+        cut = (t + points[i + 1][0]) / 2 if i + 1 < len(points) else t
         slower = (below_absent + n_locked - below_locked) / len(points)
-        best = max(best, (slower, t, True), (1 - slower, t, False))
+        best = max(best, (slower, cut, True), (1 - slower, cut, False))
     _acc, cut, slower_is_locked = best
     right = sum((t > cut) == slower_is_locked for t in test[0])
     right += sum((t > cut) != slower_is_locked for t in test[1])
