@@ -29,6 +29,9 @@ class CodeLookup(Protocol):
     def has(self, table: str, code: str) -> bool:
         """Whether ``code`` is in ``table``."""
 
+    def text(self, table: str, code: str) -> str:
+        """The text of a code, or ``""`` when the table or code is unknown."""
+
 
 @dataclass(frozen=True, slots=True)
 class MessageContext:

@@ -304,7 +304,11 @@ class QbpHandler:
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
             shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
-            body.extend(patient_segments(shown, number, ctx.today, include_pd1=True))
+            body.extend(
+                patient_segments(
+                    shown, number, ctx.today, include_pd1=True, text=self._codes.text
+                )
+            )
             self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
             "AA",
@@ -440,8 +444,12 @@ class QbpHandler:
         params = view.parameters
         assert params is not None
         shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
-        body = list(patient_segments(shown, 1, ctx.today, include_pd1=True))
-        body.extend(vaccination_segments(shown, evaluations=None))
+        body = list(
+            patient_segments(
+                shown, 1, ctx.today, include_pd1=True, text=self._codes.text
+            )
+        )
+        body.extend(vaccination_segments(shown, None, self._codes.text))
         self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
         return QueryResponse(
             "AA",
@@ -469,7 +477,11 @@ class QbpHandler:
         assert params is not None
         shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
         extra = list(issues)
-        body = list(patient_segments(shown, 1, ctx.today, include_pd1=True))
+        body = list(
+            patient_segments(
+                shown, 1, ctx.today, include_pd1=True, text=self._codes.text
+            )
+        )
         outcome = None
         if self._forecaster is None:
             reason = (
@@ -490,7 +502,7 @@ class QbpHandler:
             )
         else:
             outcome = self._forecaster.forecast(shown, ctx.today)
-        body.extend(vaccination_segments(shown, evaluations=outcome))
+        body.extend(vaccination_segments(shown, outcome, self._codes.text))
         if outcome is not None:
             body.extend(
                 outcome.recommendation_segments(

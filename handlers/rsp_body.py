@@ -7,7 +7,7 @@ LOINC codes of IG Appendix A (REFERENCE §8.4).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from storage import VaccinationRecord
 
 SCHEDULE = ("VXC16", "ACIP", "CDCPHINVS")
+
+#: The text of a code in a table (``""`` when unknown): CE components 2 go
+#: back filled from the code tables, since the IG expects the text with the
+#: code and senders' own texts are not kept.
+TextOf = Callable[[str, str], str]
+
+
+def _no_text(_table: str, _code: str) -> str:
+    return ""
 
 
 def _hl7_date(value: date | None) -> str:
@@ -245,10 +254,12 @@ def patient_segments(
     today: date,
     *,
     include_pd1: bool,
+    text: TextOf = _no_text,
 ) -> Iterator[OutSegment]:
     """PID (with the registry's own SR id), PD1 and NK1s of one stored patient.
 
     PD1-16 carries the registry status; a deceased patient has PID-30 ``Y``.
+    PD1 is left out when the patient has none of its fields.
     """
     record = view.record
     ids = [(f"{record.id}", "", "", "CAIRN", "SR")]
@@ -286,12 +297,21 @@ def patient_segments(
         else ""
     )
     race = (
-        Reps(tuple((code, "", "CDCREC") for code in record.race.split("~") if code))
+        Reps(
+            tuple(
+                (code, text("HL70005", code), "CDCREC")
+                for code in record.race.split("~")
+                if code
+            )
+        )
         if record.race
         else ""
     )
+    first_ethnicity = record.ethnicity.split("~")[0]
     ethnicity = (
-        (record.ethnicity.split("~")[0], "", "CDCREC") if record.ethnicity else ""
+        (first_ethnicity, text("HL70189", first_ethnicity), "CDCREC")
+        if record.ethnicity
+        else ""
     )
     deceased = (
         "Y"
@@ -335,30 +355,35 @@ def patient_segments(
     yield OutSegment("PID", tuple(pid_fields))
     if include_pd1:
         publicity = (
-            (record.publicity_code, "", "HL70215") if record.publicity_code else ""
-        )
-        yield OutSegment(
-            "PD1",
             (
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                publicity,
-                record.protection,
-                _hl7_date(record.protection_date),
-                "",
-                "",
-                record.registry_status,
-                _hl7_date(record.registry_status_date),
-            ),
+                record.publicity_code,
+                text("HL70215", record.publicity_code),
+                "HL70215",
+            )
+            if record.publicity_code
+            else ""
         )
+        pd1: tuple[FieldValue, ...] = (
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            publicity,
+            record.protection,
+            _hl7_date(record.protection_date),
+            "",
+            "",
+            record.registry_status,
+            _hl7_date(record.registry_status_date),
+        )
+        if any(pd1):
+            yield OutSegment("PD1", pd1)
     for kin in view.next_of_kin:
         kin_addr = (
             (kin.street, "", kin.city, kin.state, kin.postal_code)
@@ -375,14 +400,16 @@ def patient_segments(
             (
                 str(kin.sequence),
                 (kin.family_name, kin.given_name, "", "", "", "", "L"),
-                (kin.relationship, "", "HL70063"),
+                (kin.relationship, text("HL70063", kin.relationship), "HL70063")
+                if kin.relationship
+                else "",
                 kin_addr,
                 kin_phone,
             ),
         )
 
 
-def _rxa(dose: VaccinationRecord) -> OutSegment:
+def _rxa(dose: VaccinationRecord, text: TextOf) -> OutSegment:
     given = dose.completion_status in {"CP", "PA"}
     source = (
         (
@@ -402,8 +429,9 @@ def _rxa(dose: VaccinationRecord) -> OutSegment:
         "0",
         "1",
         _hl7_date(dose.administered_on),
-        "",
-        (dose.cvx, dose.cvx_text, "CVX"),
+        # RXA-4 (end of administration): the IG asks for RXA-3 again.
+        _hl7_date(dose.administered_on),
+        (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX"),
         dose.amount or "999",
         (dose.units, dose.units, "UCUM") if dose.units else "",
         "",
@@ -415,8 +443,10 @@ def _rxa(dose: VaccinationRecord) -> OutSegment:
         "",
         lots,
         _hl7_date(dose.lot_expiration),
-        (dose.mvx, "", "MVX") if dose.mvx else "",
-        (dose.refusal_reason, "", "NIP002") if dose.refusal_reason else "",
+        (dose.mvx, text("MVX", dose.mvx), "MVX") if dose.mvx else "",
+        (dose.refusal_reason, text("NIP002", dose.refusal_reason), "NIP002")
+        if dose.refusal_reason
+        else "",
         "",
         dose.completion_status,
         "A",
@@ -425,7 +455,9 @@ def _rxa(dose: VaccinationRecord) -> OutSegment:
 
 
 def vaccination_segments(
-    view: PatientView, evaluations: ForecastOutcome | None
+    view: PatientView,
+    evaluations: ForecastOutcome | None,
+    text: TextOf = _no_text,
 ) -> list[OutSegment]:
     """ORC/RXA/RXR/OBX for every consolidated dose, with evaluation OBX when given."""
     out: list[OutSegment] = []
@@ -463,7 +495,7 @@ def vaccination_segments(
     doses: Sequence[VaccinationRecord] = view.doses
     for dose in sorted(doses, key=lambda d: (d.administered_on, d.id)):
         out.append(OutSegment("ORC", ("RE", "", (str(dose.id), "CAIRN"))))
-        out.append(_rxa(dose))
+        out.append(_rxa(dose, text))
         if dose.route or dose.site:
             out.append(
                 OutSegment(
@@ -471,12 +503,15 @@ def vaccination_segments(
                     (
                         (
                             dose.route,
-                            "",
+                            text("NCIT_ROUTE", dose.route)
+                            or text("HL70162", dose.route),
                             "NCIT" if dose.route.startswith("C") else "HL70162",
                         )
                         if dose.route
                         else "",
-                        (dose.site, "", "HL70163") if dose.site else "",
+                        (dose.site, text("HL70163", dose.site), "HL70163")
+                        if dose.site
+                        else "",
                     ),
                 )
             )
