@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from handlers.ndc import NdcMatch
+
 
 class Logger(Protocol):
     """The slice of a structlog bound logger handlers use."""
@@ -28,6 +30,16 @@ class CodeLookup(Protocol):
 
     def has(self, table: str, code: str) -> bool:
         """Whether ``code`` is in ``table``."""
+
+    def text(self, table: str, code: str) -> str:
+        """The text of a code, or ``""``."""
+
+    def ndc(self, code: str) -> NdcMatch:
+        """Look up an RXA-5 NDC in CDC's NDC → CVX crosswalk."""
+
+    @property
+    def no_release_reason(self) -> str:
+        """Why no NDC crosswalk is loaded."""
 
 
 @dataclass(frozen=True, slots=True)
