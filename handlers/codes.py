@@ -177,10 +177,10 @@ class CodeTables:
 
         The release adds its NDC crosswalk. Its CVX and MVX tables *add to*
         the built-in ones rather than replace them: a code only the release
-        knows is added (with its CDC vaccine groups, renamed by
-        :data:`CDC_GROUP_NAMES`), and a code both know takes the release's
-        status (CDC's newer word) but keeps the built-in text and groups, which
-        de-duplication and the responses rely on.
+        knows is added (a CVX with its CDC vaccine groups, renamed by
+        :data:`CDC_GROUP_NAMES`), so that a new code needs no software
+        release; a code both know keeps its built-in entry whole (text,
+        status, groups), which de-duplication and the responses rely on.
 
         Args:
             release: the release, or None for none.
@@ -194,9 +194,7 @@ class CodeTables:
         tables = dict(self._tables)
         cvx = dict(tables.get("CVX", {}))
         for code, (text, status) in release.cvx.items():
-            known = cvx.get(code)
-            if known is not None:
-                cvx[code] = CodeEntry(known.code, known.text, status, known.extra)
+            if code in cvx:
                 continue
             groups = dict.fromkeys(
                 CDC_GROUP_NAMES.get(g, g) for g in release.groups.get(code, ())
@@ -205,12 +203,7 @@ class CodeTables:
             cvx[code] = CodeEntry(code, text, status, extra)
         mvx = dict(tables.get("MVX", {}))
         for code, (text, status) in release.mvx.items():
-            known = mvx.get(code)
-            mvx[code] = (
-                CodeEntry(code, text, status.lower())
-                if known is None
-                else CodeEntry(known.code, known.text, status.lower(), known.extra)
-            )
+            mvx.setdefault(code, CodeEntry(code, text, status))
         tables["CVX"] = MappingProxyType(cvx)
         tables["MVX"] = MappingProxyType(mvx)
         return CodeTables(MappingProxyType(tables), release)
