@@ -8,6 +8,7 @@ SHARED ?= $(abspath ../shared)
 export CAIRN_CDSI_DIR ?= $(SHARED)/cdsi/supporting-data
 export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
 export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
+export CAIRN_CODES_DIR ?= $(SHARED)/codes
 
 .PHONY: run test lint unit fuzz soak bench clean install
 

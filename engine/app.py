@@ -38,6 +38,7 @@ from handlers.codes import CodeTables
 from handlers.dedup import DoseDeduplicator
 from handlers.forecasting import CdsiForecastService
 from handlers.matching import PatientMatcher
+from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.mllp import MllpFactory
@@ -102,9 +103,41 @@ def load_forecaster(settings: Settings) -> tuple[CdsiForecastService | None, str
     return service, ""
 
 
+def load_code_tables(settings: Settings) -> CodeTables:
+    """The built-in code tables with CDC's code release (NDC crosswalk) laid over them.
+
+    The release comes from ``CAIRN_CODES_DIR``, else the one ``cairn codes
+    import`` installed in the data directory. Without one the server still
+    runs; an RXA-5 coded only with NDC is then rejected with an ERR that says
+    so.
+    """
+    tables = CodeTables.load()
+    from_env = os.environ.get("CAIRN_CODES_DIR", "")
+    if from_env and Path(from_env).exists():
+        path: Path | None = Path(from_env)
+    else:
+        path = installed_codes(settings.server.data_dir)
+    if path is None:
+        logger.warning(
+            "codes_unavailable",
+            reason="no NDC table is installed: NDC-only doses are rejected (run `cairn codes import PATH`)",
+        )
+        return tables.with_release(None)
+    try:
+        release = load_code_release(path)
+    except CodeReleaseError as exc:
+        logger.error("codes_unavailable", reason=str(exc)[:200])
+        return tables.with_release(
+            None,
+            reason="the NDC table could not be loaded (reinstall it with `cairn codes import PATH`)",
+        )
+    logger.info("codes_loaded", release=release.release, count=len(release.products))
+    return tables.with_release(release)
+
+
 def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
     """Build the pipeline and its handlers from settings."""
-    codes = CodeTables.load()
+    codes = load_code_tables(settings)
     forecaster, why = load_forecaster(settings)
     policy = QueryPolicy(
         settings.registry.statewide, tuple(r.code for r in settings.regions)

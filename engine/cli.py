@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.messages",
     "engine.commands.audit",
     "engine.commands.cdsi",
+    "engine.commands.codes",
     "engine.commands.review",
     "engine.commands.patient",
 )

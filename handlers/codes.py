@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
 
-__all__ = ["CASE_INSENSITIVE", "CodeEntry", "CodeTables"]
+from handlers.ndc import CodeRelease, NdcMatch, NdcStatus
+
+__all__ = ["CASE_INSENSITIVE", "CDC_GROUP_NAMES", "CodeEntry", "CodeTables"]
 
 #: Tables whose codes are compared without regard to case.
 CASE_INSENSITIVE = frozenset(
@@ -59,6 +61,33 @@ CASE_INSENSITIVE = frozenset(
 
 #: Status given to rows of a table without a ``status`` column.
 DEFAULT_STATUS = "active"
+
+#: CDC's vaccine-group names (``cvx-vaccine-group.csv``) spelled as the
+#: ``group`` column of Cairn's CVX table spells them, so that a CVX code that
+#: only an imported release knows falls into the same de-duplication groups.
+#: Names not listed are the same in both.
+CDC_GROUP_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "Chikungunya": "CHIKUNGUNYA",
+        "Ebola": "EBOLA",
+        "FLU-Avian-H5": "FLU",
+        "H1N1 flu": "FLU",
+        "H5N1 flu": "FLU",
+        "Japanese encephalitis": "JE",
+        "MeningB": "MENB",
+        "Orthopoxvirus": "ORTHOPOX",
+        "PneumoPCV": "PNEUMO",
+        "PneumoPPV": "PNEUMO",
+        "TDAP": "DTAP",
+        "Td": "DTAP",
+        "Tick-borne encephalitis": "TBE",
+        "YELLOWFEVER": "YF",
+        "cholera": "CHOLERA",
+    }
+)
+
+#: Why an NDC cannot be looked up when no code release is loaded.
+NO_NDC_TABLE = "no NDC table is installed (run `cairn codes import PATH`)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +133,23 @@ def _read_table(name: str, text: str) -> dict[str, CodeEntry]:
 
 
 class CodeTables:
-    """All code tables, read once.
+    """All code tables, read once, and the NDC crosswalk when a release is loaded.
 
     Args:
         tables: entries by table name, then by normalized code.
+        release: CDC's code release (NDC crosswalk), if one is loaded.
+        no_release: why there is none, for the RXA-5 error of an NDC-only dose.
     """
 
-    def __init__(self, tables: Mapping[str, Mapping[str, CodeEntry]]) -> None:
+    def __init__(
+        self,
+        tables: Mapping[str, Mapping[str, CodeEntry]],
+        release: CodeRelease | None = None,
+        no_release: str = NO_NDC_TABLE,
+    ) -> None:
         self._tables = tables
+        self._release = release
+        self._no_release = no_release
 
     @classmethod
     @functools.cache
@@ -131,6 +169,60 @@ class CodeTables:
                 _read_table(name, item.read_text(encoding="utf-8"))
             )
         return cls(MappingProxyType(tables))
+
+    def with_release(
+        self, release: CodeRelease | None, *, reason: str = NO_NDC_TABLE
+    ) -> CodeTables:
+        """These tables with a code release laid over them.
+
+        The release adds its NDC crosswalk. Its CVX and MVX tables *add to*
+        the built-in ones rather than replace them: a code only the release
+        knows is added (a CVX with its CDC vaccine groups, renamed by
+        :data:`CDC_GROUP_NAMES`), so that a new code needs no software
+        release; a code both know keeps its built-in entry whole (text,
+        status, groups), which de-duplication and the responses rely on.
+
+        Args:
+            release: the release, or None for none.
+            reason: why there is none (shown in RXA-5 errors).
+
+        Returns:
+            New tables; ``self`` is unchanged.
+        """
+        if release is None:
+            return CodeTables(self._tables, None, reason)
+        tables = dict(self._tables)
+        cvx = dict(tables.get("CVX", {}))
+        for code, (text, status) in release.cvx.items():
+            if code in cvx:
+                continue
+            groups = dict.fromkeys(
+                CDC_GROUP_NAMES.get(g, g) for g in release.groups.get(code, ())
+            )
+            extra = MappingProxyType({"group": ";".join(groups)})
+            cvx[code] = CodeEntry(code, text, status, extra)
+        mvx = dict(tables.get("MVX", {}))
+        for code, (text, status) in release.mvx.items():
+            mvx.setdefault(code, CodeEntry(code, text, status))
+        tables["CVX"] = MappingProxyType(cvx)
+        tables["MVX"] = MappingProxyType(mvx)
+        return CodeTables(MappingProxyType(tables), release)
+
+    @property
+    def release(self) -> CodeRelease | None:
+        """The code release laid over the built-in tables, if any."""
+        return self._release
+
+    @property
+    def no_release_reason(self) -> str:
+        """Why no code release is loaded (meaningful when :attr:`release` is None)."""
+        return self._no_release
+
+    def ndc(self, code: str) -> NdcMatch:
+        """Look up an RXA-5 NDC in the release's crosswalk."""
+        if self._release is None:
+            return NdcMatch(NdcStatus.NO_TABLE)
+        return self._release.lookup(code)
 
     def names(self) -> frozenset[str]:
         """The names of the loaded tables."""

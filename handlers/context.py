@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from handlers.ndc import NdcMatch
+
 
 class Logger(Protocol):
     """The slice of a structlog bound logger handlers use."""
@@ -31,6 +33,13 @@ class CodeLookup(Protocol):
 
     def text(self, table: str, code: str) -> str:
         """The text of a code, or ``""`` when the table or code is unknown."""
+
+    def ndc(self, code: str) -> NdcMatch:
+        """Look up an RXA-5 NDC in CDC's NDC → CVX crosswalk."""
+
+    @property
+    def no_release_reason(self) -> str:
+        """Why no NDC crosswalk is loaded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from handlers.context import CodeLookup
+from handlers.ndc import resolve_vaccine_code
 from parsers import (
     AdministrationView,
     CodedValue,
@@ -975,17 +976,22 @@ class VxuValidator:
         if rxa.end and rxa.end[:8] != rxa.start[:8]:
             warn("102", 4, "3", "RXA-4 (end date) differs from RXA-3")
 
-        cvx, cvx_text, ndc = self._vaccine_code(rxa)
+        coded = resolve_vaccine_code(*self._vaccine_code(rxa), self._codes)
+        cvx, cvx_text, ndc, ndc_mvx = coded.cvx, coded.cvx_text, coded.ndc, coded.mvx
+        for found in coded.findings:  # the NDC rules (handlers/ndc.py)
+            (reject if found.reject else warn)(
+                found.hl7_code, 5, found.app_code, found.text
+            )
         if rxa.vaccine.is_empty:
             reject("101", 5, "7", "RXA-5 (administered code) is missing")
-        elif not cvx:
+        elif not cvx and not coded.findings:
             reject(
                 "103",
                 5,
                 "5",
-                "RXA-5 (administered code) has no CVX code (an NDC alone is not accepted; send the CVX in the first or alternate triplet)",
+                "RXA-5 (administered code) has neither a CVX nor an NDC code (coding system CVX or NDC)",
             )
-        elif not self._codes.has("CVX", cvx):
+        elif cvx and not self._codes.has("CVX", cvx):
             out.add(
                 issue(
                     "E",
@@ -1118,7 +1124,7 @@ class VxuValidator:
             cvx=cvx,
             cvx_text=cvx_text,
             ndc=ndc,
-            mvx=mvx,
+            mvx=mvx or ndc_mvx,
             administered_on=start.value,
             administered_at_raw=rxa.start,
             amount=amount,

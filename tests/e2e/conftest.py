@@ -127,6 +127,13 @@ def start_server(
     )
     if cdsi.exists():
         env["CAIRN_CDSI_DIR"] = str(cdsi)
+    codes = Path(
+        os.environ.get(
+            "CAIRN_CODES_DIR", Path(__file__).resolve().parents[3] / "shared" / "codes"
+        )
+    )
+    if codes.exists():
+        env["CAIRN_CODES_DIR"] = str(codes)
     cmd = [
         sys.executable,
         "-m",

@@ -255,7 +255,7 @@ SAMPLE_ANSWERS = {
     "vxu-edge-unknown-cvx-xxx.hl7": ("AE", ("RXA^1^5^1^1", "103")),
     "vxu-edge-unknown-who-segment.hl7": ("AE", ("RXA^1^5^1^1", "103")),
     "vxu-edge-zzz-z-segment.hl7": ("AA", None),
-    "vxu-fhirconv-nist-ad-2.1-variant.hl7": ("AE", ("RXA^1^5", "103")),
+    "vxu-fhirconv-nist-ad-2.1-variant.hl7": ("AA", None),  # NDC-only RXA-5, mapped
     "vxu-fhirconv-vxu-v04-02.hl7": ("AR", ("MSH^1^12", "203")),
     "vxu-ig-example1-basic-z22.hl7": ("AA", None),
     "vxu-ihs-2013-multi-order-vis-groups.hl7": ("AE", ("RXA^2^3", "102")),

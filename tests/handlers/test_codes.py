@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from handlers.codes import CodeEntry, CodeTables
+from handlers.ndc import CodeRelease, NdcStatus, load_code_release
+from tests.conftest import SHARED, shared_path
 
 #: Tables the validator and the response builders look codes up in.
 EXPECTED_TABLES = frozenset(
@@ -294,3 +296,44 @@ def test_codes_every_table_names_its_source():
             header = "".join(line for line in text.splitlines() if line.startswith("#"))
             assert "Cairn" in header, item.name
             assert "CDC" in header or "HL7" in header, item.name
+
+
+@pytest.fixture(name="release", scope="module")
+def _release() -> CodeRelease:
+    folder = shared_path("CAIRN_CODES_DIR", SHARED / "codes", "CDC code tables")
+    return load_code_release(folder)
+
+
+def test_codes_release_adds_cvx_codes_the_builtin_table_lacks(tables, release):
+    """A CVX only the imported release knows is added, in Cairn's group names."""
+    assert not tables.has("CVX", "321")
+    merged = tables.with_release(release)
+    entry = merged.entry("CVX", "321")
+    assert entry is not None
+    assert entry.extra["group"] == "FLU"  # CDC calls the group "FLU-Avian-H5"
+    assert merged.entry("CVX", "318").extra["group"] == "ANTHRAX"
+
+
+def test_codes_release_keeps_builtin_entries_whole(tables, release):
+    """A code both tables know keeps its built-in text, status and groups."""
+    merged = tables.with_release(release)
+    for code in ("150", "28", "08", "146"):
+        assert merged.entry("CVX", code) == tables.entry("CVX", code), code
+    assert merged.entry("MVX", "MSD") == tables.entry("MVX", "MSD")
+
+
+def test_codes_release_adds_mvx_codes_and_leaves_builtin_unchanged(tables, release):
+    """A manufacturer only the release knows is added; load() is not changed."""
+    merged = tables.with_release(release)
+    assert merged.has("MVX", "VBI")
+    assert not tables.has("MVX", "VBI")
+    assert tables.release is None
+    assert merged.release is release
+
+
+def test_codes_without_release_says_why(tables):
+    """Tables without a release find no NDC and carry the reason given."""
+    bare = tables.with_release(None, reason="the NDC table could not be loaded")
+    assert bare.ndc("49281-0215-88").status is NdcStatus.NO_TABLE
+    assert bare.no_release_reason == "the NDC table could not be loaded"
+    assert "cairn codes import" in tables.no_release_reason
