@@ -431,7 +431,10 @@ def _rxa(dose: VaccinationRecord, text: TextOf) -> OutSegment:
         _hl7_date(dose.administered_on),
         # RXA-4 (end of administration): the IG asks for RXA-3 again.
         _hl7_date(dose.administered_on),
-        (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX"),
+        # The NDC the sender reported, when it did, as the alternate code.
+        (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX", dose.ndc, "", "NDC")
+        if dose.ndc
+        else (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX"),
         dose.amount or "999",
         (dose.units, dose.units, "UCUM") if dose.units else "",
         "",

@@ -28,8 +28,8 @@ START = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 OTHER_STREET = "9 Elsewhere Rd"
 
 
-def _pipeline(db: Database) -> MessagePipeline:
-    codes = CodeTables.load()
+def _pipeline(db: Database, codes: CodeTables | None = None) -> MessagePipeline:
+    codes = codes or CodeTables.load()
     ticks = itertools.count()
     return MessagePipeline(
         database=db,

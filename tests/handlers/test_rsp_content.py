@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from handlers.codes import CodeTables
+from handlers.ndc import load_code_release
 from storage import Database
+from tests.conftest import SHARED, shared_path
 from tests.handlers.test_confidentiality import _by_id, _pipeline, _query, _send
 from tests.support.messages import Dose, vxu
 
 CHILD = {"mrn": "R-1", "family": "Contentfam", "given": "Cy", "dob": "20200505"}
 
 
-def _z32(db: Database, message: str) -> dict[str, list[list[str]]]:
-    pipeline = _pipeline(db)
+def _z32(
+    db: Database, message: str, codes: CodeTables | None = None
+) -> dict[str, list[list[str]]]:
+    pipeline = _pipeline(db, codes)
     _send(pipeline, message)
     reply = _send(
         pipeline, _query("CLINIC1", "Q1", name="Contentfam^Cy", dob="20200505")
@@ -40,3 +45,15 @@ def test_z32_returns_code_texts_and_rxa4(db: Database) -> None:
     assert rxa[4] == rxa[3] == "20240115"
     assert rxa[17].split("^")[0] == "MSD"
     assert rxa[17].split("^")[1].startswith("Merck")
+
+
+def test_z32_returns_the_reported_ndc_beside_the_cvx(db: Database) -> None:
+    """An NDC-only dose comes back with its CVX first and the NDC as the alternate code."""
+    folder = shared_path("CAIRN_CODES_DIR", SHARED / "codes", "CDC code tables")
+    codes = CodeTables.load().with_release(load_code_release(folder))
+    message = vxu(control_id="C1", doses=[Dose()], **CHILD).replace(
+        "08^vaccine^CVX", "49281-0215-88^TENIVAC^NDC"
+    )
+    (rxa,) = _z32(db, message, codes)["RXA"]
+    code = rxa[5].split("^")
+    assert (code[0], code[2], code[3], code[5]) == ("113", "CVX", "49281021588", "NDC")
