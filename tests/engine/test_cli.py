@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +17,7 @@ from engine.cli import main
 from engine.commands.send import send_order
 from parsers.client import expectation
 from parsers.mllp import Frame, FrameDecoder, encode_frame
+from tests.conftest import REPO
 
 
 def test_cli_db_upgrade_then_messages_lists_nothing(
@@ -219,3 +223,71 @@ def test_send_without_the_answer_al_promises_exits_1(
         engine.close()
     assert code == 1
     assert "no answer 1" in capsys.readouterr().out
+
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"  # port 1: nothing listens
+
+
+def _cairn(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the cairn command line in a child process, as a user would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_messages_unreachable_database_says_so_without_upgrade_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unreachable database is reported as such in one line; db upgrade would not help."""
+    assert main(["messages", "--database", UNREACHABLE]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot connect to the database" in err
+    assert "db upgrade" not in err
+
+
+def test_cli_messages_show_unreachable_database_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """messages show on an unreachable database gives the same one-line reason."""
+    assert main(["messages", "show", "1", "--database", UNREACHABLE]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to the database" in err
+    assert "db upgrade" not in err
+
+
+def test_cli_serve_unreachable_postgresql_is_one_line() -> None:
+    """serve against a PostgreSQL that does not answer prints one line and exits 1."""
+    done = _cairn("serve", "--listen", "127.0.0.1:0", "--database", UNREACHABLE)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "cannot connect to the database postgresql" in done.stderr
+
+
+def test_cli_db_upgrade_unreachable_postgresql_is_one_line() -> None:
+    """db upgrade against a PostgreSQL that does not answer prints one line and exits 1."""
+    done = _cairn("db", "upgrade", "--database", UNREACHABLE)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_cli_serve_busy_port_is_one_line(tmp_path: Path) -> None:
+    """serve on a port another program holds prints one line naming it and exits 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = _cairn("serve", "--listen", address, "--data-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert f"cannot listen on {address}: Address already in use" in done.stderr
