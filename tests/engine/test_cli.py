@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli import build_parser, main
 from engine.commands.send import send_order
 from parsers.client import expectation
 from parsers.mllp import Frame, FrameDecoder, encode_frame
@@ -291,3 +292,41 @@ def test_cli_serve_busy_port_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
     assert done.stderr.strip().count("\n") == 0
     assert f"cannot listen on {address}: Address already in use" in done.stderr
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, path: str = "cairn"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command tree with its command path."""
+    yield path, parser
+    for action in parser._actions:  # argparse has no public walk of the tree
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def _subcommand_helps(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+    helps: dict[str, str | None] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest: a.help for a in action._choices_actions}
+            helps.update({name: listed.get(name) for name in action.choices})
+    return helps
+
+
+def test_cli_every_argument_and_command_has_help() -> None:
+    """Walking the whole argparse tree finds no argument, option or command without help."""
+    missing = []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS:
+                name = "/".join(action.option_strings) or action.dest
+                missing.append(f"{path} {name}")
+        missing += [
+            f"{path} {name}"
+            for name, text in _subcommand_helps(parser).items()
+            if not text
+        ]
+    assert missing == []
