@@ -330,3 +330,45 @@ def test_cli_every_argument_and_command_has_help() -> None:
             if not text
         ]
     assert missing == []
+
+
+UNIT = REPO / "systemd" / "cairn.service"
+
+
+def _unit_values(key: str) -> list[str]:
+    prefix = f"{key}="
+    return [
+        line[len(prefix) :].strip()
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(prefix)
+    ]
+
+
+def test_systemd_unit_documentation_is_the_installed_readme() -> None:
+    """Documentation= names the README of the checkout the install comment installs, not a made-up URL."""
+    (documentation,) = _unit_values("Documentation")
+    assert documentation.startswith("file:/")
+    readme = Path(documentation.removeprefix("file:"))
+    assert readme.name == "README.md"
+    assert (REPO / readme.name).is_file()
+    assert f"pip install {readme.parent}\n" in UNIT.read_text()
+
+
+def test_systemd_unit_installs_from_a_checkout_not_a_package_name() -> None:
+    """Every pip install in the unit's comments installs a path, since no package is published."""
+    installs = [
+        line.split("pip install", 1)[1].split()
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("#") and "pip install" in line
+    ]
+    assert installs
+    assert all(len(words) == 1 and words[0].startswith("/") for words in installs)
+    assert "https://" not in UNIT.read_text()
+
+
+def test_systemd_unit_exec_start_is_a_valid_cairn_command_line() -> None:
+    """The unit's ExecStart parses with the CLI's own parser and runs serve."""
+    (exec_start,) = _unit_values("ExecStart")
+    argv = exec_start.split()[1:]
+    args = build_parser().parse_args(argv)
+    assert args.command == "serve"
