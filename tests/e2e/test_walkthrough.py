@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from parsers.batch import read_batch
 from parsers.client import Answer, expectation
 from tests.conftest import REPO, SHARED, shared_path
 from tests.e2e.conftest import ServerProcess, start_server
+from tests.support.messages import Dose, vxu
 
 pytestmark = pytest.mark.e2e
 
@@ -280,3 +282,33 @@ def test_walkthrough_journal_has_a_row_for_every_answer(
     assert len(contents) == due  # no exact resend among them
     listing = walkthrough.cairn("messages", "--limit", "100000").stdout
     assert listing.splitlines()[-1] == f"{due} message(s)"
+
+
+def test_send_to_the_engine_does_not_wait_out_msh16_er_or_ne(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A clean VXU with MSH-16 ER (rightly unanswered) and one with NE: exit 0 well before the timeout."""
+    er = tmp_path / "er.hl7"
+    er.write_bytes(vxu(control_id="ER-1", msh16="ER", doses=[Dose()]).encode())
+    ne = tmp_path / "ne.hl7"
+    ne.write_bytes(
+        vxu(control_id="NE-1", msh16="NE", doses=[Dose(filler="F2")]).encode()
+    )
+    started = time.monotonic()
+    sent = _cairn(
+        "send", f"{server.host}:{server.port}", str(er), str(ne), "--grace", "1"
+    )
+    elapsed = time.monotonic() - started
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "no answer (as MSH-16 allows) 1" in sent.stdout
+    assert "not answered (ACK/RSP or MSH-16 NE) 1" in sent.stdout
+    assert elapsed < 25  # the --timeout default is 30 s
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = server.query(
+            "SELECT control_id, ack_code FROM message_journal ORDER BY control_id"
+        )
+        if len(rows) == 2:
+            break
+        time.sleep(0.1)
+    assert rows == [("ER-1", "AA"), ("NE-1", "AA")]
