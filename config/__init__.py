@@ -19,12 +19,13 @@ from config._settings import (
     load_settings,
     with_overrides,
 )
-from config.errors import ConfigError
+from config.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "CAIR_REGIONS",
     "CdsiSettings",
     "ConfigError",
+    "ConfigErrors",
     "DatabaseSettings",
     "DedupSettings",
     "Facility",

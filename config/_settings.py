@@ -11,6 +11,7 @@ the file, the dotted key and the reason.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import types
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from config.errors import ConfigError
+from config.errors import ConfigError, ConfigErrors
 
 UnknownSenderPolicy = Literal["accept", "reject"]
 LogFormat = Literal["auto", "json", "console"]
@@ -259,6 +260,45 @@ def _build(cls: type[Any], table: Mapping[str, Any], source: str, prefix: str) -
     return cls(**kwargs)
 
 
+def _unknown_keys(
+    cls: type[Any], table: Mapping[str, Any], source: str, prefix: str
+) -> list[ConfigError]:
+    """Every key of ``table`` (and of its sub-tables) that ``cls`` does not know.
+
+    :func:`_build` stops at the first problem; this walk finds them all
+    first, so that a file with several misspelt keys is fixed in one go.
+    Values of the wrong shape are left for :func:`_build` to report.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    problems: list[ConfigError] = []
+    for name, value in table.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(fields))
+            problems.append(
+                ConfigError(source, key, f"unknown key (known keys: {known}){hint}")
+            )
+            continue
+        hint_type = hints[name]
+        if dataclasses.is_dataclass(hint_type) and isinstance(value, dict):
+            problems += _unknown_keys(hint_type, value, source, key)  # type: ignore[arg-type]
+        elif typing.get_origin(hint_type) is tuple and isinstance(value, list):
+            item_type = typing.get_args(hint_type)[0]
+            if dataclasses.is_dataclass(item_type):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        problems += _unknown_keys(
+                            item_type,  # type: ignore[arg-type]
+                            item,
+                            source,
+                            f"{key}[{i}]",
+                        )
+    return problems
+
+
 def _apply_environment(
     table: dict[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -357,6 +397,14 @@ def load_settings(
             raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     env = os.environ if environ is None else environ
     table, overridden = _apply_environment(table, env)
+    unknown = [
+        ConfigError("environment", problem.key, problem.reason)
+        if problem.key in overridden
+        else problem
+        for problem in _unknown_keys(Settings, table, source, "")
+    ]
+    if unknown:
+        raise ConfigErrors(unknown)
     try:
         settings: Settings = _build(Settings, table, source, "")
     except ConfigError as exc:

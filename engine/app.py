@@ -6,6 +6,7 @@ other package receives plain values and collaborators.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IReactorThreads,
 )
@@ -45,6 +47,10 @@ from listeners.mllp import MllpFactory
 from storage import Database, open_database
 
 logger = structlog.get_logger()
+
+
+class StartupError(Exception):
+    """The engine cannot start; the message says why in one line."""
 
 
 def database_url(settings: Settings) -> str:
@@ -327,7 +333,12 @@ class RunningServer:
 
 
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
-    """Wire the pipeline to an MLLP listener and start listening."""
+    """Wire the pipeline to an MLLP listener and start listening.
+
+    Raises:
+        StartupError: the address cannot be listened on (in use, not ours,
+            not permitted); the writer thread is stopped again first.
+    """
     pipeline = build_pipeline(settings, db)
     sink = PipelineSink(reactor, pipeline, max_batch=settings.database.group_commit_max)
     sink.start()
@@ -339,7 +350,18 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         idle_timeout=settings.server.idle_timeout_seconds,
     )
     host, _, port_text = settings.server.listen.rpartition(":")
-    port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    try:
+        port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    except CannotListenError as exc:
+        sink.stop()
+        error = exc.socketError
+        reason = getattr(error, "strerror", None) or str(error)
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            reason += " (another program listens there: stop it, or choose"
+            reason += " another address with --listen or server.listen)"
+        raise StartupError(
+            f"cannot listen on {settings.server.listen}: {reason}"
+        ) from None
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:

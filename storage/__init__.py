@@ -15,7 +15,12 @@ from storage.database import (
     VaccinationRepository,
     open_database,
 )
-from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
+from storage.errors import (
+    DatabaseUnreachable,
+    DuplicateMessage,
+    SchemaOutOfDate,
+    StorageError,
+)
 from storage.records import (
     AuditEntry,
     JournalAnswer,
@@ -43,6 +48,7 @@ __all__ = [
     "AuditEntry",
     "AuditRepository",
     "Database",
+    "DatabaseUnreachable",
     "DuplicateMessage",
     "JournalAnswer",
     "JournalEntry",

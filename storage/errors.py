@@ -26,3 +26,16 @@ class SchemaOutOfDate(StorageError):
         super().__init__(
             f"database schema is {where}, this version needs {head}: run `cairn db upgrade`"
         )
+
+
+class DatabaseUnreachable(StorageError):
+    """The database server could not be reached (or the file opened) at all.
+
+    Distinct from :class:`SchemaOutOfDate`: running ``cairn db upgrade``
+    cannot help; the URL, the server or the network must be fixed.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot connect to the database {url}: {reason}")

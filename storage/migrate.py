@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from storage.errors import DatabaseUnreachable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -27,16 +32,50 @@ def head_revision() -> str:
     return head
 
 
+def _one_line(exc: OperationalError) -> str:
+    """The driver's reason on one line (psycopg's spans several), without SQL."""
+    reason = " ".join(str(exc.orig).split())
+    return f"{exc.orig.__class__.__name__}: {reason[:300]}"
+
+
+@contextmanager
+def _connected(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
+    """A connection; a server that cannot be reached is :class:`DatabaseUnreachable`.
+
+    Only the connect is translated: an error while working on a connection
+    that was made says something else and keeps its own type.
+    """
+    try:
+        conn = engine.connect()
+    except OperationalError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnreachable(url, _one_line(exc)) from exc
+    with conn:
+        if begin:
+            with conn.begin():
+                yield conn
+        else:
+            yield conn
+
+
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when it has no schema)."""
-    with engine.connect() as conn:
+    """The revision the database is at (None when it has no schema).
+
+    Raises:
+        DatabaseUnreachable: the database could not be reached.
+    """
+    with _connected(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Migrate the database to ``revision``; returns the revision reached."""
+    """Migrate the database to ``revision``; returns the revision reached.
+
+    Raises:
+        DatabaseUnreachable: the database could not be reached.
+    """
     config = alembic_config()
-    with engine.begin() as conn:
+    with _connected(engine, begin=True) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return current_revision(engine) or ""

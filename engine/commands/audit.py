@@ -25,10 +25,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--outcome",
         choices=["disclosed", "locked", "not_found", "too_many", "rejected"],
+        help="what the lookup gave: disclosed, locked, not_found, too_many or rejected",
     )
     parser.add_argument("--since", type=when, help="at or after (ISO)")
     parser.add_argument("--until", type=when, help="at or before (ISO)")
-    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument(
+        "--limit", type=int, default=100, help="most rows to list (default 100)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -33,7 +33,11 @@ def register(subparsers: Any) -> None:
     check = sub.add_parser(
         "check", help="run CDC test cases (JSON Lines) and report pass/fail"
     )
-    check.add_argument("cases", metavar="FILE.jsonl")
+    check.add_argument(
+        "cases",
+        metavar="FILE.jsonl",
+        help="CDC test cases, one JSON object a line (e.g. testcases-dev.jsonl)",
+    )
     check.add_argument(
         "--supporting-data",
         metavar="DIR",
@@ -50,8 +54,17 @@ def register(subparsers: Any) -> None:
         "import",
         help="validate a release (folder or CDC zip) and install it into the data directory",
     )
-    install.add_argument("path", metavar="PATH")
-    install.add_argument("--data-dir", default="var")
+    install.add_argument(
+        "path",
+        metavar="PATH",
+        help="a CDSi supporting-data release: CDC's zip, or the folder of its XML"
+        " files",
+    )
+    install.add_argument(
+        "--data-dir",
+        default="var",
+        help="data directory to install into (default ./var)",
+    )
     install.set_defaults(func=run_import)
 
     fc = subparsers.add_parser(
@@ -60,7 +73,12 @@ def register(subparsers: Any) -> None:
     fc.add_argument(
         "--dob", required=True, type=date.fromisoformat, help="birth date YYYY-MM-DD"
     )
-    fc.add_argument("--sex", required=True, choices=["F", "M", "U"])
+    fc.add_argument(
+        "--sex",
+        required=True,
+        choices=["F", "M", "U"],
+        help="administrative sex: F, M or U (unknown)",
+    )
     fc.add_argument(
         "--dose",
         action="append",
@@ -86,8 +104,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="show the rule and values behind each result",
     )
-    fc.add_argument("--supporting-data", metavar="DIR")
-    fc.add_argument("--data-dir", default="var")
+    fc.add_argument(
+        "--supporting-data",
+        metavar="DIR",
+        help="release folder or zip (default: CAIRN_CDSI_DIR or the installed one)",
+    )
+    fc.add_argument(
+        "--data-dir",
+        default="var",
+        help="data directory holding an installed release (default ./var)",
+    )
     fc.set_defaults(func=run_forecast)
 
 

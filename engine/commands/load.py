@@ -32,7 +32,13 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "load", help="load HL7 batch files (FHS/BHS or plain) into the registry"
     )
-    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="batch files (FHS/BHS...BTS/FTS, or plain messages one after another);"
+        " a rerun resumes where the last one stopped",
+    )
     parser.add_argument(
         "--ack-file",
         metavar="PATH",

@@ -7,9 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from config import Settings
 from engine.app import database_url
 from engine.commands._common import add_database_options, settings_from
-from storage import JournalEntry, StorageError, open_database
+from storage import Database, JournalEntry, StorageError, open_database
 
 
 def when(text: str) -> datetime:
@@ -49,6 +50,23 @@ def register(subparsers: Any) -> None:
     show.set_defaults(func=run_show)
 
 
+def _open(settings: Settings) -> Database:
+    """Open the journal's database, or say exactly why it cannot be read.
+
+    The schema check comes first so that the two failures read differently:
+    an unreachable server is :class:`storage.DatabaseUnreachable` (fix the
+    URL or the server), and only a missing or old schema is
+    :class:`storage.SchemaOutOfDate`, which names `cairn db upgrade`.
+    """
+    db = open_database(database_url(settings))
+    try:
+        db.check_schema_current()
+    except StorageError:
+        db.close()
+        raise
+    return db
+
+
 def _row(entry: JournalEntry) -> str:
     received = entry.received_at.strftime("%Y-%m-%d %H:%M:%S")
     return f"{entry.id:>8}  {received}  {entry.sender[:20]:<20}  {entry.control_id[:24]:<24}  {entry.message_type:<10}  {entry.ack_code or '--':<3} {entry.outcome[:60]}"
@@ -58,7 +76,7 @@ def run_search(args: argparse.Namespace) -> int:
     """List journal rows matching the filters, newest first."""
     settings = settings_from(args)
     try:
-        db = open_database(database_url(settings))
+        db = _open(settings)
         rows = db.journal_search(
             sender=args.sender,
             control_id=args.control_id,
@@ -85,7 +103,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Print one message and its response, segments one per line."""
     settings = settings_from(args)
     try:
-        db = open_database(database_url(settings))
+        db = _open(settings)
         entry = db.journal_get(args.id)
         db.close()
     except StorageError as exc:

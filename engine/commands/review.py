@@ -22,8 +22,17 @@ def register(subparsers: Any) -> None:
     listing = sub.add_parser(
         "list", help="open items (or --status merged/separated/...)"
     )
-    listing.add_argument("--status", default="open")
-    listing.add_argument("--kind", choices=["patient", "dose"])
+    listing.add_argument(
+        "--status",
+        default="open",
+        help="items in this state: open (default, still to decide), merged or"
+        " separated",
+    )
+    listing.add_argument(
+        "--kind",
+        choices=["patient", "dose"],
+        help="only possible patient matches, or only unsure duplicate doses",
+    )
     add_database_options(listing)
     listing.set_defaults(func=run_list)
     for name, helptext in (
@@ -32,7 +41,9 @@ def register(subparsers: Any) -> None:
         ("separate", "the two records are different; undoes a merge"),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("id", type=int)
+        cmd.add_argument(
+            "id", type=int, help="review item id (first column of review list)"
+        )
         add_database_options(cmd)
         cmd.set_defaults(func=run_decision, action=name)
 

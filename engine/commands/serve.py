@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from engine.app import (
+    StartupError,
     install_graceful_shutdown,
     listening_address,
     open_registry_database,
@@ -25,7 +26,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:2575)",
+        help="address to listen on (default 127.0.0.1:2575; port 0 picks a"
+        " free one and prints it)",
     )
     add_database_options(parser)
     parser.set_defaults(func=run)
@@ -42,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1
-    server = start_server(reactor, settings, db)
+    try:
+        server = start_server(reactor, settings, db)
+    except StartupError as exc:
+        db.close()
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
     print(f"cairn: listening for MLLP on {host}:{port}", flush=True)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from config import CAIR_REGIONS, ConfigError, load_settings, with_overrides
+from config import (
+    CAIR_REGIONS,
+    ConfigError,
+    ConfigErrors,
+    load_settings,
+    with_overrides,
+)
 
 EXAMPLE = (
     Path(__file__).resolve().parents[2]
@@ -120,3 +126,58 @@ def test_settings_region_codes_are_the_nine_cair_regions() -> None:
         r.code for r in CAIR_REGIONS
     )
     assert all(r.name for r in CAIR_REGIONS)
+
+
+def test_settings_reports_every_unknown_key_in_one_error(tmp_path: Path) -> None:
+    """Misspelt keys in several sections, a table array and the top level all come in one error."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(
+        "colour = 'blue'\n"
+        "[server]\nlisten = '0.0.0.0:2575'\nlisen = 1\n"
+        "[database]\nuri = 'x'\n"
+        "[[facilities]]\nid = 'A'\nregion = 'BAY'\n"
+        "[[facilities]]\nid = 'B'\nregion = 'BAY'\nregoin = 'SAC'\n"
+    )
+    with pytest.raises(ConfigErrors) as err:
+        load_settings(path, environ={})
+    keys = [problem.key for problem in err.value.problems]
+    assert keys == ["colour", "server.lisen", "database.uri", "facilities[1].regoin"]
+    text = str(err.value)
+    for key in keys:
+        assert f"{path}: {key}: unknown key" in text
+    assert "\n" not in text
+
+
+def test_settings_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
+    """A key one typo away from a known one says which was probably meant."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nlisen = '0.0.0.0:2575'\n")
+    with pytest.raises(ConfigError, match="did you mean 'listen'"):
+        load_settings(path, environ={})
+
+
+def test_settings_unknown_keys_from_file_and_environment_name_their_source(
+    tmp_path: Path,
+) -> None:
+    """An unknown key set by the environment is named as coming from the environment."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nbogus = 1\n")
+    with pytest.raises(ConfigErrors) as err:
+        load_settings(path, environ={"CAIRN_DATABASE__URLL": "sqlite://"})
+    sources = {(p.source, p.key) for p in err.value.problems}
+    assert sources == {(str(path), "server.bogus"), ("environment", "database.urll")}
+
+
+def test_cli_config_error_lists_every_unknown_key_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI prints all unknown keys in its one configuration-error line and exits 2."""
+    from engine.cli import main
+
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nbogus = 1\n[logging]\nformatt = 'json'\n")
+    assert main(["--config", str(path), "messages", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "server.bogus" in err
+    assert "logging.formatt" in err
