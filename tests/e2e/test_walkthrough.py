@@ -1,7 +1,7 @@
 """The README's walk-through, run as written: serve, send the samples, read the journal.
 
 A new user runs ``cairn serve`` with the built-in development settings, then
-``cairn send HOST:PORT ../shared/hl7/samples/ examples/``, ``cairn messages``
+``cairn send HOST:PORT ../shared/hl7/samples/ config/examples/queries/``, ``cairn messages``
 and ``cairn messages show N``. These tests run exactly those commands (the
 server on a free port, SQLite and PostgreSQL) and check what the user sees:
 the VXUs answered AA except the samples that are wrong on purpose, and the
@@ -9,7 +9,7 @@ queries about a sample patient answered with a Z32 and a Z42.
 
 No query in the shared samples is about a patient of the shared VXU samples
 (they were written for other registries' test patients), so they all answer
-NF whatever the order; ``examples/`` holds two queries about the patient of
+NF whatever the order; ``config/examples/queries/`` holds two queries about the patient of
 the NIST IZ-019 sample, which is what makes the demo show a history and a
 forecast.
 """
@@ -188,7 +188,12 @@ def _walkthrough(
         tmp_path_factory.mktemp(request.param), *extra, config_text=DEVELOPMENT
     )
     try:
-        sent = _cairn("send", f"{server.host}:{server.port}", str(samples), "examples/")
+        sent = _cairn(
+            "send",
+            f"{server.host}:{server.port}",
+            str(samples),
+            "config/examples/queries/",
+        )
         yield Walkthrough(server, samples, sent)
     finally:
         assert server.stop() == 0, "".join(server.output)[-3000:]
@@ -273,7 +278,7 @@ def test_walkthrough_journal_has_a_row_for_every_answer(
     contents: set[bytes] = set()
     for path in [
         *walkthrough.samples.glob("*.hl7"),
-        *(REPO / "examples").glob("*.hl7"),
+        *(REPO / "config" / "examples" / "queries").glob("*.hl7"),
     ]:
         for message in read_batch(path.read_bytes()).messages:
             if expectation(message).answer is not Answer.NEVER:
