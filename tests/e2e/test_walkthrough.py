@@ -45,10 +45,6 @@ NEEDS_JOURNAL_FIX = pytest.mark.xfail(
     strict=True,
     reason="reused control id: the first message's answer is replayed (issue 14 item 4)",
 )
-#: NDC-only RXA-5 is accepted once the NDC-to-CVX crosswalk lands.
-NEEDS_NDC = pytest.mark.xfail(
-    strict=True, reason="NDC-coded RXA-5 gets AE 103 (issue 15 item 1)"
-)
 
 AA = frozenset({"AA"})
 ERROR = frozenset({"AE", "AR"})
@@ -116,7 +112,6 @@ JOURNAL_DEPENDENT = {
     "vxu-edge-segment-out-of-order.hl7",
     "vxu-ois-dqa-generated-a.hl7",
 }
-NDC_DEPENDENT = {"vxu-fhirconv-nist-ad-2.1-variant.hl7"}
 
 
 def _vxu_params() -> list[object]:
@@ -125,8 +120,6 @@ def _vxu_params() -> list[object]:
         marks = []
         if name in JOURNAL_DEPENDENT:
             marks.append(NEEDS_JOURNAL_FIX)
-        if name in NDC_DEPENDENT:
-            marks.append(NEEDS_NDC)
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
