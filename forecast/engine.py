@@ -151,6 +151,10 @@ class Forecaster:
 
     # -- public ---------------------------------------------------------------
 
+    def knows_cvx(self, cvx: str) -> bool:
+        """Whether the release maps this CVX code (``8`` and ``08`` alike) to antigens."""
+        return self._norm_cvx(cvx) in self.data.cvx_names
+
     def run(
         self,
         patient: PatientInput,
