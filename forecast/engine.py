@@ -82,7 +82,6 @@ class _Evaluated:
     reason: str
     target: int
     rule: str
-    age_or_interval_invalid: bool = False
     preferable: bool = False
 
 
@@ -356,13 +355,14 @@ class Forecaster:
             )
             return
         previous = self._previous(run)
-        prev_invalid = previous is not None and previous.age_or_interval_invalid
-        # Age
+        # Age (Table 6-15). Between the absolute minimum and the minimum age
+        # the dose is valid ("grace period") whatever the previous dose was:
+        # logic specification v4.6 has no previous-dose condition (the older
+        # rule that an invalid previous dose voids the grace period is gone).
         rule = _age_rule(target, dose.date)
         if rule is not None:
             dob = patient.birth_date
             abs_min = offset(dob, rule.abs_min) or FAR_PAST
-            minimum = offset(dob, rule.min) or FAR_PAST
             maximum = offset(dob, rule.max) or FAR_FUTURE
             if dose.date < abs_min:
                 run.evaluations.append(
@@ -372,19 +372,6 @@ class Forecaster:
                         "Age: Too Young",
                         target_no,
                         f"given before the absolute minimum age ({rule.abs_min})",
-                        True,
-                    )
-                )
-                return
-            if dose.date < minimum and prev_invalid and run.next_target > 1:
-                run.evaluations.append(
-                    _Evaluated(
-                        dose,
-                        NOT_VALID,
-                        "Age: Too Young",
-                        target_no,
-                        f"in the age grace period ({rule.min}) after an invalid dose",
-                        True,
                     )
                 )
                 return
@@ -400,9 +387,7 @@ class Forecaster:
                 )
                 return
         # Intervals
-        interval_problem = self._interval_problem(
-            run, target, patient, dose, previous, prev_invalid, history
-        )
+        interval_problem = self._interval_problem(run, target, dose, previous, history)
         if interval_problem:
             run.evaluations.append(
                 _Evaluated(
@@ -411,7 +396,6 @@ class Forecaster:
                     "Interval: too Soon",
                     target_no,
                     interval_problem,
-                    True,
                 )
             )
             return
@@ -520,12 +504,16 @@ class Forecaster:
         self,
         run: _SeriesRun,
         target: SeriesDose,
-        patient: PatientInput,
         dose: _AntigenDose,
         previous: _Evaluated | None,
-        prev_invalid: bool,
         history: list[tuple[int, date, str, str]],
     ) -> str:
+        """Why the dose fails its preferable intervals ("" when it does not).
+
+        Table 6-18: before the absolute minimum interval is too soon; from
+        there to the minimum interval is the grace period, valid whatever the
+        previous dose was (v4.6). An allowable interval (6.6) can still pass.
+        """
         with_refs = self._intervals_with_refs(
             self._applicable_intervals(target.intervals, dose.date),
             run,
@@ -536,14 +524,8 @@ class Forecaster:
         problem = ""
         for rule, ref in with_refs:
             abs_min = offset(ref, rule.abs_min) or ref
-            minimum = offset(ref, rule.min) or ref
             if dose.date < abs_min:
                 problem = f"given before the absolute minimum interval ({rule.abs_min}) from {ref.isoformat()}"
-                break
-            if dose.date < minimum and prev_invalid:
-                problem = (
-                    f"in the interval grace period ({rule.min}) after an invalid dose"
-                )
                 break
         if not problem:
             return ""
