@@ -55,6 +55,11 @@ FAR_PAST = date(1900, 1, 1)
 VALID = "Valid"
 NOT_VALID = "Not Valid"
 EXTRANEOUS = "Extraneous"
+NOT_RECOMMENDED = "Not Recommended"
+
+#: Values of ``intervalPriority`` that mark a priority interval: the logic
+#: specification writes 'Y'; CDC's supporting data writes ``override``.
+_PRIORITY_FLAGS = frozenset({"y", "yes", "override"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,6 @@ class _Evaluated:
     reason: str
     target: int
     rule: str
-    age_or_interval_invalid: bool = False
     preferable: bool = False
 
 
@@ -146,6 +150,10 @@ class Forecaster:
 
     # -- public ---------------------------------------------------------------
 
+    def knows_cvx(self, cvx: str) -> bool:
+        """Whether the release maps this CVX code (``8`` and ``08`` alike) to antigens."""
+        return self._norm_cvx(cvx) in self.data.cvx_names
+
     def run(
         self,
         patient: PatientInput,
@@ -204,7 +212,12 @@ class Forecaster:
                     )
                 )
         groups = tuple(
-            self._group(group, antigens, antigen_forecasts)
+            self._group(
+                group,
+                antigens,
+                antigen_forecasts,
+                self._last_group_dose(antigens, history),
+            )
             for group, antigens in self.data.vaccine_groups.items()
             if any(a in antigen_forecasts for a in antigens)
         )
@@ -212,6 +225,18 @@ class Forecaster:
         return ForecastResult(
             self.data.version, assessment_date, tuple(evaluations), groups
         )
+
+    def _last_group_dose(
+        self, antigens: tuple[str, ...], history: list[tuple[int, date, str, str]]
+    ) -> date | None:
+        """The latest date a vaccine containing any of the group's antigens was given."""
+        wanted = set(antigens)
+        dates = [
+            when
+            for _index, when, cvx, _mvx in history
+            if any(a.antigen in wanted for a in self.data.cvx_antigens.get(cvx, ()))
+        ]
+        return max(dates) if dates else None
 
     # -- organize ---------------------------------------------------------------
 
@@ -330,13 +355,14 @@ class Forecaster:
             )
             return
         previous = self._previous(run)
-        prev_invalid = previous is not None and previous.age_or_interval_invalid
-        # Age
+        # Age (Table 6-15). Between the absolute minimum and the minimum age
+        # the dose is valid ("grace period") whatever the previous dose was:
+        # logic specification v4.6 has no previous-dose condition (the older
+        # rule that an invalid previous dose voids the grace period is gone).
         rule = _age_rule(target, dose.date)
         if rule is not None:
             dob = patient.birth_date
             abs_min = offset(dob, rule.abs_min) or FAR_PAST
-            minimum = offset(dob, rule.min) or FAR_PAST
             maximum = offset(dob, rule.max) or FAR_FUTURE
             if dose.date < abs_min:
                 run.evaluations.append(
@@ -346,19 +372,6 @@ class Forecaster:
                         "Age: Too Young",
                         target_no,
                         f"given before the absolute minimum age ({rule.abs_min})",
-                        True,
-                    )
-                )
-                return
-            if dose.date < minimum and prev_invalid and run.next_target > 1:
-                run.evaluations.append(
-                    _Evaluated(
-                        dose,
-                        NOT_VALID,
-                        "Age: Too Young",
-                        target_no,
-                        f"in the age grace period ({rule.min}) after an invalid dose",
-                        True,
                     )
                 )
                 return
@@ -374,9 +387,7 @@ class Forecaster:
                 )
                 return
         # Intervals
-        interval_problem = self._interval_problem(
-            run, target, patient, dose, previous, prev_invalid, history
-        )
+        interval_problem = self._interval_problem(run, target, dose, previous, history)
         if interval_problem:
             run.evaluations.append(
                 _Evaluated(
@@ -385,7 +396,6 @@ class Forecaster:
                     "Interval: too Soon",
                     target_no,
                     interval_problem,
-                    True,
                 )
             )
             return
@@ -471,14 +481,19 @@ class Forecaster:
         history: list[tuple[int, date, str, str]],
         before: date,
     ) -> list[tuple[IntervalRule, date]]:
-        """Intervals with the date each counts from; 'override' intervals win."""
+        """Intervals with the date each counts from (those with no date do not apply).
+
+        Every interval applies (chapter 6.5: "all intervals must be
+        satisfied"). The interval priority flag does not rank the intervals
+        of one dose: it marks a priority patient series forecast for the
+        multiple antigen vaccine group rules (FORECASTPRIORITY-1, 9.3).
+        """
         found: list[tuple[IntervalRule, date]] = []
         for rule in rules:
             ref = self._reference_date(rule, run, previous, history, before)
             if ref is not None:
                 found.append((rule, ref))
-        overrides = [(r, ref) for r, ref in found if r.priority == "override"]
-        return overrides or found
+        return found
 
     def _applicable_intervals(
         self, rules: Sequence[IntervalRule], when: date
@@ -489,12 +504,16 @@ class Forecaster:
         self,
         run: _SeriesRun,
         target: SeriesDose,
-        patient: PatientInput,
         dose: _AntigenDose,
         previous: _Evaluated | None,
-        prev_invalid: bool,
         history: list[tuple[int, date, str, str]],
     ) -> str:
+        """Why the dose fails its preferable intervals ("" when it does not).
+
+        Table 6-18: before the absolute minimum interval is too soon; from
+        there to the minimum interval is the grace period, valid whatever the
+        previous dose was (v4.6). An allowable interval (6.6) can still pass.
+        """
         with_refs = self._intervals_with_refs(
             self._applicable_intervals(target.intervals, dose.date),
             run,
@@ -505,14 +524,8 @@ class Forecaster:
         problem = ""
         for rule, ref in with_refs:
             abs_min = offset(ref, rule.abs_min) or ref
-            minimum = offset(ref, rule.min) or ref
             if dose.date < abs_min:
                 problem = f"given before the absolute minimum interval ({rule.abs_min}) from {ref.isoformat()}"
-                break
-            if dose.date < minimum and prev_invalid:
-                problem = (
-                    f"in the interval grace period ({rule.min}) after an invalid dose"
-                )
                 break
         if not problem:
             return ""
@@ -822,6 +835,40 @@ class Forecaster:
         if target.season_start is not None and target.season_start > earliest:
             earliest = target.season_start
             rules.append("start of the season")
+        # Table 7-10 (determine forecast need), rules 6 and 7: a season that
+        # has ended, or a candidate earliest date (FORECASTDTCAN-1) on or after
+        # the maximum age date, means no dose is forecast: a window that closes
+        # before it opens is never shown.
+        if target.season_end is not None and assessment > target.season_end:
+            run.status = NOT_RECOMMENDED
+            return AntigenForecast(
+                series.antigen,
+                name,
+                NOT_RECOMMENDED,
+                None,
+                None,
+                None,
+                None,
+                None,
+                f"past seasonal recommendation end date ({target.season_end.isoformat()})",
+                tuple(rules),
+            )
+        if max_age is not None and earliest >= max_age:
+            run.status = "Aged Out"
+            return AntigenForecast(
+                series.antigen,
+                name,
+                "Aged Out",
+                None,
+                None,
+                None,
+                None,
+                None,
+                f"patient is unable to finish the series prior to the maximum age"
+                f" (earliest {earliest.isoformat()}, maximum age {age.max if age else ''}"
+                f" on {max_age.isoformat()})",
+                tuple(rules),
+            )
         recommended = (
             earliest_rec_age or (max(rec_ints) if rec_ints else None) or earliest
         )
@@ -861,6 +908,12 @@ class Forecaster:
             latest,
             "next target dose not satisfied",
             tuple(rules),
+            # FORECASTPRIORITY-1: at least one preferable interval, each with
+            # the interval priority flag.
+            bool(target.intervals)
+            and all(
+                i.priority.strip().lower() in _PRIORITY_FLAGS for i in target.intervals
+            ),
         )
 
     def _rough_earliest(
@@ -1149,73 +1202,104 @@ class Forecaster:
         group: str,
         antigens: tuple[str, ...],
         forecasts: dict[str, AntigenForecast],
+        last_dose: date | None = None,
     ) -> VaccineGroupForecast:
+        """Chapter 9: one vaccine group forecast from its antigens' forecasts.
+
+        ``last_dose`` is the latest date a vaccine of this group was given
+        (MULTIANTVG-1).
+        """
         members = tuple(forecasts[a] for a in antigens if a in forecasts)
         full = group in self.data.full_group
-        statuses = [m.status for m in members]
+        status = self._group_status(members, multiple=len(antigens) > 1)
         open_ = [m for m in members if m.status == "Not Complete"]
-        if open_:
-            # Chapter 9: a group given as one vaccine (administer full group)
-            # can only start when every antigen can; otherwise the first antigen
-            # due leads. Recommended and past-due dates take the earliest need.
-            starts = [m.earliest for m in open_ if m.earliest]
-            earliest = (max(starts) if full else min(starts)) if starts else None
-            recs = [m.recommended for m in open_ if m.recommended]
-            recommended = min(recs) if recs else None
-            dues = [m.past_due for m in open_ if m.past_due]
-            past_due = min(dues) if dues else None
-            if earliest is not None:
-                recommended = max(recommended, earliest) if recommended else earliest
-                past_due = max(past_due, earliest) if past_due else None
-            latest_values = [m.latest for m in open_ if m.latest]
-            latest = min(latest_values) if latest_values else None
-            # The dose number: for a group given whole, the antigen furthest
-            # behind; otherwise the antigen furthest along (Td counts for
-            # diphtheria and tetanus but not pertussis).
-            if full:
-                lead = min(open_, key=lambda m: (m.dose_number or 0, m.antigen))
-            else:
-                lead = max(open_, key=lambda m: (m.dose_number or 0, m.antigen))
+        if status != "Not Complete" or not open_:
+            lead = next((m for m in members if m.status == status), members[0])
             return VaccineGroupForecast(
                 group,
-                "Not Complete",
-                lead.dose_number,
-                earliest,
-                recommended,
-                past_due,
-                latest,
+                status,
+                None,
+                None,
+                None,
+                None,
+                None,
                 lead.series,
                 lead.reason,
                 members,
             )
-        for status in ("Contraindicated", "Immune", "Complete", "Aged Out"):
-            if status in statuses:
-                chosen = status
-                if status == "Immune" and not all(s == "Immune" for s in statuses):
-                    chosen = "Complete" if "Complete" in statuses else status
-                lead = next(m for m in members if m.status == status)
-                return VaccineGroupForecast(
-                    group,
-                    chosen,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    lead.series,
-                    lead.reason,
-                    members,
-                )
-        lead = members[0]
+        starts = [m.earliest for m in open_ if m.earliest]
+        earliest: date | None = None
+        if starts:
+            if any(m.priority for m in open_):
+                # MULTIANTVG-1: with a priority patient series forecast (say
+                # the Tdap dose every DTaP/Tdap/Td antigen waits for), the
+                # first antigen due leads, but never before the group's last dose.
+                earliest = min(starts)
+                if last_dose is not None and last_dose > earliest:
+                    earliest = last_dose
+            else:
+                # MULTIANTVG-1 otherwise (and SINGLEANTVG for one antigen):
+                # the latest earliest date, when every antigen can take a dose.
+                earliest = max(starts)
+        # FORECASTVG-2/3: the first need, never before the group's earliest date.
+        recs = [m.recommended for m in open_ if m.recommended]
+        recommended = min(recs) if recs else None
+        dues = [m.past_due for m in open_ if m.past_due]
+        past_due = min(dues) if dues else None
+        if earliest is not None:
+            recommended = max(recommended, earliest) if recommended else earliest
+            past_due = max(past_due, earliest) if past_due else None
+        # FORECASTVG-4: the first antigen to age out closes the group.
+        latest_values = [m.latest for m in open_ if m.latest]
+        latest = min(latest_values) if latest_values else None
+        # FORECASTDN-2: for a group given whole, the antigen furthest behind;
+        # otherwise the antigen furthest along (Td counts for diphtheria and
+        # tetanus but not pertussis).
+        if full:
+            lead = min(open_, key=lambda m: (m.dose_number or 0, m.antigen))
+        else:
+            lead = max(open_, key=lambda m: (m.dose_number or 0, m.antigen))
+        if earliest is not None and latest is not None and earliest > latest:
+            # The antigens' windows do not overlap: as Table 7-10 rule 7 does
+            # for one series, say so rather than show a window that closes
+            # before it opens.
+            return VaccineGroupForecast(
+                group,
+                "Aged Out",
+                None,
+                None,
+                None,
+                None,
+                None,
+                lead.series,
+                f"unable to give the group before the maximum age (earliest"
+                f" {earliest.isoformat()}, latest {latest.isoformat()})",
+                members,
+            )
         return VaccineGroupForecast(
             group,
-            lead.status,
-            None,
-            None,
-            None,
-            None,
-            None,
+            "Not Complete",
+            lead.dose_number,
+            earliest,
+            recommended,
+            past_due,
+            latest,
             lead.series,
             lead.reason,
             members,
         )
+
+    @staticmethod
+    def _group_status(members: tuple[AntigenForecast, ...], *, multiple: bool) -> str:
+        """Table 9-4 (multiple antigen vaccine group) and SINGLEANTVG-1."""
+        statuses = [m.status for m in members]
+        if not multiple or len(statuses) == 1:
+            return statuses[0]
+        for status in ("Contraindicated", "Aged Out", NOT_RECOMMENDED, "Not Complete"):
+            if status in statuses:
+                return status
+        if all(s == "Immune" for s in statuses):
+            return "Immune"
+        if all(s in ("Complete", "Immune") for s in statuses):
+            return "Complete"
+        return statuses[0]

@@ -74,6 +74,11 @@ class AntigenForecast:
     latest: date | None
     reason: str
     rules: tuple[str, ...] = ()
+    #: FORECASTPRIORITY-1: every preferable interval of the forecast target
+    #: dose carries the interval priority flag (``override`` in CDC's data),
+    #: which changes how a multiple antigen vaccine group takes its earliest
+    #: date (MULTIANTVG-1).
+    priority: bool = False
 
 
 @dataclass(frozen=True, slots=True)

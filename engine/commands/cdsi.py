@@ -70,9 +70,9 @@ def register(subparsers: Any) -> None:
     fc = subparsers.add_parser(
         "forecast", help="evaluate a history and forecast every vaccine group"
     )
-    fc.add_argument(
-        "--dob", required=True, type=date.fromisoformat, help="birth date YYYY-MM-DD"
-    )
+    # Dates are checked in run_forecast, not by argparse, so that a bad value
+    # is one line naming the flag and the value (exit 2), like a bad --dose.
+    fc.add_argument("--dob", required=True, help="birth date YYYY-MM-DD")
     fc.add_argument(
         "--sex",
         required=True,
@@ -87,10 +87,7 @@ def register(subparsers: Any) -> None:
         help="a dose administered (repeat)",
     )
     fc.add_argument(
-        "--as-of",
-        type=date.fromisoformat,
-        default=None,
-        help="assessment date (default today)",
+        "--as-of", default=None, help="assessment date YYYY-MM-DD (default today)"
     )
     fc.add_argument(
         "--observation",
@@ -218,38 +215,104 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_date(flag: str, text: str) -> date:
+    """A ``YYYY-MM-DD`` date, or a ValueError naming the flag and the value."""
+    value = text.strip()
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{flag} {text!r}: expected a calendar date YYYY-MM-DD"
+        ) from None
+
+
 def _parse_dose(text: str) -> AdministeredDose:
+    """``DATE:CVX[:MVX]``, or a ValueError naming the part that is wrong."""
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--dose expects DATE:CVX[:MVX], got {text!r}")
-    return AdministeredDose(
-        date.fromisoformat(parts[0]), parts[1], parts[2] if len(parts) == 3 else None
-    )
+        raise ValueError(f"--dose {text!r}: expected DATE:CVX[:MVX]")
+    when = _parse_date(f"--dose {text!r}: the date", parts[0]).isoformat()
+    cvx = parts[1].strip()
+    if not cvx.isdigit() or len(cvx) > 3:
+        raise ValueError(f"--dose {text!r}: CVX {cvx!r} is not a CVX code (1-3 digits)")
+    mvx = parts[2].strip().upper() if len(parts) == 3 else ""
+    if len(parts) == 3 and not (mvx.isalnum() and len(mvx) <= 4):
+        raise ValueError(f"--dose {text!r}: MVX {parts[2]!r} is not an MVX code")
+    return AdministeredDose(date.fromisoformat(when), cvx, mvx or None)
 
 
 def _parse_observation(text: str) -> tuple[str, date | None]:
     code, _, when = text.partition(":")
-    if not code:
-        raise argparse.ArgumentTypeError(
-            f"--observation expects CODE[:DATE], got {text!r}"
+    if not code.strip():
+        raise ValueError(f"--observation {text!r}: expected CODE[:DATE]")
+    return code.strip(), _parse_date(
+        f"--observation {text!r}: the date", when
+    ) if when else None
+
+
+def _check_history(
+    engine: Forecaster,
+    dob: date,
+    as_of: date,
+    doses: list[AdministeredDose],
+    texts: list[str],
+    observations: list[tuple[str, date | None]],
+) -> None:
+    """Refuse what the engine would otherwise ignore in silence (ValueError)."""
+    if dob > as_of:
+        raise ValueError(
+            f"--dob {dob.isoformat()} is after the assessment date {as_of.isoformat()}"
         )
-    return code, date.fromisoformat(when) if when else None
+    for dose, text in zip(doses, texts, strict=True):
+        if not engine.knows_cvx(dose.cvx):
+            raise ValueError(
+                f"--dose {text!r}: unknown CVX {dose.cvx!r} (not in CDSi supporting"
+                f" data {engine.data.version})"
+            )
+        if dose.date < dob:
+            raise ValueError(
+                f"--dose {text!r}: given before the birth date {dob.isoformat()}"
+            )
+        if dose.date > as_of:
+            raise ValueError(
+                f"--dose {text!r}: given after the assessment date {as_of.isoformat()}"
+                " (use --as-of)"
+            )
+    known = engine.data.observations
+    for code, _when in observations:
+        if known and code not in known:
+            raise ValueError(
+                f"--observation {code!r}: unknown CDSi observation code (not in"
+                f" supporting data {engine.data.version})"
+            )
 
 
 def run_forecast(args: argparse.Namespace) -> int:
     """Print the evaluated history and the forecast per vaccine group."""
+    try:
+        dob = _parse_date("--dob", args.dob)
+        as_of = (
+            _parse_date("--as-of", args.as_of)
+            if args.as_of
+            else datetime.now(UTC).date()
+        )
+        doses = [_parse_dose(d) for d in args.dose]
+        observations = [_parse_observation(o) for o in args.observation]
+    except ValueError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 2
     engine = _engine(args)
     if engine is None:
         return 2
     try:
-        doses = [_parse_dose(d) for d in args.dose]
-        observations = [_parse_observation(o) for o in args.observation]
-    except (argparse.ArgumentTypeError, ValueError) as exc:
+        _check_history(engine, dob, as_of, doses, args.dose, observations)
+    except ValueError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 2
-    as_of = args.as_of or datetime.now(UTC).date()
     patient = PatientInput(
-        args.dob,
+        dob,
         args.sex,
         tuple(code for code, _when in observations),
         tuple((code, when) for code, when in observations if when is not None),
@@ -272,20 +335,26 @@ def run_forecast(args: argparse.Namespace) -> int:
     print()
     print("Forecast")
     print(
-        f"  {'vaccine group':<22} {'status':<16} {'dose':>4}  {'earliest':<10}  {'recommended':<11}  {'past due':<10}  latest"
+        f"  {'vaccine group':<22} {'status':<16} {'dose':>4}  {'earliest':<10}  {'recommended':<11}  {'past due':<10}  {'latest':<10}  why no dates"
     )
     for group in result.vaccine_groups:
 
         def fmt(value: date | None) -> str:
             return value.isoformat() if value else "-"
 
-        print(
-            f"  {group.vaccine_group:<22} {group.status:<16} {group.dose_number or '':>4}  {fmt(group.earliest):<10}  {fmt(group.recommended):<11}  {fmt(group.past_due):<10}  {fmt(group.latest)}"
-        )
+        line = f"  {group.vaccine_group:<22} {group.status:<16} {group.dose_number or '':>4}  {fmt(group.earliest):<10}  {fmt(group.recommended):<11}  {fmt(group.past_due):<10}  {fmt(group.latest):<10}"
+        if group.status != "Not Complete":
+            # No dates: the line says why (series complete, aged out, a window
+            # that closes before it opens, a season that has ended...).
+            line = f"{line}  {group.reason}"
+        print(line.rstrip())
         if args.explain:
             for antigen in group.antigens:
-                rules = "; ".join(antigen.rules) or antigen.reason
+                if antigen.status == "Not Complete":
+                    why = "earliest from " + ("; ".join(antigen.rules) or "-")
+                else:
+                    why = antigen.reason
                 print(
-                    f"{'':>6}{antigen.antigen} ({antigen.series}): {antigen.status}; earliest from {rules}"
+                    f"{'':>6}{antigen.antigen} ({antigen.series}): {antigen.status}; {why}"
                 )
     return 0

@@ -372,3 +372,93 @@ def test_systemd_unit_exec_start_is_a_valid_cairn_command_line() -> None:
     argv = exec_start.split()[1:]
     args = build_parser().parse_args(argv)
     assert args.command == "serve"
+
+
+def _cdsi_data() -> str:
+    from tests.conftest import SHARED, shared_path
+
+    return str(
+        shared_path(
+            "CAIRN_CDSI_DIR",
+            SHARED / "cdsi" / "supporting-data",
+            "CDSi supporting data",
+        )
+    )
+
+
+def _forecast(*extra: str) -> list[str]:
+    return [
+        "forecast",
+        "--dob",
+        "2024-01-15",
+        "--sex",
+        "F",
+        "--as-of",
+        "2024-06-01",
+        "--supporting-data",
+        _cdsi_data(),
+        *extra,
+    ]
+
+
+def test_cli_forecast_unknown_cvx_is_one_error_line_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown CVX in --dose is refused (exit 2) in one line that names it; no table."""
+    assert main(_forecast("--dose", "2024-03-20:110", "--dose", "2024-04-20:987")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "unknown CVX '987'" in captured.err
+    assert "2024-04-20:987" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("dose", "names"),
+    [
+        ("2024-03-20", "expected DATE:CVX[:MVX]"),
+        ("2024-3-20:110", "the date '2024-3-20'"),
+        ("2024-02-30:110", "the date '2024-02-30'"),
+        ("2024-03-20:DTaP", "CVX 'DTaP' is not a CVX code"),
+        ("2024-03-20:110:M\x1bSD", "is not an MVX code"),
+        ("2023-12-31:110", "before the birth date 2024-01-15"),
+        ("2024-07-01:110", "after the assessment date 2024-06-01"),
+    ],
+)
+def test_cli_forecast_malformed_dose_names_what_is_wrong(
+    capsys: pytest.CaptureFixture[str], dose: str, names: str
+) -> None:
+    """A malformed --dose exits 2 with one line naming the dose and the part that is wrong."""
+    assert main(_forecast("--dose", dose)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert names in err
+    assert "\x1b" not in err
+
+
+@pytest.mark.parametrize("dob", ["2024-13-15", "15/01/2024", "", "2024-01-15T00:00"])
+def test_cli_forecast_malformed_dob_names_the_flag(
+    capsys: pytest.CaptureFixture[str], dob: str
+) -> None:
+    """A malformed --dob exits 2 with one line naming --dob and the value, not argparse's usage."""
+    argv = _forecast()
+    argv[argv.index("--dob") + 1] = dob
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--dob {dob!r}" in err
+
+
+def test_cli_forecast_readme_example_says_why_rsv_has_no_dates(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's example shows RSV Aged Out with its reason, not a latest date before its earliest."""
+    assert main(_forecast("--dose", "2024-03-20:110")) == 0
+    rsv = next(
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.strip().startswith("RSV")
+    )
+    assert "Aged Out" in rsv
+    assert "unable to finish the series prior to the maximum age" in rsv
+    assert "2024-09-14" not in rsv

@@ -326,3 +326,16 @@ def test_engine_complete_series_tie_goes_to_preference(engine: Forecaster) -> No
     group = result.group("HepB")
     assert group is not None
     assert (group.status, group.series) == ("Complete", "HepB risk 3-dose series")
+
+
+def test_engine_interval_grace_period_holds_after_an_invalid_dose(
+    engine: Forecaster,
+) -> None:
+    """A dose 2 days inside the interval grace after a too-soon dose is valid (v4.6 table 6-18)."""
+    result = _run(
+        engine,
+        [("2024-03-01", "08"), ("2024-03-16", "08"), ("2024-04-11", "08")],
+        "2024-05-01",
+    )
+    assert _eval(result, "HepB", 1) == ("Not Valid", "Interval: too Soon")
+    assert _eval(result, "HepB", 2) == ("Valid", "")
