@@ -147,6 +147,10 @@ class NameFrequencyCache:
         #: How many queries were made (tests and bench read it).
         self.queries = 0
 
+    def __len__(self) -> int:
+        """How many names are cached."""
+        return len(self._names)
+
     def get(
         self,
         patients: PatientRepository,
@@ -231,7 +235,9 @@ class PatientMatcher:
     ) -> None:
         self.match_threshold = match_threshold
         self.possible_threshold = possible_threshold
-        self.frequencies = frequencies or NameFrequencyCache()
+        self.frequencies = (
+            frequencies if frequencies is not None else NameFrequencyCache()
+        )
 
     def find(
         self,
