@@ -122,12 +122,12 @@ class MatchingSettings:
 
     The score is the evidence for a match in bits: the sum over the fields
     compared of log2(m/u), negative for a disagreement (handlers/scoring.py).
-    A common name and an exact birth date and sex alone make about 20; two
-    strangers who share them and nothing else about 9.
+    A common name and an exact birth date and sex alone make about 24; two
+    strangers who share them and disagree on everything else about 8.
     ``bench/matching.py`` measures the precision and recall they give.
     """
 
-    match_threshold: float = 20.0
+    match_threshold: float = 22.0
     possible_threshold: float = 12.0
 
 
@@ -335,7 +335,7 @@ def _check(settings: Settings, source: str) -> None:
             source,
             "matching.match_threshold",
             f"expected at least {MIN_MATCH_THRESHOLD:g} (bits of evidence; "
-            f"the default is 20), got {m.match_threshold!r}",
+            f"the default is 22), got {m.match_threshold!r}",
         )
     if not 0 < m.possible_threshold <= m.match_threshold:
         raise ConfigError(

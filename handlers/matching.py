@@ -108,7 +108,7 @@ def compare_names(
 
 
 #: Default thresholds on the score (bits of evidence, handlers/scoring.py).
-MATCH_THRESHOLD = 20.0
+MATCH_THRESHOLD = 22.0
 POSSIBLE_THRESHOLD = 12.0
 
 

@@ -168,8 +168,9 @@ LEVELS: dict[tuple[str, str], tuple[float, float]] = {
     ("name", "swapped"): (0.02, 0.0005),
     ("name", "weak"): (0.01, 0.02),
     ("name", "different"): (0.02, 0.95),
-    # A mother's maiden name is often sent as her current family name.
-    ("mother", "different"): (0.08, 0.95),
+    # A mother's maiden name is sometimes sent as her current family name;
+    # rarely enough that a child's own mother disagreeing is strong evidence.
+    ("mother", "different"): (0.04, 0.95),
     ("middle", "same"): (0.85, 0.05),
     ("middle", "initial"): (0.10, 0.06),
     ("middle", "differs"): (0.05, 0.90),

@@ -326,3 +326,14 @@ def test_scoring_name_frequency_comes_from_the_registry_when_it_is_large() -> No
     assert name_frequency(3, 10) == pytest.approx(DEFAULT_NAME_FREQUENCY, rel=0.1)
     assert name_frequency(4000, 100000) == pytest.approx(0.04, rel=0.01)
     assert name_frequency(1, 1000000) == MIN_NAME_FREQUENCY
+
+
+def test_scoring_lookalike_stranger_known_only_by_name_and_mother_is_not_a_match() -> (
+    None
+):
+    """Same common name, birth date and sex, a different mother, nothing else sent: not a match."""
+    sparse = replace(BASE, middle="", phone="", street="", postal_code="")
+    stranger = replace(sparse, mother_family="Okafor")
+    frequencies = NameFrequencies(0.02, 0.025, 0.02)  # the bench's commonest names
+    assert compare(sparse, stranger, frequencies=frequencies).score < DEFAULT_MATCH
+    assert compare(sparse, sparse, frequencies=frequencies).score >= DEFAULT_MATCH
