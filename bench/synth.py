@@ -11,7 +11,13 @@ The generator can produce:
   bad messages (unknown CVX, future dates, missing identifiers);
 - QBP^Q11 Z34/Z44 queries for generated patients;
 - noisy copies of a patient (typos, nicknames, swapped names, transposed
-  birth dates, missing fields) and look-alikes (twins, siblings).
+  birth dates, missing fields) and look-alikes (twins, siblings, strangers
+  with the same common name, birth date and sex, and a boy and a girl with
+  near names, a birth date one digit off and the same mother's maiden name).
+
+With ``skewed_names`` names are drawn as in a real population, a few common
+and many rare (Zipf-like weights over the lists, the first names the
+commonest), so that agreeing on a name means more or less by the name.
 """
 
 from __future__ import annotations
@@ -435,6 +441,23 @@ CITIES = (
 )
 CLINICS = ("CLINIC1", "CLINIC2", "PEDSGROUP", "COUNTYHD", "SCHOOLRN", "PHARMACY7")
 
+#: A boy's and a girl's given name one typo apart, or the same (unisex).
+BOY_GIRL = (
+    ("Daniel", "Daniela"),
+    ("Gabriel", "Gabriella"),
+    ("Angel", "Angela"),
+    ("Riley", "Riley"),
+    ("Avery", "Avery"),
+)
+#: How many names of each list count as common (look-alikes are drawn from them).
+COMMON = 10
+
+
+def _zipf(n: int, exponent: float = 0.5) -> list[float]:
+    """Weights for ranks 1..n: the commonest of 150 family names about 4 %."""
+    return [1 / (rank**exponent) for rank in range(1, n + 1)]
+
+
 #: (CVX, MVX, age in days when usually given): a childhood schedule.
 CHILD_DOSES = (
     ("08", "MSD", 0),
@@ -513,25 +536,39 @@ class Submission:
 class Synth:
     """A seeded generator of persons, submissions and queries."""
 
-    def __init__(self, seed: int = 7, today: date | None = None) -> None:
+    def __init__(
+        self, seed: int = 7, today: date | None = None, *, skewed_names: bool = False
+    ) -> None:
         self.rng = random.Random(seed)
         self.today = today or date(2026, 11, 1)
+        self.skewed_names = skewed_names
         self._person = 0
         self._event = 0
         self._control = 0
 
+    def _name(self, names: list[str], common: bool = False) -> str:
+        if common:
+            return self.rng.choice(names[:COMMON])
+        if self.skewed_names:
+            return self.rng.choices(names, weights=_zipf(len(names)))[0]
+        return self.rng.choice(names)
+
     # -- people -------------------------------------------------------------
 
     def person(
-        self, *, sibling_of: Person | None = None, twin_of: Person | None = None
+        self,
+        *,
+        sibling_of: Person | None = None,
+        twin_of: Person | None = None,
+        common: bool = False,
     ) -> Person:
-        """A new true identity (optionally a sibling or twin of another)."""
+        """A new true identity (optionally a sibling or twin of another, or with a common name)."""
         rng = self.rng
         self._person += 1
         sex = rng.choice("FM")
-        given = rng.choice(GIVEN_F if sex == "F" else GIVEN_M)
+        given = self._name(GIVEN_F if sex == "F" else GIVEN_M, common)
         middle = (
-            rng.choice(GIVEN_F if sex == "F" else GIVEN_M) if rng.random() < 0.6 else ""
+            self._name(GIVEN_F if sex == "F" else GIVEN_M) if rng.random() < 0.6 else ""
         )
         if twin_of is not None:
             base = twin_of
@@ -579,12 +616,12 @@ class Synth:
         city, prefix = rng.choice(CITIES)
         return Person(
             self._person,
-            rng.choice(FAMILY),
+            self._name(FAMILY, common),
             given,
             middle,
             sex,
             self.today - timedelta(days=age_days),
-            rng.choice(FAMILY),
+            self._name(FAMILY),
             rng.choice(GIVEN_F),
             f"{rng.randint(10, 9999)} {rng.choice(STREETS)} St",
             city,
@@ -596,6 +633,72 @@ class Synth:
         """Two persons born together: same family, birth date, address, mother."""
         first = replace(self.person(), multiple_birth="Y", birth_order=1)
         return first, self.person(twin_of=first)
+
+    def lookalike(self, of: Person) -> Person:
+        """A stranger with the same name, birth date and sex, and nothing else shared.
+
+        Another mother's maiden name, phone, street, ZIP and middle initial.
+        """
+        rng = self.rng
+        self._person += 1
+        names = GIVEN_F if of.sex == "F" else GIVEN_M
+        middle = of.middle
+        while middle[:1] == of.middle[:1]:
+            middle = rng.choice(names)
+        return replace(
+            of,
+            person_id=self._person,
+            middle=middle,
+            mother_family=_other(rng, FAMILY, of.mother_family),
+            mother_given=rng.choice(GIVEN_F),
+            **self._elsewhere(of),
+        )
+
+    def lookalike_pair(self) -> tuple[Person, Person]:
+        """A child with a common name and middle name, and a look-alike stranger."""
+        base = self.person(common=True)
+        if not base.middle:
+            base = replace(
+                base, middle=self.rng.choice(GIVEN_F if base.sex == "F" else GIVEN_M)
+            )
+        return base, self.lookalike(base)
+
+    def boy_and_girl(self) -> tuple[Person, Person]:
+        """A boy and a girl: near given names, a birth date one digit off, and the same mother's maiden name by chance."""
+        rng = self.rng
+        boy_name, girl_name = rng.choice(BOY_GIRL)
+        boy = replace(self.person(common=True), sex="M", given=boy_name)
+        born = boy.birth_date
+        # The day's last digit changed (14 -> 17), or its first (30 -> 20).
+        days = [d for d in range(1, 29) if d // 10 == born.day // 10 and d != born.day]
+        day = rng.choice(days) if days else born.day - 10
+        self._person += 1
+        girl = replace(
+            boy,
+            person_id=self._person,
+            sex="F",
+            given=girl_name,
+            middle="",
+            birth_date=born.replace(day=day),
+            mother_given=rng.choice(GIVEN_F),
+            **self._elsewhere(boy),
+        )
+        return boy, girl
+
+    def _elsewhere(self, of: Person) -> dict[str, str]:
+        """Another street, city, ZIP and phone than ``of``'s."""
+        rng = self.rng
+        city, prefix = rng.choice(CITIES)
+        zip_code = of.zip_code
+        while zip_code[:5] == of.zip_code[:5]:
+            zip_code = f"{prefix}{rng.randint(10, 99)}"
+        phone = of.phone
+        while phone[-7:] == of.phone[-7:]:
+            phone = f"{of.phone[:3]}{rng.randint(2000000, 9999999)}"
+        street = (
+            f"{rng.randint(10, 9999)} {_other(rng, STREETS, of.street.split()[-2])} St"
+        )
+        return {"street": street, "city": city, "zip_code": zip_code, "phone": phone}
 
     def noisy(self, person: Person) -> Person:
         """A copy of a person as another clinic might have typed it."""
@@ -792,3 +895,10 @@ def _different(rng: random.Random, given: str, other: str, sex: str) -> str:
     while given == other:
         given = rng.choice(names)
     return given
+
+
+def _other(rng: random.Random, names: list[str], avoid: str) -> str:
+    name = avoid
+    while name == avoid:
+        name = rng.choice(names)
+    return name

@@ -113,16 +113,23 @@ class CdsiSettings:
     supporting_data: str = ""
 
 
+#: Below this a common name and a birth date one digit off would be a match.
+MIN_MATCH_THRESHOLD = 10.0
+
+
 @dataclass(frozen=True)
 class MatchingSettings:
-    """Patient matching thresholds on the weighted score.
+    """Patient matching thresholds on the Fellegi-Sunter score.
 
-    The score runs from -1 (every comparison disagrees) to 1 (all agree);
+    The score is the evidence for a match in bits: the sum over the fields
+    compared of log2(m/u), negative for a disagreement (handlers/scoring.py).
+    A common name and an exact birth date and sex alone make about 24; two
+    strangers who share them and disagree on everything else about 8.
     ``bench/matching.py`` measures the precision and recall they give.
     """
 
-    match_threshold: float = 0.55
-    possible_threshold: float = 0.30
+    match_threshold: float = 22.0
+    possible_threshold: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -361,11 +368,20 @@ def _check(settings: Settings, source: str) -> None:
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
     m = settings.matching
-    if not 0 < m.possible_threshold <= m.match_threshold <= 1:
+    if m.match_threshold < MIN_MATCH_THRESHOLD:
+        # The score was a weighted mean from -1 to 1 before; an old setting
+        # such as 0.55 would now merge strangers who share a birth date.
+        raise ConfigError(
+            source,
+            "matching.match_threshold",
+            f"expected at least {MIN_MATCH_THRESHOLD:g} (bits of evidence; "
+            f"the default is 22), got {m.match_threshold!r}",
+        )
+    if not 0 < m.possible_threshold <= m.match_threshold:
         raise ConfigError(
             source,
             "matching",
-            "expected 0 < possible_threshold <= match_threshold <= 1",
+            "expected 0 < possible_threshold <= match_threshold",
         )
 
 

@@ -9,25 +9,32 @@ outcome is ``match``, ``possible`` or ``none`` with the reasons that decided.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from handlers.scoring import (
+    DEFAULT_NAME_FREQUENCY,
+    NameFrequencies,
     Person,
     birth_date_variants,
     compare,
+    is_nickname,
+    name_frequency,
     normalize_name,
     within_one_edit,
 )
 
 if TYPE_CHECKING:
-    from storage import PatientRecord, UnitOfWork
+    from storage import PatientRecord, PatientRepository, UnitOfWork
 
 __all__ = [
     "Candidate",
     "MatchResult",
+    "NameFrequencyCache",
     "PatientMatcher",
     "compare_names",
     "identity_conflict",
@@ -120,14 +127,17 @@ def names_agree(a: str, b: str) -> bool:
     """Whether two spellings of one name may be the same name.
 
     Empty on either side agrees (nothing to compare). Otherwise: equal after
-    normalization, one typo apart, one a prefix of the other (a nickname such
-    as Nick for Nicholas, an initial), or a word in common (a hyphenated or
-    double family name reported in part).
+    normalization, one typo apart, one a prefix of the other (Nick for
+    Nicholas, an initial), nicknames of one another (Dot for Dorothy, from
+    the ``nicknames`` package), or a word in common (a hyphenated or double
+    family name reported in part).
     """
     na, nb = normalize_name(a), normalize_name(b)
     if not na or not nb:
         return True
     if within_one_edit(na, nb) or na.startswith(nb) or nb.startswith(na):
+        return True
+    if is_nickname(na, nb):
         return True
     return bool(set(_tokens(a)) & set(_tokens(b)))
 
@@ -200,19 +210,137 @@ def query_disagreement(
     return "identifier held by a patient whose " + ", ".join(problems) + " disagree"
 
 
+#: Default thresholds on the score (bits of evidence, handlers/scoring.py).
+MATCH_THRESHOLD = 22.0
+POSSIBLE_THRESHOLD = 12.0
+
+
+class NameFrequencyCache:
+    """How common each name is in a region, read from the registry and kept.
+
+    At most one query per call, and none once the names are known: a name's
+    frequency is kept until ``ttl`` seconds have passed or the region has
+    grown by half since it was read; the region's patient count is re-read
+    once the registry may have grown by a tenth (every call may add one
+    patient) or after ``ttl``. At most ``size`` names are kept, the least
+    recently used dropped first. Nothing here is needed for correctness: a
+    stale frequency only weighs a name a little differently.
+
+    Args:
+        size: the most names kept (about 200 bytes each).
+        ttl: seconds after which a count is read again.
+        clock: monotonic seconds (injected by tests).
+    """
+
+    def __init__(
+        self,
+        size: int = 20000,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._clock = clock
+        #: (region, "f" or "g", normalized name) -> (u, region total then, when)
+        self._names: OrderedDict[tuple[str, str, str], tuple[float, int, float]] = (
+            OrderedDict()
+        )
+        #: region -> [total, when read, calls since]
+        self._totals: dict[str, list[float]] = {}
+        #: How many queries were made (tests and bench read it).
+        self.queries = 0
+
+    def __len__(self) -> int:
+        """How many names are cached."""
+        return len(self._names)
+
+    def get(
+        self,
+        patients: PatientRepository,
+        region: str,
+        family: str,
+        given: str,
+        mother: str,
+    ) -> NameFrequencies:
+        """The frequencies of these names in the region (one query at most)."""
+        now = self._clock()
+        known = self._totals.get(region)
+        need_total = (
+            known is None
+            or now - known[1] > self._ttl
+            or known[2] > known[0] / 10 + 100
+        )
+        if known is not None:
+            known[2] += 1
+        estimate = known[0] + known[2] if known is not None else 0.0
+        wanted = {("f", family), ("f", mother), ("g", given)}
+        stale: dict[tuple[str, str, str], str] = {}
+        for kind, name in wanted:
+            norm = normalize_name(name)
+            if not norm:
+                continue
+            key = (region, kind, norm)
+            entry = self._names.get(key)
+            if (
+                entry is None
+                or now - entry[2] > self._ttl
+                or estimate > 1.5 * entry[1] + 100
+            ):
+                stale[key] = name
+            else:
+                self._names.move_to_end(key)
+        if need_total or stale:
+            self.queries += 1
+            counts = patients.name_counts(
+                region,
+                [n for (_r, k, _n), n in stale.items() if k == "f"],
+                [n for (_r, k, _n), n in stale.items() if k == "g"],
+                total=need_total,
+            )
+            if counts.total is not None:
+                known = self._totals[region] = [float(counts.total), now, 0.0]
+            total = int(known[0]) if known is not None else 0
+            for key, name in stale.items():
+                by_name = counts.family if key[1] == "f" else counts.given
+                freq = (
+                    name_frequency(by_name[name], total)
+                    if name in by_name
+                    else DEFAULT_NAME_FREQUENCY  # a name without a key
+                )
+                self._names[key] = (freq, total, now)
+                self._names.move_to_end(key)
+            while len(self._names) > self._size:
+                self._names.popitem(last=False)
+
+        def u(kind: str, name: str) -> float:
+            entry = self._names.get((region, kind, normalize_name(name)))
+            return entry[0] if entry is not None else DEFAULT_NAME_FREQUENCY
+
+        return NameFrequencies(u("f", family), u("g", given), u("f", mother))
+
+
 class PatientMatcher:
     """Finds stored patients for incoming demographics.
 
     Args:
-        match_threshold: score from which two records are the same patient.
-        possible_threshold: score from which a pair goes to review.
+        match_threshold: score (bits) from which two records are the same
+            patient.
+        possible_threshold: score (bits) from which a pair goes to review.
+        frequencies: how common names are in each region (a cache of the
+            registry's own counts); one is made when not given.
     """
 
     def __init__(
-        self, match_threshold: float = 0.55, possible_threshold: float = 0.30
+        self,
+        match_threshold: float = MATCH_THRESHOLD,
+        possible_threshold: float = POSSIBLE_THRESHOLD,
+        frequencies: NameFrequencyCache | None = None,
     ) -> None:
         self.match_threshold = match_threshold
         self.possible_threshold = possible_threshold
+        self.frequencies = (
+            frequencies if frequencies is not None else NameFrequencyCache()
+        )
 
     def find(
         self,
@@ -271,19 +399,40 @@ class PatientMatcher:
         own = {
             (authority or sender): value for value, authority, _t in patient.identifiers
         }
-        for record in uow.patients.find_match_candidates(
-            region,
-            incoming.birth_date,
-            _past(birth_date_variants(incoming.birth_date), today),
-            incoming.family,
-            incoming.given,
-        ):
-            if any(
+        candidates = [
+            record
+            for record in uow.patients.find_match_candidates(
+                region,
+                incoming.birth_date,
+                _past(birth_date_variants(incoming.birth_date), today),
+                incoming.family,
+                incoming.given,
+            )
+            # The same authority gave this record another id: another person.
+            if not any(
                 i.authority in own and own[i.authority] != i.value
                 for i in record.identifiers
-            ):
-                continue  # the same authority gave this record another id: another person
-            result = compare(incoming, _record_person(record), explain=False)
+            )
+        ]
+        # Term frequencies are read only when there is something to score.
+        frequencies = (
+            self.frequencies.get(
+                uow.patients,
+                region,
+                incoming.family,
+                incoming.given,
+                incoming.mother_family,
+            )
+            if candidates
+            else None
+        )
+        for record in candidates:
+            result = compare(
+                incoming,
+                _record_person(record),
+                explain=False,
+                frequencies=frequencies,
+            )
             if result.vetoed:
                 continue
             if best is None or result.score > best[0]:
@@ -296,7 +445,9 @@ class PatientMatcher:
             )
         score, record, review_only = best
         # Only the decision's record is explained (the reasons are stored with it).
-        reasons = compare(incoming, _record_person(record)).reasons
+        reasons = compare(
+            incoming, _record_person(record), frequencies=frequencies
+        ).reasons
         if score >= self.match_threshold and not review_only:
             return MatchResult("match", record.id, reasons, score, record.id, record)
         if score >= self.possible_threshold:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -348,6 +349,61 @@ def _match_candidates(shape: tuple[int, int, bool]) -> Any:
 _MATCH_CANDIDATES = StatementFamily(
     lambda shape: (_match_candidates(shape), _PATIENT_COLUMNS)
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NameCounts:
+    """How many patients of a region share each name key (term frequencies).
+
+    ``family`` and ``given`` map each name asked about to the number of the
+    region's patients whose family (or given) name has the same blocking key
+    (storage/keys.py); a name without a key is left out. ``total`` is the
+    number of patients in the region, or None when it was not asked for.
+    """
+
+    total: int | None
+    family: dict[str, int]
+    given: dict[str, int]
+
+
+def _name_counts(shape: tuple[int, int, bool]) -> Any:
+    """Per-key patient counts and, optionally, the region's total, in one UNION ALL.
+
+    Each arm is a range of the (region, family_key, birth_date) or (region,
+    given_key, birth_date) index, counted without reading the table on
+    PostgreSQL (index-only scan) or SQLite (covering index).
+    """
+    n_family, n_given, total = shape
+    parts = []
+    for kind, key, n, prefix in (
+        ("f", patients.c.family_key, n_family, "f"),
+        ("g", patients.c.given_key, n_given, "g"),
+    ):
+        if n:
+            parts.append(
+                select(
+                    literal(kind).label("kind"),
+                    key.label("key"),
+                    func.count().label("n"),
+                )
+                .where(
+                    patients.c.region == bindparam("region"), _in_list(key, prefix, n)
+                )
+                .group_by(key)
+            )
+    if total:
+        parts.append(
+            select(
+                literal("t").label("kind"),
+                literal("").label("key"),
+                func.count().label("n"),
+            ).where(patients.c.region == bindparam("region"))
+        )
+    return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
+_NAME_COUNTS = StatementFamily(lambda shape: (_name_counts(shape), []))
+
 _IDENTIFIER_COLUMNS = [
     patient_identifiers.c.patient_id,
     patient_identifiers.c.value,
@@ -952,6 +1008,52 @@ class PatientRepository:
                 seen.add(row[0])
                 unique.append(row)
         return self._load(unique)
+
+    def name_counts(
+        self,
+        region: str,
+        family: Iterable[str] = (),
+        given: Iterable[str] = (),
+        *,
+        total: bool = False,
+    ) -> NameCounts:
+        """How common each name is in the region: patients sharing its name key.
+
+        Term frequencies for matching: the share of the region's patients who
+        have a name is how often two strangers agree on it. Counted per
+        blocking key (storage/keys.py), so similar spellings count together
+        (Garcia with Garza): a common name is never taken for a rare one.
+        One statement; ``total`` adds the region's patient count to it.
+
+        Args:
+            region: the region whose patients are counted.
+            family: family names (a mother's maiden name is a family name).
+            given: given names.
+            total: whether to count the region's patients as well.
+        """
+        family_keys = {name: name_key(name) for name in family}
+        given_keys = {name: name_key(name) for name in given}
+        fkeys = sorted({k for k in family_keys.values() if k})
+        gkeys = sorted({k for k in given_keys.values() if k})
+        if not (fkeys or gkeys or total):
+            return NameCounts(None, {}, {})
+        params: dict[str, Any] = {"region": region}
+        params.update(_in_values("f", fkeys))
+        params.update(_in_values("g", gkeys))
+        counts: dict[tuple[str, str], int] = {}
+        region_total: int | None = None
+        for kind, key, n in self._sql.all(
+            _NAME_COUNTS[(len(fkeys), len(gkeys), total)], params
+        ):
+            if kind == "t":
+                region_total = int(n)
+            else:
+                counts[(kind, key)] = int(n)
+        return NameCounts(
+            region_total,
+            {n: counts.get(("f", k), 0) for n, k in family_keys.items() if k},
+            {n: counts.get(("g", k), 0) for n, k in given_keys.items() if k},
+        )
 
     def survivor(self, region: str, patient_id: int) -> int:
         """The patient a merged record reads through (itself when not merged)."""

@@ -181,3 +181,13 @@ def test_cli_config_error_lists_every_unknown_key_on_one_line(
     assert err.count("\n") == 1
     assert "server.bogus" in err
     assert "logging.formatt" in err
+
+
+def test_settings_old_zero_to_one_match_threshold_is_refused(tmp_path: Path) -> None:
+    """A 0-1 threshold from before the scores were bits is an error naming the key."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[matching]\nmatch_threshold = 0.55\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert "matching.match_threshold" in str(caught.value)
+    assert "bits" in str(caught.value)

@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date
 
-from handlers.matching import PatientMatcher
+import pytest
+
+from handlers.matching import NameFrequencyCache, PatientMatcher
+from handlers.scoring import name_frequency
 from storage import Database, NewPatient
 
 
@@ -93,3 +96,157 @@ def test_nearby_birth_dates_still_to_come_are_not_searched(db: Database) -> None
     assert undated.candidate_id == later, undated.reasons
     assert dated.candidate_id is None
     assert dated.outcome == "none"
+
+
+def _stranger(given: str, **changes: object) -> NewPatient:
+    """A stored child with a common name, born 2022-04-09, who shares nothing else with ``_Incoming``."""
+    return replace(
+        NewPatient(
+            region="BAY",
+            birth_date=date(2022, 4, 9),
+            sex="F",
+            family_name="Okonkwo",
+            given_name=given,
+            middle_name="Ngozi",
+            mother_maiden_family="Eze",
+            phone="5105550199",
+            street="77 Palm St",
+            postal_code="94601",
+        ),
+        **changes,
+    )
+
+
+@dataclass(frozen=True)
+class _Mother:
+    family: str = "Adeyemi"
+
+
+@dataclass(frozen=True)
+class _FullIncoming:
+    identifiers: tuple[tuple[str, str, str], ...] = (("NEW1", "CLINIC9", "MR"),)
+    birth_date: date = date(2022, 4, 9)
+    sex: str = "F"
+    multiple_birth: str = ""
+    birth_order: int | None = None
+    name: _Name = _Name(middle="Chioma")
+    mother_maiden_name: _Mother = _Mother()
+    phone: str = "4155550101"
+    street: str = "12 Mission St"
+    postal_code: str = "94110"
+
+
+def test_name_counts_count_patients_per_name_key(db: Database) -> None:
+    """Counts are per Soundex key (similar spellings together), per region, with the total on request."""
+    with db.transaction() as uow:
+        for family, given in [
+            ("Garcia", "Sofia"),
+            ("Garza", "Mia"),
+            ("GARCÍA", "Sophia"),
+            ("Smith", "Sofia"),
+        ]:
+            uow.patients.insert(replace(_patient(given, ""), family_name=family))
+        uow.patients.insert(
+            replace(_patient("Sofia", ""), region="NORTH", family_name="Garcia")
+        )
+    with db.transaction() as uow:
+        counts = uow.patients.name_counts(
+            "BAY", ["Garcia", "Lee", "---"], ["Sofia"], total=True
+        )
+        without_total = uow.patients.name_counts("BAY", [], ["Mia"])
+    assert counts.total == 4
+    assert counts.family == {"Garcia": 3, "Lee": 0}  # a name without a key: left out
+    assert counts.given == {"Sofia": 3}  # Sophia shares Sofia's key
+    assert without_total.total is None
+    assert without_total.given == {"Mia": 1}
+
+
+def test_matcher_lookalike_stranger_is_not_merged(db: Database) -> None:
+    """A stored child with the same common name, birth date and sex but nothing else shared is another child."""
+    with db.transaction() as uow:
+        for i in range(30):  # make Okonkwo and Amara common in this region
+            uow.patients.insert(
+                _stranger("Amara", birth_date=date(2010, 1, 1 + i % 28))
+            )
+        stranger = uow.patients.insert(_stranger("Amara"))
+    with db.transaction() as uow:
+        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+    assert result.outcome == "none", result.reasons
+    assert result.candidate_id == stranger
+    assert any(r.startswith("mother") and "(-" in r for r in result.reasons)
+
+
+def test_matcher_the_same_child_from_another_clinic_is_merged(db: Database) -> None:
+    """The same child typed by another clinic (a nickname, no address) is still a match."""
+    with db.transaction() as uow:
+        same = uow.patients.insert(
+            _stranger(
+                "Amara",
+                middle_name="Chioma",
+                mother_maiden_family="Adeyemi",
+                phone="",
+                street="",
+                postal_code="",
+            )
+        )
+    with db.transaction() as uow:
+        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+    assert result.outcome == "match", result.reasons
+    assert result.patient_id == same
+
+
+def test_matcher_boy_and_girl_are_never_merged_automatically(db: Database) -> None:
+    """A boy with a near birth date and, by chance, the same mother's maiden name is not merged into a girl."""
+    with db.transaction() as uow:
+        boy = uow.patients.insert(
+            _stranger(
+                "Amara",
+                sex="M",
+                birth_date=date(2022, 4, 8),
+                mother_maiden_family="Adeyemi",
+            )
+        )
+    with db.transaction() as uow:
+        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+    assert result.outcome != "match"
+    assert result.candidate_id == boy
+    assert "sex differs: not merged without review" in result.reasons
+
+
+def test_matcher_reads_name_frequencies_once_and_caches_them(db: Database) -> None:
+    """Term frequencies cost at most one query per VXU, and none once the names are cached."""
+    with db.transaction() as uow:
+        uow.patients.insert(_stranger("Amara"))
+    cache = NameFrequencyCache()
+    matcher = PatientMatcher(frequencies=cache)
+    with db.transaction() as uow:
+        matcher.find(uow, "BAY", "CLINIC9", _FullIncoming())
+        assert cache.queries == 1
+        matcher.find(uow, "BAY", "CLINIC9", _FullIncoming())
+        matcher.find(uow, "BAY", "CLINIC9", replace(_FullIncoming(), sex="M"))
+    assert cache.queries == 1
+
+
+def test_name_frequency_cache_refreshes_after_its_ttl_and_stays_bounded(
+    db: Database,
+) -> None:
+    """A cached count is read again once it is older than the TTL, and the cache never holds more than its size."""
+    now = [0.0]
+    cache = NameFrequencyCache(size=4, ttl=60.0, clock=lambda: now[0])
+    with db.transaction() as uow:
+        for i in range(40):
+            uow.patients.insert(_stranger("Amara", phone=f"510555{i:04d}"))
+        first = cache.get(uow.patients, "BAY", "Okonkwo", "Amara", "Eze")
+        cache.get(uow.patients, "BAY", "Okonkwo", "Amara", "Eze")
+        assert cache.queries == 1
+        for i in range(1000):
+            uow.patients.insert(_stranger("Nkechi", family_name=f"Zz{i}"))
+        now[0] = 61.0
+        later = cache.get(uow.patients, "BAY", "Okonkwo", "Amara", "Eze")
+        assert cache.queries == 2
+        for name in ("Ada", "Bola", "Chidi", "Dayo"):
+            cache.get(uow.patients, "BAY", name, name, "")
+    assert len(cache) <= 4
+    # 40 of 40 patients, smoothed towards the default; then 40 of 1,040.
+    assert first.family > later.family
+    assert later.family == pytest.approx(name_frequency(40, 1040))
