@@ -205,7 +205,7 @@ class VxuValidator:
                     "100",
                     problem.segment,
                     problem.occurrence,
-                    None,
+                    problem.field,
                     "3",
                     f"{problem.reason}; segment ignored",
                 )
@@ -841,6 +841,24 @@ class VxuValidator:
     ) -> CleanDose | None:
         rxa = group.administration
         orc = group.order
+        glue = group.glued_into
+        if glue is not None:
+            # Its first segment lost the terminator before it (issue 15 item
+            # 7): which fields belong to which segment is a guess, so the
+            # dose is not stored, and the ACK names it.
+            out.add(
+                issue(
+                    "E",
+                    "100",
+                    glue.segment,
+                    glue.occurrence,
+                    glue.field,
+                    "3",
+                    f"order group {group.index} is glued into {glue.segment}-{glue.field} "
+                    f"(the segment terminator before it is missing); order group {group.index} rejected",
+                )
+            )
+            return None
         if rxa is None:
             occ = orc.occurrence if orc else 1
             out.add(
