@@ -94,7 +94,7 @@ FIELD_LIMITS = (
     FieldLimit("OBX", 2, 1, 1, 4, REJECT, "value type"),
     FieldLimit("OBX", 3, 2, 1, 200, TRUNCATE, "observation identifier text"),
     FieldLimit("OBX", 4, 1, 1, 20, REJECT, "observation sub-id"),
-    FieldLimit("OBX", 5, 1, 1, 20, REJECT, "observation value code", _CODED),
+    FieldLimit("OBX", 5, 1, 1, 60, REJECT, "observation value code", _CODED),
     FieldLimit("OBX", 5, 1, 1, 20, REJECT, "funding code", _FUNDING),
     FieldLimit("OBX", 5, 3, 1, 40, REJECT, "observation value coding system", _CODED),
 )

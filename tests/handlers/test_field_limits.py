@@ -71,13 +71,16 @@ _COLUMNS = {
     ("OBX", 4, 1, 1): ("observations", "sub_id"),
     ("OBX", 5, 3, 1): ("observations", "value_system"),
 }
+#: OBX-5.1 is stored as the value code, and for funding also in these.
+_ALSO = {("OBX", 5, 1, 1): ("observations", "value_code")}
 
 
 def test_field_limits_never_exceed_the_column_that_stores_the_value() -> None:
     """Every row whose value lands in a VARCHAR column allows at most that column's size."""
     checked = 0
     for row in FIELD_LIMITS:
-        where = _COLUMNS.get((row.segment, row.field, row.component, row.subcomponent))
+        key = (row.segment, row.field, row.component, row.subcomponent)
+        where = _COLUMNS.get(key) or _ALSO.get(key)
         if where is None:
             continue
         column = schema.metadata.tables[where[0]].c[where[1]]
@@ -85,7 +88,7 @@ def test_field_limits_never_exceed_the_column_that_stores_the_value() -> None:
         assert column.type.length is not None
         assert row.max_length <= column.type.length, (row, where)
         checked += 1
-    assert checked == len(_COLUMNS)
+    assert checked == len(_COLUMNS) + 2  # two OBX-5.1 rows
 
 
 def _pipeline(db: Database) -> MessagePipeline:
@@ -231,3 +234,15 @@ def test_field_limits_keep_line_breaks_in_observation_text(db: Database) -> None
     payload = _send(db, vxu(doses=[Dose(observations=[obx])]))
     assert not [t for t in _err_texts(payload) if "control character" in t]
     assert _scalar(db, "SELECT value_text FROM observations") == "line one\rline two"
+
+
+def test_field_limits_keep_a_24_digit_vis_barcode(db: Database) -> None:
+    """A VIS document code (69764-9, a 24-digit GDTI) is within the OBX-5.1 limit."""
+    obx = (
+        "OBX|1|CE|69764-9^VIS^LN|1|253088698300026411110419^Hep B VIS^cdcgs1vis||||||F"
+    )
+    payload = _send(db, vxu(doses=[Dose(observations=[obx])]))
+    assert not [t for t in _err_texts(payload) if "|E|" in t]
+    assert _scalar(db, "SELECT value_code FROM observations") == (
+        "253088698300026411110419"
+    )
