@@ -23,6 +23,7 @@ unknown query name                      Z33      AR     AR
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -33,10 +34,16 @@ from handlers.disclosure import Access, PatientView, access_of, read_view
 from handlers.matching import Candidate, PatientMatcher
 from handlers.rsp_body import ForecastService, patient_segments, vaccination_segments
 from handlers.vxu_validation import issue
-from parsers import Issue, Message
+from parsers import Issue, Message, PersonName
 from parsers.builder import OutSegment
 from parsers.datatypes import parse_date
-from parsers.query import QueryResponse, QueryStatus, QueryView, read_query
+from parsers.query import (
+    QueryParameters,
+    QueryResponse,
+    QueryStatus,
+    QueryView,
+    read_query,
+)
 from storage import NewAuditEntry
 
 if TYPE_CHECKING:
@@ -180,6 +187,28 @@ class QbpHandler:
                     "QPD-2 (query tag) is missing",
                 )
             )
+        for field_no, label, values in (
+            (2, "QPD-2 (query tag)", (params.query_tag,)),
+            (3, "QPD-3 (patient identifier)", _identifier_values(params)),
+            (4, "QPD-4 (patient name)", _name_values(params.name)),
+            (
+                5,
+                "QPD-5 (mother's maiden name)",
+                _name_values(params.mother_maiden_name),
+            ),
+        ):
+            if any(_CONTROL.search(v) for v in values):
+                issues.append(
+                    issue(
+                        "E",
+                        "102",
+                        "QPD",
+                        params.occurrence,
+                        field_no,
+                        "4",
+                        f"{label} contains a control character; query rejected",
+                    )
+                )
         limit, limit_problem = self._limit(view, issues)
         birth = parse_date(params.birth_date)
         if birth.problem:
@@ -541,13 +570,25 @@ class QbpHandler:
                 patient_id=cand.patient.id if cand else None,
                 patient_region=cand.patient.region if cand else None,
                 journal_id=ctx.journal_id,
-                query_tag=tag[:64],
+                query_tag=_CONTROL.sub("", tag)[:64],
                 action="query",
                 outcome=outcome,
                 profile=profile,
                 detail=detail[:300],
             )
         )
+
+
+#: C0, DEL and C1 control characters: never part of a query's values.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _identifier_values(params: QueryParameters) -> tuple[str, ...]:
+    return tuple(v for i in params.identifiers for v in (i.value, i.authority))
+
+
+def _name_values(name: PersonName) -> tuple[str, ...]:
+    return (name.family, name.given, name.middle)
 
 
 def _disclosed(view: PatientView) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from handlers.context import CodeLookup
+from handlers.field_limits import DOSE_SEGMENTS, MESSAGE_FIELDS, VXU_FIELD_RULES
 from handlers.ndc import resolve_vaccine_code
 from parsers import (
     AdministrationView,
@@ -30,12 +31,17 @@ from parsers import (
     PersonName,
     Severity,
     VxuView,
+    read_vxu,
 )
 from parsers.datatypes import is_number, parse_date
+from parsers.fields import FieldFinding
 
 #: CVX codes with a special meaning (REFERENCE §4.6).
 NO_VACCINE_CVX = "998"
 UNKNOWN_CVX = "999"
+
+#: vaccinations.lot_numbers holds every RXA-15 repetition joined by ``~``.
+_LOTS_MAX = 200
 
 #: Information sources meaning "administered by the sender" (NIP001).
 NEW_RECORD = "00"
@@ -71,6 +77,77 @@ def issue(
         app_code,
         text,
     )
+
+
+def _is_digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``²``, which ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
+def _field_findings(
+    vxu: VxuView, findings: tuple[FieldFinding, ...], out: ValidatedVxu
+) -> bool:
+    """Report each broken field limit (handlers.field_limits) at its field.
+
+    Returns:
+        Whether one of them rejects the message (a required patient field).
+    """
+    groups: dict[tuple[str, int], int] = {}
+    for group in vxu.orders:
+        for name, seg in (
+            ("ORC", group.order),
+            ("RXA", group.administration),
+            ("RXR", group.route),
+        ):
+            if seg is not None:
+                groups[(name, seg.occurrence)] = group.index
+    fatal = False
+    for f in findings:
+        key = (f.segment, f.occurrence)
+        where = f"{f.segment}-{f.field}.{f.component}" + (
+            f".{f.subcomponent}" if f.subcomponent > 1 else ""
+        )
+        if f.kind == "truncated":
+            assert f.limit is not None
+            severity: Severity = "W"
+            app_code = "8"
+            text = (
+                f"{where} ({f.limit.name}) is longer than {f.limit.max_length} "
+                f"characters; truncated to {f.limit.max_length}"
+            )
+        else:
+            severity, app_code = "E", "4"
+            reason = (
+                "contains a control character"
+                if f.limit is None
+                else f"({f.limit.name}) is longer than {f.limit.max_length} characters"
+            )
+            if (f.segment, f.field) in MESSAGE_FIELDS:
+                consequence = "message rejected"
+                fatal = True
+            elif f.segment in DOSE_SEGMENTS and key in groups:
+                consequence = f"order group {groups[key]} rejected"
+                out.rejected_segments.add(key)
+            else:
+                consequence = "value ignored"
+            text = f"{where} {reason}; {consequence}"
+        out.add(
+            Issue(
+                severity,
+                "102",
+                Location(
+                    f.segment,
+                    f.occurrence,
+                    f.field,
+                    f.repetition + 1,
+                    f.component,
+                    f.subcomponent if f.subcomponent > 1 else None,
+                ),
+                app_code,
+                text,
+            )
+        )
+    return fatal
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +256,8 @@ class ValidatedVxu:
     rejected_doses: int = 0
     #: a message-level problem: nothing is stored
     rejected: bool = False
+    #: segments (id, occurrence) holding a rejected value (handlers.field_limits)
+    rejected_segments: set[tuple[str, int]] = field(default_factory=set)
 
     def add(self, item: Issue) -> None:
         """Record one finding."""
@@ -198,6 +277,12 @@ class VxuValidator:
     def validate(self, vxu: VxuView, today: date) -> ValidatedVxu:
         """Validate a message; see the module docstring for the policy."""
         out = ValidatedVxu()
+        fatal = False
+        if vxu.message is not None:
+            checked, findings = VXU_FIELD_RULES.apply(vxu.message)
+            if findings:
+                vxu = read_vxu(checked)
+                fatal = _field_findings(vxu, findings, out)
         self._header(vxu, out)
         for problem in vxu.problems:
             out.add(
@@ -206,7 +291,7 @@ class VxuValidator:
                     "100",
                     problem.segment,
                     problem.occurrence,
-                    None,
+                    problem.field,
                     "3",
                     f"{problem.reason}; segment ignored",
                 )
@@ -236,7 +321,7 @@ class VxuValidator:
                     )
                 )
         patient = self._patient(vxu.patient, vxu.patient_additional, today, out)
-        if patient is None:
+        if patient is None or fatal:
             out.rejected = True
             return out
         out.patient = patient
@@ -533,9 +618,9 @@ class VxuValidator:
                     f"PID-{n} ({_PID_FIELD_NAMES.get(n, 'not supported')}) is not supported; ignored",
                 )
             )
-        race = self._codes_in(pid.races, "HL70005", "PID", occ, 10, "race", out)
+        race = self._codes_in(pid.races, "HL70005", "PID", occ, 10, "race", out, 100)
         ethnicity = self._codes_in(
-            pid.ethnicity, "HL70189", "PID", occ, 22, "ethnicity", out
+            pid.ethnicity, "HL70189", "PID", occ, 22, "ethnicity", out, 40
         )
         addr = pid.addresses[0] if pid.addresses else None
         if addr is not None and addr.state and len(addr.state) != 2:
@@ -581,7 +666,7 @@ class VxuValidator:
             multiple_birth = ""
         birth_order: int | None = None
         if pid.birth_order:
-            if pid.birth_order.isdigit():
+            if _is_digits(pid.birth_order):
                 birth_order = int(pid.birth_order)
             else:
                 out.add(
@@ -662,6 +747,7 @@ class VxuValidator:
         field_no: int,
         what: str,
         out: ValidatedVxu,
+        max_length: int,
     ) -> str:
         kept = []
         for value in values:
@@ -682,7 +768,26 @@ class VxuValidator:
                         f"{segment}-{field_no} ({what}) code is not in table {table[-4:]}; ignored",
                     )
                 )
-        return "~".join(kept)
+        # Each code once, and no more than the column holds (race 100,
+        # ethnicity 40: handlers.field_limits); the rest is reported.
+        joined = ""
+        for code in dict.fromkeys(kept):
+            candidate = f"{joined}~{code}" if joined else code
+            if len(candidate) > max_length:
+                out.add(
+                    issue(
+                        "W",
+                        "102",
+                        segment,
+                        occurrence,
+                        field_no,
+                        "8",
+                        f"{segment}-{field_no} ({what}) has more codes than the registry keeps ({max_length} characters); the rest ignored",
+                    )
+                )
+                break
+            joined = candidate
+        return joined
 
     def _pd1(
         self, pd1: PatientAdditionalView | None, out: ValidatedVxu
@@ -805,7 +910,7 @@ class VxuValidator:
                     "NK1-3 (relationship) is not in HL7 table 0063",
                 )
             )
-        sequence = int(nk1.set_id) if nk1.set_id.isdigit() else occ
+        sequence = int(nk1.set_id) if _is_digits(nk1.set_id) else occ
         return CleanNextOfKin(
             sequence=sequence,
             name=nk1.name,
@@ -842,6 +947,24 @@ class VxuValidator:
     ) -> CleanDose | None:
         rxa = group.administration
         orc = group.order
+        glue = group.glued_into
+        if glue is not None:
+            # Its first segment lost the terminator before it (issue 15 item
+            # 7): which fields belong to which segment is a guess, so the
+            # dose is not stored, and the ACK names it.
+            out.add(
+                issue(
+                    "E",
+                    "100",
+                    glue.segment,
+                    glue.occurrence,
+                    glue.field,
+                    "3",
+                    f"order group {group.index} is glued into {glue.segment}-{glue.field} "
+                    f"(the segment terminator before it is missing); order group {group.index} rejected",
+                )
+            )
+            return None
         if rxa is None:
             occ = orc.occurrence if orc else 1
             out.add(
@@ -857,7 +980,12 @@ class VxuValidator:
             )
             return None
         occ = rxa.occurrence
-        rejected = False
+        # A rejected value in its ORC, RXA or RXR (reported already).
+        rejected = any(
+            (name, seg.occurrence) in out.rejected_segments
+            for name, seg in (("ORC", orc), ("RXA", rxa), ("RXR", group.route))
+            if seg is not None
+        )
 
         def reject(
             hl7_code: str,
@@ -1045,6 +1173,13 @@ class VxuValidator:
                 15,
                 "7",
                 "RXA-15 (lot number) is missing for a newly administered dose",
+            )
+        if len("~".join(rxa.lot_numbers)) > _LOTS_MAX:
+            reject(
+                "102",
+                15,
+                "4",
+                f"RXA-15 (lot numbers) together are longer than {_LOTS_MAX} characters",
             )
         lot_exp = parse_date(rxa.lot_expiration)
         if lot_exp.problem:
@@ -1243,7 +1378,7 @@ class VxuValidator:
             value_text = obx.value.text if value_code else obx.raw_value
             kept.append(
                 CleanObservation(
-                    set_id=int(obx.set_id) if obx.set_id.isdigit() else occ,
+                    set_id=int(obx.set_id) if _is_digits(obx.set_id) else occ,
                     sub_id=obx.sub_id,
                     value_type=value_type,
                     loinc=loinc,

@@ -17,7 +17,14 @@ from parsers.response import (
     encode_err,
     encode_msh,
 )
-from parsers.tokenizer import STANDARD_ENCODING, Encoding, Message, Segment, tokenize
+from parsers.tokenizer import (
+    STANDARD_ENCODING,
+    Encoding,
+    GluePoint,
+    Message,
+    Segment,
+    tokenize,
+)
 from parsers.views import (
     HD,
     Address,
@@ -49,6 +56,7 @@ __all__ = [
     "CodedValue",
     "DecodedText",
     "Encoding",
+    "GluePoint",
     "Identifier",
     "Issue",
     "Location",

@@ -1,9 +1,14 @@
 """Outgoing segments as values, encoded with the right delimiters and escapes.
 
-Handlers build responses (RSP bodies) from :class:`OutSegment` values whose
-leaves are plain, unescaped strings; :func:`encode_segment` writes them with a
-message's delimiters, escaping every leaf, so a name like ``O^Brien & Sons``
-can never break a response apart.
+Every response (ACK and RSP, every segment, MSH included) is built from
+:class:`OutSegment` values whose leaves are plain, unescaped strings, and
+written only by :func:`encode_segment`, which escapes every leaf: the five
+delimiters, the escape character and every control character (``\\Xhh\\``).
+Escaping is a property of the encoder, not of its callers: there is no way to
+put raw text into a response, so a stored ``O^Brien`` or a VT byte can never
+split a field, end a segment or frame another clinic's message (STYLE.md
+rule 19). Text received from a sender that is echoed back (the QPD of a
+query) is read into values first (:func:`read_segment`) and re-encoded.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from parsers.tokenizer import Encoding
+from parsers.tokenizer import Encoding, is_segment_id
 
 #: A component: a plain value, or its subcomponents.
 Component = str | tuple[str, ...]
@@ -31,15 +36,22 @@ FieldValue = Repetition | Reps
 
 @dataclass(frozen=True, slots=True)
 class OutSegment:
-    """A segment to emit: its id and fields from field 1 on.
+    """A segment to emit: its id and its fields, every leaf unescaped text.
 
-    ``raw`` segments are emitted exactly as given (used to echo the query's
-    QPD unchanged, in the sender's own delimiters).
+    ``fields`` start at field 1, except for ``MSH``, whose fields start at
+    MSH-3: MSH-1 and MSH-2 are the encoding's own delimiters, written by the
+    encoder.
+
+    Raises:
+        ValueError: when ``id`` is not a segment id (three of A-Z, 0-9).
     """
 
     id: str
     fields: tuple[FieldValue, ...] = ()
-    raw: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_segment_id(self.id):
+            raise ValueError(f"not a segment id: {self.id!r}")
 
 
 def _component(enc: Encoding, value: Component) -> str:
@@ -61,14 +73,50 @@ def _trim_join(sep: str, parts: Sequence[str]) -> str:
     return sep.join(items)
 
 
+def encode_field(enc: Encoding, value: FieldValue) -> str:
+    """Encode one field value with ``enc``'s delimiters, escaping every leaf."""
+    if isinstance(value, Reps):
+        return enc.repetition.join(_repetition(enc, r) for r in value.items)
+    return _repetition(enc, value)
+
+
 def encode_segment(enc: Encoding, segment: OutSegment) -> str:
     """Encode one segment with ``enc``'s delimiters, escaping every leaf."""
-    if segment.raw is not None:
-        return segment.raw
-    fields: list[str] = []
-    for value in segment.fields:
-        if isinstance(value, Reps):
-            fields.append(enc.repetition.join(_repetition(enc, r) for r in value.items))
-        else:
-            fields.append(_repetition(enc, value))
+    fields = [encode_field(enc, value) for value in segment.fields]
+    if segment.id == "MSH":
+        return _trim_join(enc.field, ["MSH", enc.msh2, *fields])
     return _trim_join(enc.field, [segment.id, *fields]) if fields else segment.id
+
+
+def read_field(enc: Encoding, raw: str) -> FieldValue:
+    """Read raw field text written in ``enc`` into an unescaped value.
+
+    The inverse of :func:`encode_field`, for echoing what a sender wrote:
+    the value is re-encoded (and so re-escaped) rather than copied.
+    """
+    reps = tuple(_read_repetition(enc, r) for r in raw.split(enc.repetition))
+    return reps[0] if len(reps) == 1 else Reps(reps)
+
+
+def _read_repetition(enc: Encoding, raw: str) -> Repetition:
+    comps = raw.split(enc.component)
+    if len(comps) == 1 and enc.subcomponent not in raw:
+        return enc.unescape(raw)
+    return tuple(_read_component(enc, c) for c in comps)
+
+
+def _read_component(enc: Encoding, raw: str) -> Component:
+    subs = raw.split(enc.subcomponent)
+    if len(subs) == 1:
+        return enc.unescape(raw)
+    return tuple(enc.unescape(s) for s in subs)
+
+
+def read_segment(enc: Encoding, raw: str) -> OutSegment:
+    """Read one raw segment (not MSH) written in ``enc`` into an :class:`OutSegment`.
+
+    Raises:
+        ValueError: when the text does not start with a segment id.
+    """
+    seg_id, *fields = raw.split(enc.field)
+    return OutSegment(seg_id.strip(), tuple(read_field(enc, f) for f in fields))

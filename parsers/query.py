@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from parsers.builder import OutSegment, encode_segment
-from parsers.response import Issue, ResponseHeader, encode_err, encode_msh
+from parsers.builder import OutSegment, read_field, read_segment
+from parsers.response import (
+    Issue,
+    ResponseHeader,
+    encode_segments,
+    err_segment,
+    msh_segment,
+)
 from parsers.tokenizer import Encoding, Message
 from parsers.views import (
     Address,
@@ -125,31 +131,36 @@ class QueryResponse:
     def encode(
         self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
     ) -> bytes:
-        """Encode the RSP^K11 in the query's own delimiters (standard ones if incomplete)."""
+        """Encode the RSP^K11 in the query's own delimiters (standard ones if unsafe).
+
+        QAK-3 and the QPD echo are read from the query's text into values and
+        re-encoded, like everything else: a sender cannot inject delimiters
+        or control characters through them.
+        """
         theirs_enc, encoding = encoding, encoding.for_response()
-        fs = encoding.field
         segments = [
-            encode_msh(encoding, ours, theirs, "RSP^K11^RSP_K11", self.profile),
-            fs.join(
-                [
-                    "MSA",
-                    self.ack_code,
-                    encoding.escape_text(theirs.control_id if theirs else ""),
-                ]
+            msh_segment(ours, theirs, "RSP^K11^RSP_K11", self.profile),
+            OutSegment("MSA", (self.ack_code, theirs.control_id if theirs else "")),
+            *(err_segment(issue) for issue in self.issues),
+            OutSegment(
+                "QAK",
+                (
+                    self.query_tag,
+                    self.query_status,
+                    read_field(theirs_enc, self.query_name_raw),
+                ),
             ),
         ]
-        segments.extend(encode_err(encoding, issue) for issue in self.issues)
-        segments.append(
-            fs.join(
-                [
-                    "QAK",
-                    encoding.escape_text(self.query_tag),
-                    self.query_status,
-                    theirs_enc.translate(self.query_name_raw, encoding),
-                ]
-            )
-        )
         if self.qpd_raw is not None:
-            segments.append(theirs_enc.translate(self.qpd_raw, encoding))
-        segments.extend(encode_segment(encoding, seg) for seg in self.body)
-        return ("\r".join(segments) + "\r").encode("utf-8")
+            segments.append(_echo(theirs_enc, self.qpd_raw))
+        segments.extend(self.body)
+        return encode_segments(encoding, segments)
+
+
+def _echo(enc: Encoding, raw: str) -> OutSegment:
+    """The query's QPD, read into values for re-encoding (``QPD`` if unreadable)."""
+    try:
+        segment = read_segment(enc, raw)
+    except ValueError:
+        return OutSegment("QPD")
+    return segment if segment.id == "QPD" else OutSegment("QPD", segment.fields)

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from parsers.builder import FieldValue, OutSegment, encode_segment
 from parsers.tokenizer import STANDARD_ENCODING, Encoding
-from parsers.views import MessageHeader
+from parsers.views import HD, MessageHeader
 
 Severity = Literal["E", "W", "I"]
 
@@ -132,21 +133,50 @@ class ResponseHeader:
     timestamp: str
 
 
-def _esc(encoding: Encoding, value: str) -> str:
-    return encoding.escape_text(value)
+def msh_segment(
+    ours: ResponseHeader,
+    theirs: MessageHeader | None,
+    message_type: str,
+    profile: str,
+) -> OutSegment:
+    """A response MSH as a value, addressed back to the sender of ``theirs``.
+
+    ``message_type`` is given with ``^`` between components (e.g.
+    ``ACK^V04^ACK``); each component is a value of its own.
+    """
+    processing = (
+        theirs.processing_id
+        if theirs and theirs.processing_id in {"P", "T", "D"}
+        else "P"
+    )
+    return OutSegment(
+        "MSH",
+        (
+            ours.sending_application,
+            ours.sending_facility,
+            _hd(theirs.sending_application) if theirs else "",
+            _hd(theirs.sending_facility) if theirs else "",
+            ours.timestamp,
+            "",
+            tuple(message_type.split("^")),
+            ours.control_id,
+            processing,
+            "2.5.1",
+            "",
+            "",
+            "NE",
+            "NE",
+            "",
+            "",
+            "",
+            "",
+            (profile, "CDCPHINVS"),
+        ),
+    )
 
 
-def _hd_text(
-    encoding: Encoding, namespace: str, universal_id: str, id_type: str
-) -> str:
-    parts = [
-        _esc(encoding, namespace),
-        _esc(encoding, universal_id),
-        _esc(encoding, id_type),
-    ]
-    while parts and not parts[-1]:
-        parts.pop()
-    return encoding.component.join(parts)
+def _hd(hd: HD) -> FieldValue:
+    return (hd.namespace, hd.universal_id, hd.universal_id_type)
 
 
 def encode_msh(
@@ -156,100 +186,58 @@ def encode_msh(
     message_type: str,
     profile: str,
 ) -> str:
-    """Encode a response MSH, addressed back to the sender of ``theirs``.
-
-    ``message_type`` is given with ``^`` between components (e.g.
-    ``ACK^V04^ACK``) and re-joined with the message's own component separator.
-    """
-    c = encoding.component
-    fs = encoding.field
-    fields = [
-        "MSH",
-        encoding.msh2,
-        _esc(encoding, ours.sending_application),
-        _esc(encoding, ours.sending_facility),
-        _hd_text(encoding, *_hd_parts(theirs, "app")) if theirs else "",
-        _hd_text(encoding, *_hd_parts(theirs, "facility")) if theirs else "",
-        ours.timestamp,
-        "",
-        c.join(message_type.split("^")),
-        _esc(encoding, ours.control_id),
-        _esc(
-            encoding,
-            (
-                theirs.processing_id
-                if theirs and theirs.processing_id in {"P", "T", "D"}
-                else "P"
-            ),
-        ),
-        "2.5.1",
-        "",
-        "",
-        "NE",
-        "NE",
-        "",
-        "",
-        "",
-        "",
-        c.join([profile, "CDCPHINVS"]),
-    ]
-    return fs.join(fields)
+    """Encode a response MSH (see :func:`msh_segment`), every value escaped."""
+    return encode_segment(encoding, msh_segment(ours, theirs, message_type, profile))
 
 
-def _hd_parts(header: MessageHeader, which: str) -> tuple[str, str, str]:
-    hd = header.sending_application if which == "app" else header.sending_facility
-    return (hd.namespace, hd.universal_id, hd.universal_id_type)
-
-
-def encode_err(encoding: Encoding, issue: Issue) -> str:
-    """Encode one ERR segment (ERR-2, -3, -4, -5, -8)."""
-    c = encoding.component
-    fs = encoding.field
-    loc = ""
+def err_segment(issue: Issue) -> OutSegment:
+    """One ERR segment as a value (ERR-2, -3, -4, -5, -8)."""
+    loc: FieldValue = ""
     if issue.location is not None:
-        parts = [
-            issue.location.segment,
-            str(issue.location.occurrence),
-            "" if issue.location.field is None else str(issue.location.field),
-            "" if issue.location.repetition is None else str(issue.location.repetition),
-            "" if issue.location.component is None else str(issue.location.component),
-            ""
-            if issue.location.subcomponent is None
-            else str(issue.location.subcomponent),
-        ]
-        while parts and not parts[-1]:
-            parts.pop()
-        loc = c.join(parts)
-    hl7 = c.join(
-        [
-            issue.hl7_code,
-            _esc(encoding, HL7_ERROR_TEXT.get(issue.hl7_code, "")),
-            "HL70357",
-        ]
-    )
-    app = (
-        c.join(
-            [
-                issue.app_code,
-                _esc(encoding, APP_ERROR_TEXT.get(issue.app_code, "")),
-                "HL70533",
-            ]
+        where = issue.location
+        loc = tuple(
+            "" if part is None else str(part)
+            for part in (
+                where.segment,
+                where.occurrence,
+                where.field,
+                where.repetition,
+                where.component,
+                where.subcomponent,
+            )
         )
+    app: FieldValue = (
+        (issue.app_code, APP_ERROR_TEXT.get(issue.app_code, ""), "HL70533")
         if issue.app_code
         else ""
     )
-    fields = [
+    return OutSegment(
         "ERR",
-        "",
-        loc,
-        hl7,
-        issue.severity,
-        app,
-        "",
-        "",
-        _esc(encoding, issue.text),
-    ]
-    return fs.join(fields)
+        (
+            "",
+            loc,
+            (issue.hl7_code, HL7_ERROR_TEXT.get(issue.hl7_code, ""), "HL70357"),
+            issue.severity,
+            app,
+            "",
+            "",
+            issue.text,
+        ),
+    )
+
+
+def encode_err(encoding: Encoding, issue: Issue) -> str:
+    """Encode one ERR segment (see :func:`err_segment`), every value escaped."""
+    return encode_segment(encoding, err_segment(issue))
+
+
+def encode_segments(encoding: Encoding, segments: Iterable[OutSegment]) -> bytes:
+    """A whole response: every segment encoded, each ended by CR, as UTF-8.
+
+    The only way a response leaves parsers/: every value in it has gone
+    through :func:`parsers.builder.encode_segment`.
+    """
+    return "".join(encode_segment(encoding, s) + "\r" for s in segments).encode("utf-8")
 
 
 def encode_ack(
@@ -274,13 +262,14 @@ def encode_ack(
     Returns:
         The ACK as UTF-8 bytes, segments ended by CR.
     """
-    encoding = encoding.for_response()
-    segments = [
-        encode_msh(encoding, ours, theirs, f"ACK^{trigger}^ACK", "Z23"),
-        encoding.field.join(["MSA", ack.ack_code, _esc(encoding, acked_control_id)]),
-    ]
-    segments.extend(encode_err(encoding, issue) for issue in ack.issues)
-    return ("\r".join(segments) + "\r").encode("utf-8")
+    return encode_segments(
+        encoding.for_response(),
+        [
+            msh_segment(ours, theirs, f"ACK^{trigger}^ACK", "Z23"),
+            OutSegment("MSA", (ack.ack_code, acked_control_id)),
+            *(err_segment(issue) for issue in ack.issues),
+        ],
+    )
 
 
 def summarize(issues: Sequence[Issue]) -> dict[str, int]:

@@ -13,7 +13,9 @@ assumes ``|^~\\&``.
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ from parsers.errors import ParseError
 _BOM = "\ufeff"
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,40 +54,24 @@ class Encoding:
         return len(self.msh2) == 4
 
     def for_response(self) -> Encoding:
-        """The delimiters to answer in: the sender's own, unless incomplete."""
-        return self if self.complete else STANDARD_ENCODING
+        """The delimiters to answer in: the sender's own, unless unsafe.
 
-    def translate(self, raw: str, to: Encoding) -> str:
-        """Rewrite raw text written in these delimiters into ``to``'s.
-
-        Each delimiter maps to its counterpart; a character that is a
-        delimiter only in ``to`` is escaped there.
+        Incomplete delimiters, or any that is not printable ASCII
+        punctuation, give the standard ones: a response must never carry a
+        byte that frames or splits a message as a delimiter.
         """
-        if to == self:
-            return raw
-        mapping = {
-            self.field: to.field,
-            self.component: to.component,
-            self.repetition: to.repetition,
-            self.escape: to.escape,
-            self.subcomponent: to.subcomponent,
-        }
-        escapes = {
-            to.field: "F",
-            to.component: "S",
-            to.repetition: "R",
-            to.escape: "E",
-            to.subcomponent: "T",
-        }
-        out: list[str] = []
-        for ch in raw:
-            if ch in mapping:
-                out.append(mapping[ch])
-            elif ch in escapes:
-                out.append(f"{to.escape}{escapes[ch]}{to.escape}")
-            else:
-                out.append(ch)
-        return "".join(out)
+        if self.complete and all(
+            c in _PUNCTUATION
+            for c in (
+                self.field,
+                self.component,
+                self.repetition,
+                self.escape,
+                self.subcomponent,
+            )
+        ):
+            return self
+        return STANDARD_ENCODING
 
     @property
     def is_standard(self) -> bool:
@@ -139,37 +126,105 @@ class Encoding:
         return whole
 
     def escape_text(self, value: str) -> str:
-        """Escape a value so it can be written into a field of a message."""
-        esc = self.escape
-        if not any(
-            c in value
-            for c in (
-                self.field,
-                self.component,
-                self.repetition,
-                esc,
-                self.subcomponent,
-                "\r",
-                "\n",
-            )
-        ):
+        """Escape a leaf value completely so it can be written into a message.
+
+        The five delimiters become ``\\F\\ \\S\\ \\R\\ \\E\\ \\T\\``; every
+        control character (C0 0x00-0x1F, CR and LF included, DEL 0x7F and
+        C1 0x80-0x9F) becomes ``\\Xhh\\`` (HL7 2.5.1 section 2.7.5), so no
+        value can end a segment, open or close an MLLP frame (VT, FS, CR), or
+        split a field (STYLE.md rule 19).
+        """
+        pattern = _special_characters(
+            self.field, self.component, self.repetition, self.escape, self.subcomponent
+        )
+        if pattern.search(value) is None:
             return value
-        out: list[str] = []
+        esc = self.escape
         table = {
             esc: f"{esc}E{esc}",
             self.field: f"{esc}F{esc}",
             self.component: f"{esc}S{esc}",
             self.subcomponent: f"{esc}T{esc}",
             self.repetition: f"{esc}R{esc}",
-            "\r": f"{esc}.br{esc}",
-            "\n": f"{esc}.br{esc}",
         }
-        for ch in value:
-            out.append(table.get(ch, ch))
-        return "".join(out)
+        return pattern.sub(
+            lambda m: table.get(m.group(), f"{esc}X{ord(m.group()):02X}{esc}"), value
+        )
+
+
+#: Control characters: C0 (CR and LF included), DEL and C1.
+CONTROL_CHARACTERS = "\x00-\x1f\x7f-\x9f"
+
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+@functools.lru_cache(maxsize=64)
+def _special_characters(*delimiters: str) -> re.Pattern[str]:
+    """What must be escaped in a value written with these delimiters."""
+    chars = "".join(re.escape(d) for d in delimiters)
+    return re.compile(f"[{chars}{CONTROL_CHARACTERS}]")
 
 
 STANDARD_ENCODING = Encoding()
+
+
+@dataclass(frozen=True, slots=True)
+class GluePoint:
+    """Where a segment that lost its terminator had the next one glued on.
+
+    ``segment``/``occurrence`` name the segment that lacks its terminator,
+    ``field`` the field whose value ends with the glued segment's id.
+    """
+
+    segment: str
+    occurrence: int
+    field: int
+
+
+#: The last field of each segment in HL7 2.5.1 (MSH to 25: the IG uses the
+#: v2.7 MSH-22/23). A segment with more fields than this that has a known
+#: segment id at the end of one of its fields is two segments glued together.
+MAX_FIELDS = {
+    "MSH": 25,
+    "SFT": 6,
+    "PID": 39,
+    "PD1": 21,
+    "NK1": 39,
+    "PV1": 52,
+    "PV2": 49,
+    "GT1": 57,
+    "IN1": 53,
+    "IN2": 72,
+    "IN3": 28,
+    "ORC": 31,
+    "TQ1": 14,
+    "TQ2": 10,
+    "RXA": 26,
+    "RXR": 6,
+    "OBX": 25,
+    "NTE": 4,
+    "RCP": 7,
+    "MSA": 6,
+    "ERR": 12,
+    "QAK": 6,
+}
+
+
+def _unglue(parts: list[str], seg_id: str, first_field: int) -> int:
+    """The field of ``parts`` that a glued segment's id ends, or 0 if none.
+
+    Only a segment with more fields than its definition is examined, so a
+    value that merely ends in letters like ``OBX`` is left alone.
+    """
+    last = MAX_FIELDS.get(seg_id)
+    if last is None or len(parts) - 1 <= last:
+        return 0
+    for n in range(first_field, last + 1):
+        value = parts[n]
+        if len(value) >= 3 and value[-3:] in MAX_FIELDS:
+            return n
+    return 0
 
 
 class Segment:
@@ -180,7 +235,7 @@ class Segment:
     counts it.
     """
 
-    __slots__ = ("encoding", "fields", "id", "index", "occurrence")
+    __slots__ = ("encoding", "fields", "glued_into", "id", "index", "occurrence")
 
     def __init__(
         self,
@@ -189,6 +244,7 @@ class Segment:
         encoding: Encoding,
         index: int,
         occurrence: int,
+        glued_into: GluePoint | None = None,
     ) -> None:
         self.id = seg_id
         self.fields = fields
@@ -197,6 +253,8 @@ class Segment:
         self.index = index
         #: 1-based count of this segment id so far (ERR-2 "occurrence")
         self.occurrence = occurrence
+        #: set when this segment was found glued into the one before it
+        self.glued_into = glued_into
 
     def __repr__(self) -> str:
         return f"Segment({self.id!r}, occurrence={self.occurrence})"
@@ -364,6 +422,10 @@ def read_encoding(text: str) -> Encoding:
         raise ParseError("MSH-2", "encoding characters must all differ")
     if any(c.isalnum() or c in "\r\n " for c in chars):
         raise ParseError("MSH-2", "encoding characters must be punctuation")
+    if _CONTROL.search(field_sep + "".join(chars)):
+        raise ParseError(
+            "MSH-2", "delimiters must not be control characters (MSH-1, MSH-2)"
+        )
     # Fewer than four encoding characters: the missing ones are not used by
     # the message; stand in control characters that cannot occur in it.
     fillers = iter("\x01\x02\x03\x04")
@@ -400,15 +462,30 @@ def tokenize(text: str) -> Message:
     fs = encoding.field
     segments: list[Segment] = []
     counts: dict[str, int] = {}
-    for index, seg_text in enumerate(split_segments(text)):
+    for seg_text in split_segments(text):
         parts = seg_text.split(fs)
         seg_id = parts[0].strip()
-        if seg_id == "MSH" and index == 0:
+        if seg_id == "MSH" and not segments:
             # MSH-1 is the separator itself: insert it so fields[n] is MSH-n.
             parts.insert(1, fs)
-        occurrence = counts.get(seg_id, 0) + 1
-        counts[seg_id] = occurrence
-        segments.append(Segment(seg_id, parts, encoding, index, occurrence))
+        glued: GluePoint | None = None
+        while True:
+            occurrence = counts.get(seg_id, 0) + 1
+            counts[seg_id] = occurrence
+            # A segment whose terminator was lost carries the next one in
+            # its fields: split them, and mark the second (issue 15 item 7).
+            at = _unglue(parts, seg_id, 3 if seg_id == "MSH" else 1)
+            tail = parts[at + 1 :] if at else []
+            if at:
+                next_id = parts[at][-3:]
+                parts = [*parts[:at], parts[at][:-3]]
+            segments.append(
+                Segment(seg_id, parts, encoding, len(segments), occurrence, glued)
+            )
+            if not at:
+                break
+            glued = GluePoint(seg_id, occurrence, at)
+            seg_id, parts = next_id, [next_id, *tail]
     return Message(text, encoding, segments)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parsers.tokenizer import Message, Segment
+from parsers.tokenizer import GluePoint, Message, Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +282,9 @@ class OrderGroup:
     administration: AdministrationView | None
     route: RouteView | None
     observations: tuple[ObservationView, ...]
+    #: where the group's ORC or RXA was found glued into the segment before
+    #: it (its terminator missing): the group cannot be trusted
+    glued_into: GluePoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,7 @@ class StructureProblem:
     segment: str
     occurrence: int
     reason: str
+    field: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +308,8 @@ class VxuView:
     orders: tuple[OrderGroup, ...]
     ignored_segments: tuple[tuple[str, int], ...] = ()
     problems: tuple[StructureProblem, ...] = field(default=())
+    #: the tokenized message the view was read from (field checks use it)
+    message: Message | None = field(default=None, repr=False, compare=False)
 
 
 def _hd(seg: Segment, n: int) -> HD:
@@ -590,10 +596,16 @@ class _GroupBuilder:
     administration: AdministrationView | None = None
     route: RouteView | None = None
     observations: list[ObservationView] = field(default_factory=list)
+    glued_into: GluePoint | None = None
 
     def build(self, index: int) -> OrderGroup:
         return OrderGroup(
-            index, self.order, self.administration, self.route, tuple(self.observations)
+            index,
+            self.order,
+            self.administration,
+            self.route,
+            tuple(self.observations),
+            self.glued_into,
         )
 
 
@@ -622,6 +634,18 @@ def read_vxu(message: Message) -> VxuView:
 
     for seg in message.segments[1:]:
         sid = seg.id
+        glue = seg.glued_into
+        if glue is not None and sid not in {"ORC", "RXA"}:
+            problems.append(
+                StructureProblem(
+                    glue.segment,
+                    glue.occurrence,
+                    f"a {sid} segment is glued into {glue.segment}-{glue.field} "
+                    "(the segment terminator before it is missing)",
+                    glue.field,
+                )
+            )
+            continue
         if sid in _HEAD_RANK and sid != "MSH":
             if current is not None or _HEAD_RANK[sid] < rank:
                 problems.append(
@@ -645,15 +669,18 @@ def read_vxu(message: Message) -> VxuView:
             continue
         if sid == "ORC":
             close_group()
-            current = _GroupBuilder(order=read_order(seg))
+            current = _GroupBuilder(order=read_order(seg), glued_into=glue)
             rank = 99
         elif sid == "RXA":
             if current is not None and current.administration is None:
                 current.administration = read_administration(seg)
+                current.glued_into = current.glued_into or glue
             else:
                 # RXA without ORC: a 2.3.1-style sender; it opens its own group.
                 close_group()
-                current = _GroupBuilder(administration=read_administration(seg))
+                current = _GroupBuilder(
+                    administration=read_administration(seg), glued_into=glue
+                )
             rank = 99
         elif sid == "RXR":
             if (
@@ -688,4 +715,5 @@ def read_vxu(message: Message) -> VxuView:
         orders=tuple(orders),
         ignored_segments=tuple(ignored),
         problems=tuple(problems),
+        message=message,
     )

@@ -1,7 +1,9 @@
 """Fuzzing the pipeline: wild but structured messages, and corrupted frames.
 
 Every input must get an answer that parses (python-hl7) or no answer at all,
-never an exception out of the pipeline, and never a half-stored message.
+never an exception out of the pipeline, and never a half-stored message. Wild
+messages run on SQLite and on PostgreSQL, and both must give the same answer
+(MSA, ERR and QAK segments; our MSH-7/MSH-10 and stored row ids differ).
 ``CAIRN_FUZZ_EXAMPLES`` sets the number of examples (``make fuzz`` runs a long
 campaign; ``make test`` a bounded one).
 """
@@ -27,7 +29,7 @@ from parsers.mllp import Frame, FrameDecoder, encode_frame
 from storage import Database, open_database
 from tests.support.messages import Dose, vxu
 
-EXAMPLES = int(os.environ.get("CAIRN_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("CAIRN_FUZZ_EXAMPLES", "120"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -42,6 +44,14 @@ def _fuzz_db() -> Iterator[Database]:
         db.upgrade()
         yield db
         db.close()
+
+
+@pytest.fixture(scope="module", name="fuzz_pg")
+def _fuzz_pg(pg_databases) -> Iterator[Database]:  # type: ignore[no-untyped-def]
+    db = open_database(pg_databases.new_url(), pool_size=2)
+    db.upgrade()
+    yield db
+    db.close()
 
 
 def _pipeline(db: Database) -> MessagePipeline:
@@ -74,6 +84,14 @@ def _counts(db: Database) -> tuple[int, int]:
         return int(journal), int(orphans)
 
 
+def _answer_shape(payload: bytes) -> list[str]:
+    """The parts of an answer both backends must agree on: MSA, ERR and QAK."""
+    if not payload:
+        return []
+    lines = payload.decode("utf-8").split("\r")
+    return [line for line in lines if line[:3] in {"MSA", "ERR", "QAK"}]
+
+
 def _check_answer(payload: bytes) -> None:
     if not payload:
         return
@@ -90,6 +108,24 @@ _wild = st.text(
     max_size=40,
 )
 _delims = st.sampled_from(["|^~\\&", "#$*%@", "|^~\\&", "!@#$%"])
+#: Values just over, or far over, a column's size (handlers.field_limits).
+_long = st.sampled_from([5, 11, 21, 41, 101, 181, 201, 5000]).flatmap(
+    lambda n: st.text(alphabet="MX7 ", min_size=n, max_size=n)
+)
+#: Control characters, raw (those the tokenizer leaves in a field) or escaped.
+_control = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["\\X00\\", "\\X0B\\", "\\X1C\\", "\\X0D\\", "\\X85\\", "\\X7F\\"]
+        ),
+        st.characters(
+            categories=("Cc",), exclude_characters="\r\n\x00\x01\x02\x03\x04"
+        ),
+        st.text(alphabet="AB1", max_size=3),
+    ),
+    min_size=1,
+    max_size=6,
+).map("".join)
 
 
 @st.composite
@@ -126,6 +162,8 @@ def wild_messages(draw: st.DrawFn) -> bytes:
                 st.just("\\"),
                 st.just("^^^~~&&"),
                 st.text(max_size=3000).map(lambda t: t.replace("\r", "")),
+                _long,
+                _control,
             )
         )
     if draw(st.booleans()) and len(segments) > 2:
@@ -155,14 +193,47 @@ def wild_messages(draw: st.DrawFn) -> bytes:
 
 @FUZZ
 @given(message=wild_messages())
-def test_fuzz_wild_messages_always_get_a_parseable_answer(
-    fuzz_db: Database, message: bytes
+def test_fuzz_wild_messages_get_the_same_parseable_answer_on_both_backends(
+    fuzz_db: Database, fuzz_pg: Database, message: bytes
 ) -> None:
-    """Any structured-but-wild VXU/QBP gets a parseable ACK/RSP and nothing is half-stored."""
-    pipeline = _pipeline(fuzz_db)
-    (outcome,) = pipeline.process_batch([Inbound(message, "fuzz", "mllp")])
-    _check_answer(outcome.payload)
-    assert _counts(fuzz_db)[1] == 0
+    """Any structured-but-wild VXU/QBP gets a parseable ACK/RSP, the same on SQLite and PostgreSQL, and nothing is half-stored."""
+    answers = []
+    for db in (fuzz_db, fuzz_pg):
+        (outcome,) = _pipeline(db).process_batch([Inbound(message, "fuzz", "mllp")])
+        _check_answer(outcome.payload)
+        assert _counts(db)[1] == 0
+        answers.append(_answer_shape(outcome.payload))
+    assert answers[0] == answers[1]
+
+
+_QBP = (
+    "MSH|^~\\&|EHR|CLINIC1|CAIRN|CAIRN|20240601||QBP^Q11^QBP_Q11|{control}|P|2.5.1"
+    "|||ER|AL|||||Z34^CDCPHINVS\rQPD|Z34^Request Immunization History^CDCPHINVS"
+    "|{tag}|M1^^^EHR^MR|{family}^Jane||20200101|F\rRCP|I|5^RD&records&HL70126\r"
+)
+
+
+@pytest.mark.parametrize(
+    ("tag", "family"),
+    [
+        ("T" * 65, "Doe"),
+        ("T\\X00\\", "Doe"),
+        ("TAG", "Doe\\X00\\"),
+    ],
+    ids=["long-tag", "nul-tag", "nul-name"],
+)
+def test_fuzz_query_with_a_bad_qpd_value_gets_the_same_answer_on_both_backends(
+    fuzz_db: Database, fuzz_pg: Database, tag: str, family: str
+) -> None:
+    """A query whose QPD-2 is over 64 characters or holds a NUL is answered alike by both backends."""
+    message = _QBP.format(control=f"QX{len(tag)}{len(family)}", tag=tag, family=family)
+    answers = []
+    for db in (fuzz_db, fuzz_pg):
+        (outcome,) = _pipeline(db).process_batch(
+            [Inbound(message.encode(), "fuzz", "mllp")]
+        )
+        answers.append(_answer_shape(outcome.payload))
+    assert answers[0] == answers[1]
 
 
 @FUZZ

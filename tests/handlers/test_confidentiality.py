@@ -341,3 +341,15 @@ def test_owner_updates_its_own_address(db: Database) -> None:
     assert _rows(db, "SELECT street FROM patients") == [(OTHER_STREET,)]
     kinds = _rows(db, "SELECT kind FROM patient_versions ORDER BY id")
     assert kinds == [("submitted",), ("stored",), ("submitted",)]
+
+
+def test_query_with_a_control_character_is_rejected_at_the_field(db: Database) -> None:
+    """A NUL in QPD-2 or QPD-4 gets AE naming the field, on both backends, and nothing found."""
+    pipeline = _pipeline(db)
+    for control_id, keys, field in (
+        ("QN1", {"tag": "T\\X00\\", "name": "Doe^Jane", "dob": "20200101"}, "QPD^1^2"),
+        ("QN2", {"name": "Doe\\X01\\^Jane", "dob": "20200101"}, "QPD^1^4"),
+    ):
+        reply = _send(pipeline, _query("CLINIC1", control_id, **keys))
+        assert msa_code(reply) == "AE"
+        assert [e for e in errs(reply) if e[2].startswith(field)], errs(reply)

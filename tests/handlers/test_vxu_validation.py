@@ -174,3 +174,39 @@ def test_validation_rejects_unknown_action_code() -> None:
     result = _validate(vxu(doses=[Dose(action="X"), Dose()]))
     assert _find(result, "RXA", 21)
     assert result.rejected_doses == 1
+
+
+def _glue_after_first_obx(message: str) -> str:
+    """Drop the terminator after the first OBX, so the next segment is glued into it."""
+    head, _, tail = message.partition("||||||F\r")
+    return f"{head}||||||F{tail}"
+
+
+def test_validation_names_an_order_group_glued_into_the_obx_before_it() -> None:
+    """An ORC glued into the OBX before it gets its own E at OBX-11; the first dose is kept."""
+    message = vxu(doses=[Dose(filler="G1"), Dose(filler="G2", cvx="20")]).replace(
+        "ORC|RE||G2^EHR", "ORC|RE||G2^EHR|||||||^Clerk||^Provider" + "|" * 12
+    )
+    result = _validate(_glue_after_first_obx(message))
+    assert [d.group for d in result.doses] == [1]
+    assert result.doses[0].observations[0].loinc == "64994-7"
+    glued = [i for i in _find(result, "OBX", 11) if "order group 2" in i.text]
+    assert len(glued) == 1
+    assert glued[0].hl7_code == "100"
+    assert glued[0].text.startswith("order group 2 is glued into OBX-11")
+    assert glued[0].text.endswith("order group 2 rejected")
+    assert result.rejected_doses == 1
+
+
+def test_validation_names_the_dose_after_a_short_glued_orc() -> None:
+    """An ORC glued into a short OBX is not detectable by length; its RXA is still named.
+
+    OBX (11 fields) plus ORC (3) fit in OBX's 25 fields, so the RXA that
+    follows has no ORC of its own: that order group gets its own E.
+    """
+    message = _glue_after_first_obx(vxu(doses=[Dose(), Dose(cvx="20")]))
+    result = _validate(message)
+    assert [d.group for d in result.doses] == [1]
+    named = [i for i in result.issues if i.text.endswith("order group 2 rejected")]
+    assert len(named) == 1
+    assert result.rejected_doses == 1

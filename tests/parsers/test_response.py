@@ -145,8 +145,19 @@ def test_a_short_msh2_is_answered_in_standard_delimiters() -> None:
     assert str(parsed.segment("MSH")[9]) == "ACK^V04^ACK"
 
 
-def test_translate_maps_delimiters_and_escapes_new_ones() -> None:
+def test_rsp_reencodes_the_qpd_of_a_query_in_other_delimiters() -> None:
+    """A QPD written in #$*%@ is echoed in |^~\\&, a literal ^ in it escaped."""
     theirs = Encoding("#", "$", "*", "%", "@")
-    raw = "QPD#Z34$Request*x#T^1@a"
-    assert theirs.translate(raw, STANDARD_ENCODING) == "QPD|Z34^Request~x|T\\S\\1&a"
-    assert STANDARD_ENCODING.translate("QPD|a^b", STANDARD_ENCODING) == "QPD|a^b"
+    header = read_header(
+        tokenize("MSH#$*%@#EHR#CLINIC#####QBP$Q11$QBP_Q11#Q1#P#2.5.1").msh
+    )
+    rsp = QueryResponse(
+        "AA", "NF", "Z33", (), "T", "Z34$Request*x", "QPD#Z34$Request*x#T^1@a"
+    )
+    # a declared but unusual set: answered in the sender's own delimiters
+    lines = rsp.encode(OURS, header, theirs).decode().split("\r")
+    assert lines[3] == "QPD#Z34$Request*x#T^1@a"
+    short = Encoding("#", "$", "*", "%", "\x01")
+    lines = rsp.encode(OURS, header, short).decode().split("\r")
+    assert lines[2] == "QAK|T|NF|Z34^Request~x"
+    assert lines[3] == "QPD|Z34^Request~x|T\\S\\1@a"

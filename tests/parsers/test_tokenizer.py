@@ -135,3 +135,23 @@ def test_tokenizer_property_agrees_with_python_hl7(
     for theirs, mine in zip(oracle[1:], ours.segments[1:], strict=True):
         for n in range(1, len(theirs)):
             assert oracle.unescape(str(theirs[n])) == enc.unescape(mine.raw(n))
+
+
+def test_tokenizer_splits_a_segment_glued_into_an_over_long_one() -> None:
+    """An OBX that lost its terminator gives back its own fields and the RXA, marked as glued."""
+    rxa = "RXA|0|1|20240101||08^HepB^CVX|999|||01^Historical^NIP001" + "|" * 11 + "CP|A"
+    msg = tokenize(f"MSH|^~\\&|A|B\rOBX|1|CE|64994-7^E^LN|1|V02||||||F{rxa}\rPID|1")
+    assert [s.id for s in msg.segments] == ["MSH", "OBX", "RXA", "PID"]
+    obx, glued = msg.segments[1:3]
+    assert obx.raw(11) == "F"
+    assert obx.field_count == 11
+    assert glued.raw(21) == "A"
+    assert glued.glued_into is not None
+    assert (glued.glued_into.segment, glued.glued_into.field) == ("OBX", 11)
+
+
+def test_tokenizer_leaves_a_value_ending_in_a_segment_id_alone() -> None:
+    """A short segment whose value merely ends in ``OBX`` is not split."""
+    msg = tokenize("MSH|^~\\&|A|B\rNTE|1|L|see OBX|x")
+    assert [s.id for s in msg.segments] == ["MSH", "NTE"]
+    assert msg.segments[1].glued_into is None
