@@ -5,6 +5,7 @@ dataclasses; region is a required argument of every patient or dose query.
 """
 
 from storage.database import (
+    JOURNAL_KEY_LIMITS,
     AuditRepository,
     Database,
     JournalRepository,
@@ -15,11 +16,17 @@ from storage.database import (
     VaccinationRepository,
     open_database,
 )
-from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
+from storage.errors import (
+    PermanentStorageError,
+    SchemaOutOfDate,
+    StorageError,
+    TransientStorageError,
+)
 from storage.records import (
     AuditEntry,
     JournalAnswer,
     JournalEntry,
+    JournalLookup,
     NewAuditEntry,
     NewJournalEntry,
     NewMatchDecision,
@@ -37,12 +44,13 @@ from storage.records import (
 )
 
 __all__ = [
+    "JOURNAL_KEY_LIMITS",
     "AuditEntry",
     "AuditRepository",
     "Database",
-    "DuplicateMessage",
     "JournalAnswer",
     "JournalEntry",
+    "JournalLookup",
     "JournalRepository",
     "NewAuditEntry",
     "NewJournalEntry",
@@ -58,10 +66,12 @@ __all__ = [
     "PatientIdentifier",
     "PatientRecord",
     "PatientRepository",
+    "PermanentStorageError",
     "ReviewItem",
     "ReviewRepository",
     "SchemaOutOfDate",
     "StorageError",
+    "TransientStorageError",
     "UnitOfWork",
     "VaccinationRecord",
     "VaccinationRepository",

@@ -1,4 +1,13 @@
-"""Errors raised by the storage package."""
+"""Errors raised by the storage package.
+
+Only storage sees SQLAlchemy and the drivers, so it says what kind of failure
+a database error is: :class:`TransientStorageError` when trying again later
+can succeed (the database is unreachable, a lock or serialization conflict),
+:class:`PermanentStorageError` when the same statement would fail the same
+way (a value the database refuses). The pipeline answers the first "please
+resend" and the second "correct the message". Neither carries the failed
+statement's parameters or the driver's message: both may hold patient data.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +16,28 @@ class StorageError(Exception):
     """The database could not do what was asked."""
 
 
-class DuplicateMessage(StorageError):
-    """A message with the same (sending facility, MSH-10) was journaled concurrently."""
+class TransientStorageError(StorageError):
+    """A failure that a later attempt can overcome (the database is unavailable).
 
-    def __init__(self, sender: str, control_id: str) -> None:
-        self.sender = sender
-        self.control_id = control_id
-        super().__init__(f"message {control_id!r} from {sender!r} is already journaled")
+    Attributes:
+        reason: a short, data-free description.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PermanentStorageError(StorageError):
+    """The database refused a value; the same message would fail again.
+
+    Attributes:
+        reason: a short, data-free description (no value from the message).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class SchemaOutOfDate(StorageError):
