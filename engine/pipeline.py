@@ -473,6 +473,14 @@ class MessagePipeline:
     ) -> Outcome:
         started = time.perf_counter()
         log = logger.bind(peer=item.peer, listener=item.listener)
+        if reading is not None:
+            # So that a failure's log line says which message it was.
+            log = log.bind(
+                control_id=reading.header.control_id[
+                    : JOURNAL_KEY_LIMITS["control_id"]
+                ],
+                sender=reading.header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            )
         try:
             with uow.savepoint():
                 outcome = self._process(uow, item, log, reading, answers or {})
