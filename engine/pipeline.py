@@ -2,11 +2,18 @@
 
 For each raw message the pipeline decodes and tokenizes it, checks the
 envelope (type, event, processing id, version, sender), looks up
-(sending facility, MSH-10) in the journal so that a resend gets its original
-answer, journals the raw bytes, dispatches to the handler for the message
-type, encodes the response and stores it with the journal row. All of that
-runs inside one database transaction; the response leaves only after it
-commits, so an AA always means the data is durable.
+(sending facility, MSH-10, content digest) in the journal so that a resend
+gets its original answer, journals the raw bytes, dispatches to the handler
+for the message type, encodes the response and stores it with the journal
+row. All of that runs inside one database transaction; the response leaves
+only after it commits, so an AA always means the data is durable.
+
+A resend is the same (sending facility, MSH-10) with the same content, MSH-7
+aside (:func:`content_digest` says what "the same" means): it gets the
+original answer and changes nothing. The same control id with other content
+is a new message: it is processed, gets its own journal row, and its answer
+warns at MSH-10 that the id was reused. Queries are never replayed: each one
+is answered afresh from current data, with its own row.
 
 Messages that arrive together share one transaction (group commit, as
 DESIGN.md's performance budget requires), each isolated by a savepoint so a
@@ -17,6 +24,8 @@ thread and hands the answers back to the reactor.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import queue
 import threading
@@ -29,6 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 import structlog
 
+from engine.logging import exception_summary
 from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
@@ -45,8 +55,17 @@ from parsers import (
     read_header,
     tokenize,
 )
+from parsers.query import QueryResponse
 from parsers.tokenizer import read_encoding
-from storage import Database, JournalAnswer, NewJournalEntry, UnitOfWork
+from storage import (
+    JOURNAL_KEY_LIMITS,
+    Database,
+    JournalLookup,
+    NewJournalEntry,
+    PermanentStorageError,
+    TransientStorageError,
+    UnitOfWork,
+)
 
 logger = structlog.get_logger()
 
@@ -86,7 +105,8 @@ class Route:
     handler: Handler
     structure: str
     #: whether a resend gets the original answer (VXU changes the registry;
-    #: a query is read-only and is answered afresh from current data)
+    #: a query is read-only and is answered afresh from current data, with
+    #: a journal row of its own)
     replay_resends: bool = True
 
 
@@ -124,6 +144,152 @@ class _Reading(NamedTuple):
     decoded: DecodedText
     message: Message
     header: MessageHeader
+    digest: str
+
+
+#: (sending facility, MSH-10, content digest): how the journal finds a resend.
+_Key = tuple[str, str, str]
+
+
+def content_digest(message: Message) -> str:
+    """SHA-256 (hex) of a message's content with MSH-7 left out.
+
+    What counts as the same content: the decoded text (so the same text in
+    another declared character set is the same message), segment by segment
+    as the tokenizer splits it (a CR, LF or CRLF terminator, blank lines,
+    trailing terminators and a leading byte-order mark make no difference),
+    with MSH-7 (date/time of message) emptied, since a sender's resend
+    restamps it. Every other character counts, spaces and delimiters
+    included.
+
+    Args:
+        message: the tokenized message.
+
+    Returns:
+        64 lowercase hex digits.
+    """
+    separator = message.encoding.field
+    digest = hashlib.sha256()
+    for segment in message.segments:
+        fields = segment.fields
+        if segment.index == 0:
+            fields = list(fields)
+            if len(fields) > 7:
+                fields[7] = ""
+            # fields[1] is MSH-1, the separator itself (see Segment.raw).
+            del fields[1]
+        digest.update(separator.join(fields).encode("utf-8", "surrogatepass"))
+        digest.update(b"\r")
+    return digest.hexdigest()
+
+
+def _has_control(value: str) -> bool:
+    """Whether a value holds a C0 or C1 control character (or DEL)."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
+
+
+def _key_issue(header: MessageHeader) -> Issue | None:
+    """Why the journal cannot key this message, as an AR issue; None when it can.
+
+    The journal keys every message on (sender, MSH-10): a value that does not
+    fit its column, or holds a control character, would make the journal
+    insert fail on PostgreSQL (and be stored on SQLite), so it is refused the
+    same way on both, naming the field and the limit.
+    """
+    if not header.control_id:
+        return _issue(
+            "101", "MSH", 10, "7", "MSH-10 (message control id) is missing; rejected"
+        )
+    sender_field = 4 if header.sending_facility.key else 3
+    checks = (
+        ("MSH-10 (message control id)", 10, header.control_id, "control_id"),
+        (f"MSH-{sender_field} (sender)", sender_field, header.sender, "sender"),
+    )
+    for name, field_no, value, column in checks:
+        limit = JOURNAL_KEY_LIMITS[column]
+        if len(value) > limit:
+            return _issue(
+                "102",
+                "MSH",
+                field_no,
+                "4",
+                f"{name} is {len(value)} characters long; at most {limit} are "
+                "accepted; rejected, nothing stored",
+            )
+        if _has_control(value):
+            return _issue(
+                "102",
+                "MSH",
+                field_no,
+                "4",
+                f"{name} contains a control character; rejected, nothing stored",
+            )
+    return None
+
+
+#: The warning on a message whose control id the sender used before for
+#: other content (table 0357 code 205, duplicate key identifier).
+_REUSED_ID = Issue(
+    "W",
+    "205",
+    Location("MSH", 1, 10),
+    "4",
+    "MSH-10 (message control id) was used before by this sender for a different "
+    "message; processed as a new message (use a new control id for every message)",
+)
+
+
+def _failure_issue(exc: Exception) -> tuple[Issue, str]:
+    """The ERR and journal outcome for a message that failed inside.
+
+    A failure a resend can fix (the database unavailable) asks for a resend;
+    one that would happen again (the database refused a value) says the
+    message must be corrected instead. Anything else is our own error:
+    nothing was stored, and a resend after the fix is processed afresh.
+    """
+    if isinstance(exc, PermanentStorageError):
+        return (
+            _issue(
+                "207",
+                "",
+                None,
+                "4",
+                f"the message cannot be stored as sent: {exc.reason}; nothing was "
+                "stored. Correct the message: sending it again unchanged will fail "
+                "the same way",
+            ),
+            "cannot be stored as sent",
+        )
+    if isinstance(exc, TransientStorageError):
+        return (
+            _issue(
+                "207",
+                "",
+                None,
+                "",
+                "the database is unavailable; nothing was stored, please resend",
+            ),
+            "database unavailable",
+        )
+    return (
+        _issue(
+            "207",
+            "",
+            None,
+            "",
+            "internal error while processing; nothing was stored, please resend",
+        ),
+        "internal error",
+    )
+
+
+def _with_issues(result: Response, extra: Sequence[Issue]) -> Response:
+    """The handler's response with the pipeline's own findings added to its ERRs."""
+    if not extra:
+        return result
+    if isinstance(result, Acknowledgement | QueryResponse):
+        return dataclasses.replace(result, issues=(*result.issues, *extra))
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,65 +427,74 @@ class MessagePipeline:
 
     def _prefetch(
         self, uow: UnitOfWork, batch: Sequence[Inbound]
-    ) -> tuple[list[_Reading | None], dict[tuple[str, str], JournalAnswer | None]]:
+    ) -> tuple[list[_Reading | None], dict[_Key, JournalLookup]]:
         """Read every header of the batch and look their journal rows up in one query.
 
         On PostgreSQL the message locks are taken first, all together and in
         sorted order: another node handling the same message commits before
         the lookup, so its row (and answer) is what this one sees. A message
         whose header cannot be read here is read again, and answered, in
-        :meth:`_process`.
+        :meth:`_process`. Only the first message of the batch with a given
+        (sender, MSH-10) is looked up here: a later one is looked up after
+        the first one's row exists, so that it is seen as a resend or a reuse.
         """
         readings: list[_Reading | None] = []
-        keys: list[tuple[str, str]] = []
+        keys: list[_Key] = []
+        pairs: set[tuple[str, str]] = set()
         for item in batch:
             try:
                 decoded = decode_message(item.raw)
                 message = tokenize(decoded.text)
                 header = read_header(message.msh)
+                digest = content_digest(message)
             except Exception:  # answered (or logged) per message in _process
                 readings.append(None)
                 continue
-            readings.append(_Reading(decoded, message, header))
-            if header.control_id and header.message_code not in {"ACK", "RSP"}:
-                keys.append((header.sender, header.control_id))
+            readings.append(_Reading(decoded, message, header, digest))
+            pair = (header.sender, header.control_id)
+            if (
+                header.message_code not in {"ACK", "RSP"}
+                and _key_issue(header) is None
+                and pair not in pairs
+            ):
+                pairs.add(pair)
+                keys.append((*pair, digest))
         if not keys:
             return readings, {}
-        uow.lock(f"message:{sender}:{control_id}" for sender, control_id in keys)
-        found = uow.journal.answers(keys)
-        answers: dict[tuple[str, str], JournalAnswer | None] = {
-            key: found.get(key) for key in keys
-        }
-        return readings, answers
+        uow.lock(f"message:{sender}:{control_id}" for sender, control_id in pairs)
+        return readings, uow.journal.answers(keys)
 
     def _process_isolated(
         self,
         uow: UnitOfWork,
         item: Inbound,
         reading: _Reading | None = None,
-        answers: dict[tuple[str, str], JournalAnswer | None] | None = None,
+        answers: dict[_Key, JournalLookup] | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         log = logger.bind(peer=item.peer, listener=item.listener)
+        if reading is not None:
+            # So that a failure's log line says which message it was.
+            log = log.bind(
+                control_id=reading.header.control_id[
+                    : JOURNAL_KEY_LIMITS["control_id"]
+                ],
+                sender=reading.header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            )
         try:
             with uow.savepoint():
                 outcome = self._process(uow, item, log, reading, answers or {})
         except (
             Exception
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
-            log.exception("message_failed", error_type=type(exc).__name__)
+            # Type and place only: an exception's text can quote patient data.
+            log.error("message_failed", **exception_summary(exc))
             encoding, header = self._peek(item.raw)
-            issue = _issue(
-                "207",
-                "",
-                None,
-                "",
-                "internal error while processing; nothing was stored, please resend",
-            )
+            issue, outcome_text = _failure_issue(exc)
             ack = Acknowledgement(
                 "AE",
                 (issue,),
-                outcome="internal error",
+                outcome=outcome_text,
                 trigger=header.trigger_event
                 if header and header.trigger_event
                 else "V04",
@@ -347,11 +522,17 @@ class MessagePipeline:
         item: Inbound,
         log: Any,
         reading: _Reading | None,
-        answers: dict[tuple[str, str], JournalAnswer | None],
+        answers: dict[_Key, JournalLookup],
     ) -> Outcome:
-        if reading is not None:
-            decoded, message, header = reading
-            return self._process_read(uow, item, log, decoded, message, header, answers)
+        if reading is None:
+            read = self._read(item, log)
+            if isinstance(read, Outcome):
+                return read
+            reading = read
+        return self._process_read(uow, item, log, reading, answers)
+
+    def _read(self, item: Inbound, log: Any) -> _Reading | Outcome:
+        """Decode, tokenize and read the header; an unreadable message gets AR."""
         decoded = decode_message(item.raw)
         try:
             message = tokenize(decoded.text)
@@ -366,49 +547,48 @@ class MessagePipeline:
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
         header = read_header(message.msh)
-        return self._process_read(uow, item, log, decoded, message, header, answers)
+        return _Reading(decoded, message, header, content_digest(message))
 
     def _process_read(
         self,
         uow: UnitOfWork,
         item: Inbound,
         log: Any,
-        decoded: DecodedText,
-        message: Message,
-        header: MessageHeader,
-        answers: dict[tuple[str, str], JournalAnswer | None],
+        reading: _Reading,
+        answers: dict[_Key, JournalLookup],
     ) -> Outcome:
+        decoded, message, header, digest = reading
         encoding = message.encoding
         log = log.bind(
-            control_id=header.control_id,
-            sender=header.sender,
-            message_type=header.message_type,
+            control_id=header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
+            sender=header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            message_type=header.message_type[:20],
         )
         if header.message_code in {"ACK", "RSP"}:
             # The receiver of an ACK or RSP never acknowledges it (IG, original mode).
             log.info("response_ignored")
             return Outcome(b"", "", None)
-        if not header.control_id:
-            issue = _issue(
-                "101",
-                "MSH",
-                10,
-                "7",
-                "MSH-10 (message control id) is missing; rejected",
+        key_issue = _key_issue(header)
+        if key_issue is not None:
+            # Not journaled: the journal cannot key it (DESIGN.md, "Durability").
+            log.warning(
+                "message_rejected",
+                location=str(key_issue.location),
+                reason="header key unusable",
             )
-            return Outcome(self.reject([issue], header, encoding), "AR", None)
+            return Outcome(self.reject([key_issue], header, encoding), "AR", None)
 
         # Another node may be handling the same message right now: wait for
         # it, then its journal row (and response) is visible here. The batch's
         # look-ups were made together (_prefetch); a key seen a second time in
         # one batch is looked up again, after the first one's work.
-        key = (header.sender, header.control_id)
-        if key in answers:
-            previous = answers.pop(key)
-        else:
+        key = (header.sender, header.control_id, digest)
+        found = answers.pop(key, None)
+        if found is None:
             uow.lock([f"message:{header.sender}:{header.control_id}"])
-            previous = uow.journal.answers([key]).get(key)
+            found = uow.journal.answers([key])[key]
         route_of_type = self._routes.get(header.message_code)
+        previous = found.resend_of
         if (
             previous is not None
             and previous.response is not None
@@ -425,9 +605,11 @@ class MessagePipeline:
                 previous.ack_code or "",
                 previous.id,
             )
+        if found.other_content:
+            log.warning("control_id_reused")
 
         region, known = self._senders.region_of(header.sender)
-        journal_id = self._journal(uow, item, header, region, previous)
+        journal_id = self._journal(uow, item, header, region, digest)
         log = log.bind(region=region or "")
 
         envelope = self._envelope_issues(header)
@@ -503,6 +685,8 @@ class MessagePipeline:
                     ),
                 )
             )
+        if found.other_content:
+            extra.append(_REUSED_ID)
         if not known:
             extra.append(
                 Issue(
@@ -513,15 +697,11 @@ class MessagePipeline:
                     f"MSH-4 sending facility is not registered; data filed in region {region}",
                 )
             )
-        if extra and isinstance(result, Acknowledgement):
-            result = Acknowledgement(
-                result.ack_code,
-                (*result.issues, *extra),
-                result.outcome,
-                result.region,
-                result.facts,
-                result.trigger,
-            )
+        if isinstance(result, Acknowledgement):
+            result = _with_issues(result, extra)
+        elif found.other_content:
+            # Queries carry only this warning (the others are VXU matters).
+            result = _with_issues(result, [_REUSED_ID])
         response = result.encode(self._ours(journal_id), header, encoding)
         errors = len(getattr(result, "issues", ()))
         uow.journal.set_response(
@@ -539,10 +719,9 @@ class MessagePipeline:
         item: Inbound,
         header: MessageHeader,
         region: str | None,
-        previous: JournalAnswer | None,
+        digest: str,
     ) -> int:
-        if previous is not None:
-            return previous.id
+        """A new journal row for this message (every message has its own)."""
         return uow.journal.insert(
             NewJournalEntry(
                 sender=header.sender,
@@ -552,6 +731,7 @@ class MessagePipeline:
                 raw=item.raw,
                 peer=item.peer,
                 region=region,
+                content_digest=digest,
             )
         )
 
@@ -688,8 +868,8 @@ class GroupCommitter:
                 [item for item, _ in batch]
             )
         except Exception as exc:  # commit failed: no answer may claim durability
-            logger.exception(
-                "batch_failed", batch_size=len(batch), error_type=type(exc).__name__
+            logger.error(
+                "batch_failed", batch_size=len(batch), **exception_summary(exc)
             )
             outcomes = [exc] * len(batch)
         if self._deliver_many is not None:

@@ -5,6 +5,7 @@ dataclasses; region is a required argument of every patient or dose query.
 """
 
 from storage.database import (
+    JOURNAL_KEY_LIMITS,
     AuditRepository,
     Database,
     JournalRepository,
@@ -17,14 +18,16 @@ from storage.database import (
 )
 from storage.errors import (
     DatabaseUnreachable,
-    DuplicateMessage,
+    PermanentStorageError,
     SchemaOutOfDate,
     StorageError,
+    TransientStorageError,
 )
 from storage.records import (
     AuditEntry,
     JournalAnswer,
     JournalEntry,
+    JournalLookup,
     NewAuditEntry,
     NewJournalEntry,
     NewMatchDecision,
@@ -45,13 +48,14 @@ from storage.records import (
 )
 
 __all__ = [
+    "JOURNAL_KEY_LIMITS",
     "AuditEntry",
     "AuditRepository",
     "Database",
     "DatabaseUnreachable",
-    "DuplicateMessage",
     "JournalAnswer",
     "JournalEntry",
+    "JournalLookup",
     "JournalRepository",
     "NewAuditEntry",
     "NewJournalEntry",
@@ -69,11 +73,13 @@ __all__ = [
     "PatientRecord",
     "PatientRepository",
     "PatientVersion",
+    "PermanentStorageError",
     "ReviewItem",
     "ReviewRepository",
     "SchemaOutOfDate",
     "StorageError",
     "Submitter",
+    "TransientStorageError",
     "UnitOfWork",
     "VaccinationRecord",
     "VaccinationRepository",

@@ -202,8 +202,10 @@ class Runner:
         return cursor
 
     def _raise(self, exc: Exception, sql: str, params: Any) -> None:
+        # hide_parameters: the parameters are patient data, and the error's
+        # text reaches whoever prints it (issue 14, item 7).
         raise DBAPIError.instance(
-            sql, params, exc, self._error, dialect=self.dialect
+            sql, params, exc, self._error, hide_parameters=True, dialect=self.dialect
         ) from exc
 
     def _run(self, sql: str, params: Any, many: bool = False) -> Any:

@@ -43,17 +43,31 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.base import Executable
 
 from storage._sql import Compiled, Runner, Statement, StatementFamily
-from storage.errors import DuplicateMessage, SchemaOutOfDate, StorageError
+from storage.errors import (
+    PermanentStorageError,
+    SchemaOutOfDate,
+    StorageError,
+    TransientStorageError,
+)
 from storage.keys import name_key
 from storage.records import (
     AuditEntry,
     JournalAnswer,
     JournalEntry,
+    JournalLookup,
     NewAuditEntry,
     NewJournalEntry,
     NewMatchDecision,
@@ -217,34 +231,48 @@ _check_positional(vaccinations, VaccinationRecord)
 
 _JOURNAL_COLUMNS = _columns(message_journal, JournalEntry)
 _JOURNAL_FIND = Statement(
-    select(*_JOURNAL_COLUMNS).where(
+    select(*_JOURNAL_COLUMNS)
+    .where(
         message_journal.c.sender == bindparam("sender"),
         message_journal.c.control_id == bindparam("control_id"),
-    ),
+    )
+    .order_by(message_journal.c.id.desc()),
     _JOURNAL_COLUMNS,
 )
-# ``sender IN (…) AND control_id IN (…)``, exact pairs kept in Python: SQLite
-# searches the unique index for that form, while for a row-value IN list it
-# scans the whole index.
-_JOURNAL_ANSWERS = StatementFamily(
+# Per (sender, control id, content digest): the newest row. Several rows may
+# share a key (a reused control id with other content is a new message), so
+# the look-up groups them; the answer itself is read by id, and only for a
+# resend. ``sender IN (…) AND control_id IN (…)``, exact pairs kept in
+# Python: SQLite searches the index for that form, while for a row-value IN
+# list it scans the whole index.
+_JOURNAL_DIGESTS = StatementFamily(
     lambda shape: (
         select(
             message_journal.c.sender,
             message_journal.c.control_id,
-            message_journal.c.id,
-            message_journal.c.response,
-            message_journal.c.ack_code,
-        ).where(
+            message_journal.c.content_digest,
+            func.max(message_journal.c.id),
+        )
+        .where(
             _in_list(message_journal.c.sender, "s", shape[0]),
             _in_list(message_journal.c.control_id, "c", shape[1]),
-        ),
-        [
+        )
+        .group_by(
             message_journal.c.sender,
             message_journal.c.control_id,
+            message_journal.c.content_digest,
+        ),
+        [],
+    )
+)
+_JOURNAL_ANSWERS = StatementFamily(
+    lambda n: (
+        select(
             message_journal.c.id,
             message_journal.c.response,
             message_journal.c.ack_code,
-        ],
+        ).where(_in_list(message_journal.c.id, "i", n)),
+        [message_journal.c.id, message_journal.c.response, message_journal.c.ack_code],
     )
 )
 _JOURNAL_INSERT = _insert(
@@ -697,46 +725,104 @@ def _members(sql: Runner, region: str, patient_id: int) -> list[int]:
     return members
 
 
+#: The longest sending facility and control id the journal can key on. A
+#: longer one cannot be journaled: the pipeline rejects it, naming the field.
+JOURNAL_KEY_LIMITS: dict[str, int] = {
+    "sender": int(message_journal.c.sender.type.length),  # type: ignore[attr-defined]
+    "control_id": int(message_journal.c.control_id.type.length),  # type: ignore[attr-defined]
+}
+
+
+def _descriptive(value: str, column: Column[Any]) -> str:
+    """A descriptive value cut to fit its column, without NUL (PostgreSQL refuses it).
+
+    Used for what only describes a message (peer, message type, outcome): the
+    journal must record every message, whatever its header holds.
+    """
+    length: int = column.type.length  # type: ignore[attr-defined]
+    return value.replace("\x00", "")[:length]
+
+
 class JournalRepository:
-    """The message journal: raw messages, responses and outcomes."""
+    """The message journal: raw messages, responses and outcomes.
+
+    Every received message has its own row. Several rows may share a
+    (sending facility, MSH-10) key: a resend is recognised by the key *and*
+    the content digest, so a reused control id with other content is a new
+    message (DESIGN.md, "Durability and idempotency"). Callers serialize work
+    on one key with :meth:`UnitOfWork.lock`.
+    """
 
     def __init__(self, conn: Connection, sql: Runner | None = None) -> None:
         self._conn = conn
         self._sql = sql or Runner(conn)
 
-    def find(self, sender: str, control_id: str) -> JournalEntry | None:
-        """The entry for (sending facility, MSH-10), if any."""
-        row = self._sql.one(_JOURNAL_FIND, {"sender": sender, "control_id": control_id})
-        return JournalEntry(*row) if row else None
+    def find(self, sender: str, control_id: str) -> list[JournalEntry]:
+        """Every entry for (sending facility, MSH-10), newest first."""
+        rows = self._sql.all(
+            _JOURNAL_FIND, {"sender": sender, "control_id": control_id}
+        )
+        return [JournalEntry(*row) for row in rows]
 
     def answers(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], JournalAnswer]:
-        """The stored answers for several (sending facility, MSH-10) keys in one query."""
-        wanted = sorted(set(keys))
-        found: dict[tuple[str, str], JournalAnswer] = {}
-        for start in range(0, len(wanted), 200):
-            chunk = set(wanted[start : start + 200])
+        self, messages: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], JournalLookup]:
+        """Look several received messages up at once.
+
+        Args:
+            messages: (sending facility, MSH-10, content digest) triples.
+
+        Returns:
+            For every triple asked: the newest row with the same key and
+            digest, with its stored answer (a resend), and whether rows with
+            the same key hold other content (a reused control id).
+        """
+        wanted = sorted(set(messages))
+        keys = sorted({(sender, control) for sender, control, _d in wanted})
+        newest: dict[tuple[str, str, str], int] = {}
+        digests: dict[tuple[str, str], set[str]] = {}
+        for start in range(0, len(keys), 200):
+            chunk = set(keys[start : start + 200])
             senders = sorted({sender for sender, _c in chunk})
             controls = sorted({control_id for _s, control_id in chunk})
             values = {**_in_values("s", senders), **_in_values("c", controls)}
-            for sender, control_id, id_, response, ack_code in self._sql.all(
-                _JOURNAL_ANSWERS[(len(senders), len(controls))], values
+            for sender, control_id, digest, id_ in self._sql.all(
+                _JOURNAL_DIGESTS[(len(senders), len(controls))], values
             ):
                 if (sender, control_id) in chunk:
-                    found[(sender, control_id)] = JournalAnswer(
-                        int(id_), response, ack_code
-                    )
+                    newest[(sender, control_id, digest)] = int(id_)
+                    digests.setdefault((sender, control_id), set()).add(digest)
+        hits = sorted({newest[m] for m in wanted if m in newest})
+        stored: dict[int, JournalAnswer] = {}
+        for start in range(0, len(hits), 200):
+            ids = hits[start : start + 200]
+            for id_, response, ack_code in self._sql.all(
+                _JOURNAL_ANSWERS[len(ids)], _in_values("i", ids)
+            ):
+                stored[int(id_)] = JournalAnswer(int(id_), response, ack_code)
+        found: dict[tuple[str, str, str], JournalLookup] = {}
+        for sender, control_id, digest in wanted:
+            row = newest.get((sender, control_id, digest))
+            others = digests.get((sender, control_id), set()) - {digest}
+            found[(sender, control_id, digest)] = JournalLookup(
+                stored.get(row) if row is not None else None, bool(others)
+            )
         return found
 
     def insert(self, entry: NewJournalEntry) -> int:
-        """Journal a received message; raises DuplicateMessage on a resend race."""
+        """Journal a received message as a new row; returns its id.
+
+        Descriptive values (peer, message type) are cut to their columns, so
+        that recording a message never fails for them; the key (sender,
+        control id) must already fit :data:`JOURNAL_KEY_LIMITS`.
+        """
         values = _fields(entry)
+        values["peer"] = _descriptive(entry.peer, message_journal.c.peer)
+        values["message_type"] = _descriptive(
+            entry.message_type, message_journal.c.message_type
+        )
         values["outcome"] = "received"
-        try:
-            return self._sql.insert(_JOURNAL_INSERT, values)
-        except IntegrityError as exc:
-            raise DuplicateMessage(entry.sender, entry.control_id) from exc
+        return self._sql.insert(_JOURNAL_INSERT, values)
 
     def set_response(
         self,
@@ -754,7 +840,7 @@ class JournalRepository:
                 "_id": journal_id,
                 "response": response,
                 "ack_code": ack_code,
-                "outcome": outcome[:300],
+                "outcome": _descriptive(outcome, message_journal.c.outcome),
                 "error_count": error_count,
                 "region": region,
             },
@@ -1319,6 +1405,67 @@ class AuditRepository:
         self._conn.execute(audit_log.insert(), _fields(entry))
 
 
+#: SQLSTATE classes and codes (PostgreSQL appendix A) and what they mean for a
+#: sender, in words that carry no value from the message.
+_PERMANENT_REASONS = {
+    "22001": "a value is longer than its column allows",
+    "22021": "a value is not valid text in the database's encoding",
+    "22P05": "a value holds a character the database cannot store",
+    "22003": "a number is out of range",
+    "22007": "a date or time is not valid",
+    "22008": "a date or time is out of range",
+    "23502": "a required value is missing",
+    "23503": "a value refers to a record that does not exist",
+    "23505": "a value that must be unique is already stored",
+}
+#: The same for SQLite's extended result codes, so that both backends answer
+#: a refused value in the same words.
+_SQLITE_REASONS = {
+    "SQLITE_TOOBIG": "a value is longer than its column allows",
+    "SQLITE_CONSTRAINT_NOTNULL": _PERMANENT_REASONS["23502"],
+    "SQLITE_CONSTRAINT_FOREIGNKEY": _PERMANENT_REASONS["23503"],
+    "SQLITE_CONSTRAINT_UNIQUE": _PERMANENT_REASONS["23505"],
+    "SQLITE_CONSTRAINT_PRIMARYKEY": _PERMANENT_REASONS["23505"],
+}
+
+
+def translate_error(exc: BaseException) -> BaseException:
+    """The storage error for a database failure; anything else unchanged.
+
+    A failure that a later attempt can overcome (the database unreachable,
+    a pool time-out, a lock or serialization conflict: SQLAlchemy's
+    ``OperationalError`` family) is a :class:`TransientStorageError`; a value
+    the database refuses (``DataError``, ``IntegrityError``) is a
+    :class:`PermanentStorageError`, since the same message would fail the
+    same way. Other driver errors (a programming error, an internal one) are
+    ours, not the sender's: they stay transient, so that a fixed release can
+    take the resend. Neither error keeps the driver's text or the bound
+    parameters: both can hold patient data.
+    """
+    if isinstance(exc, StorageError) or not isinstance(exc, SQLAlchemyError):
+        return exc
+    if isinstance(exc, DataError | IntegrityError):
+        orig = getattr(exc, "orig", None)
+        reason = _PERMANENT_REASONS.get(
+            getattr(orig, "sqlstate", None) or ""
+        ) or _SQLITE_REASONS.get(getattr(orig, "sqlite_errorname", None) or "")
+        if reason is None:
+            # psycopg refuses a NUL before sending (no SQLSTATE); its text
+            # is fixed and carries no value.
+            reason = (
+                "a value holds a NUL character, which the database cannot store"
+                if "NUL (0x00)" in str(orig or "")
+                else "the database refused a value"
+            )
+        return PermanentStorageError(reason)
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError):
+        name = type(exc).__name__
+        return TransientStorageError(f"database error ({name})")
+    if isinstance(exc, OperationalError | DisconnectionError | PoolTimeout):
+        return TransientStorageError(f"database unavailable ({type(exc).__name__})")
+    return TransientStorageError(f"database error ({type(exc).__name__})")
+
+
 class UnitOfWork:
     """One transaction and the repositories that work inside it.
 
@@ -1374,11 +1521,14 @@ class UnitOfWork:
             yield
             # Queued statements fail here, inside the savepoint, if at all.
             sql.flush()
-        except BaseException:
+        except BaseException as exc:
             if not sql.unsent_since(mark):
                 sql.command(f"ROLLBACK TO SAVEPOINT {name}")
                 sql.defer_command(f"RELEASE SAVEPOINT {name}")
-            raise
+            translated = translate_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
         else:
             sql.defer_command(f"RELEASE SAVEPOINT {name}")
         finally:
@@ -1455,10 +1605,8 @@ class Database:
                     uow.flush()
                 finally:
                     uow.close()
-        except OperationalError as exc:
-            raise StorageError(
-                f"database unavailable: {exc.orig.__class__.__name__}"
-            ) from exc
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
 
     def upgrade(self, regions: Sequence[str] = ()) -> str:
         """Migrate the schema to the newest revision and create region partitions; returns the revision."""
@@ -1602,6 +1750,9 @@ def open_database(
 ) -> Database:
     """Open a database by URL (SQLite file, in-memory SQLite, or PostgreSQL via psycopg).
 
+    Engines are created with ``hide_parameters``: a statement's bound values
+    (names, identifiers, birth dates) never appear in an error's text.
+
     Raises:
         StorageError: when the URL is not usable.
     """
@@ -1620,7 +1771,7 @@ def open_database(
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         if memory:
             kwargs["poolclass"] = StaticPool
-        engine = create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
 
         @event.listens_for(engine, "begin")
@@ -1633,7 +1784,11 @@ def open_database(
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         engine = create_engine(
-            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            hide_parameters=True,
         )
         event.listen(engine, "before_cursor_execute", _flush_queued)
     else:

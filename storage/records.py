@@ -18,6 +18,9 @@ class NewJournalEntry:
     raw: bytes
     peer: str = ""
     region: str | None = None
+    #: SHA-256 (hex) of the message's content with MSH-7 left out: a resend
+    #: has the same digest; a reused MSH-10 with other content does not
+    content_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class JournalEntry:
     ack_code: str | None
     outcome: str
     error_count: int
+    content_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,21 @@ class JournalAnswer:
     id: int
     response: bytes | None
     ack_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLookup:
+    """What the journal holds under one (sending facility, MSH-10) for one content.
+
+    Attributes:
+        resend_of: the newest row with the same key and the same content
+            digest (the message this one resends), with its answer.
+        other_content: whether rows with the same key hold other content
+            (the control id was used before for a different message).
+    """
+
+    resend_of: JournalAnswer | None = None
+    other_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,13 +38,6 @@ pytestmark = pytest.mark.e2e
 #: into BAY with a warning), with JSON logs so the canary check can read them.
 DEVELOPMENT = '[logging]\nformat = "json"\n'
 
-#: A journal fix in progress makes every message with a reused (MSH-4,
-#: MSH-10) and different content a message of its own; until then such a
-#: message gets the first one's answer replayed.
-NEEDS_JOURNAL_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="reused control id: the first message's answer is replayed (issue 14 item 4)",
-)
 
 AA = frozenset({"AA"})
 ERROR = frozenset({"AE", "AR"})
@@ -106,21 +99,12 @@ VXU_EXPECTED: dict[str, frozenset[str]] = {
     "vxu-ois-multiple-orders-pv1.hl7": AA,
     "vxu-rpms-ois-three-orders-a.hl7": AA,
 }
-#: Samples whose answer today is another message's, replayed.
-JOURNAL_DEPENDENT = {
-    "vxu-edge-pid-missing-name.hl7",
-    "vxu-edge-segment-out-of-order.hl7",
-    "vxu-ois-dqa-generated-a.hl7",
-}
 
 
 def _vxu_params() -> list[object]:
     params: list[object] = []
     for name in sorted(VXU_EXPECTED):
-        marks = []
-        if name in JOURNAL_DEPENDENT:
-            marks.append(NEEDS_JOURNAL_FIX)
-        params.append(pytest.param(name, marks=marks, id=name))
+        params.append(pytest.param(name, id=name))
     return params
 
 
@@ -262,7 +246,6 @@ def test_walkthrough_messages_show_1_is_the_first_vxu_with_its_ack(
     assert "\nMSA|AA|" in "\n" + response
 
 
-@NEEDS_JOURNAL_FIX
 def test_walkthrough_journal_has_a_row_for_every_answer(
     walkthrough: Walkthrough,
 ) -> None:

@@ -8,23 +8,38 @@ import pytest
 
 from storage import (
     Database,
+    JournalLookup,
     NewAuditEntry,
     NewJournalEntry,
     NewNextOfKin,
     NewObservation,
     NewPatient,
     NewVaccination,
+    PermanentStorageError,
+    TransientStorageError,
     UnitOfWork,
+    open_database,
 )
+from storage.schema import message_journal
+from tests.support.messages import CANARY_MRN
 from tests.support.records import new_vaccination
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def _journal(uow: UnitOfWork, control_id: str = "C1", sender: str = "CLINIC1") -> int:
+def _journal(
+    uow: UnitOfWork, control_id: str = "C1", sender: str = "CLINIC1", digest: str = ""
+) -> int:
     return uow.journal.insert(
         NewJournalEntry(
-            sender, control_id, "VXU^V04", NOW, b"MSH|raw", "127.0.0.1:1", "BAY"
+            sender,
+            control_id,
+            "VXU^V04",
+            NOW,
+            b"MSH|raw",
+            "127.0.0.1:1",
+            "BAY",
+            content_digest=digest,
         )
     )
 
@@ -68,8 +83,7 @@ def test_journal_roundtrip_and_response(db: Database) -> None:
         jid = _journal(uow)
         uow.journal.set_response(jid, b"MSA|AA", "AA", "stored", 0, "BAY")
     with db.transaction() as uow:
-        entry = uow.journal.find("CLINIC1", "C1")
-    assert entry is not None
+        (entry,) = uow.journal.find("CLINIC1", "C1")
     assert (entry.id, entry.response, entry.ack_code, entry.raw) == (
         jid,
         b"MSA|AA",
@@ -88,8 +102,8 @@ def test_savepoint_rolls_back_only_its_block(db: Database) -> None:
             _journal(uow, "LOSE")
             raise RuntimeError("boom")
     with db.transaction() as uow:
-        assert uow.journal.find("CLINIC1", "KEEP") is not None
-        assert uow.journal.find("CLINIC1", "LOSE") is None
+        assert len(uow.journal.find("CLINIC1", "KEEP")) == 1
+        assert uow.journal.find("CLINIC1", "LOSE") == []
 
 
 def test_transaction_rolls_back_on_error(db: Database) -> None:
@@ -98,7 +112,141 @@ def test_transaction_rolls_back_on_error(db: Database) -> None:
         _journal(uow)
         raise RuntimeError("before commit")
     with db.transaction() as uow:
-        assert uow.journal.find("CLINIC1", "C1") is None
+        assert uow.journal.find("CLINIC1", "C1") == []
+
+
+def test_journal_keeps_every_message_under_a_reused_key(db: Database) -> None:
+    """Two messages with the same sender and control id get two rows, newest first."""
+    with db.transaction() as uow:
+        first = _journal(uow, digest="a" * 64)
+        second = _journal(uow, digest="b" * 64)
+    with db.transaction() as uow:
+        rows = uow.journal.find("CLINIC1", "C1")
+    assert [(r.id, r.content_digest) for r in rows] == [
+        (second, "b" * 64),
+        (first, "a" * 64),
+    ]
+
+
+def test_journal_answers_finds_the_newest_row_with_the_same_digest(
+    db: Database,
+) -> None:
+    """A resend is the newest row with the same key and digest; other digests say reuse."""
+    with db.transaction() as uow:
+        old = _journal(uow, digest="a" * 64)
+        uow.journal.set_response(old, b"MSA|AR|old", "AR", "rejected", 1, "BAY")
+        other = _journal(uow, digest="b" * 64)
+        uow.journal.set_response(other, b"MSA|AA|other", "AA", "stored", 0, "BAY")
+        new = _journal(uow, digest="a" * 64)
+        uow.journal.set_response(new, b"MSA|AA|new", "AA", "stored", 0, "BAY")
+    with db.transaction() as uow:
+        found = uow.journal.answers(
+            [
+                ("CLINIC1", "C1", "a" * 64),
+                ("CLINIC1", "C1", "c" * 64),
+                ("CLINIC1", "C2", "a" * 64),
+            ]
+        )
+    same = found[("CLINIC1", "C1", "a" * 64)]
+    assert same.resend_of is not None
+    assert (same.resend_of.id, same.resend_of.response, same.resend_of.ack_code) == (
+        new,
+        b"MSA|AA|new",
+        "AA",
+    )
+    assert same.other_content is True
+    assert found[("CLINIC1", "C1", "c" * 64)] == JournalLookup(None, True)
+    assert found[("CLINIC1", "C2", "a" * 64)] == JournalLookup(None, False)
+
+
+def test_journal_answers_keep_senders_apart(db: Database) -> None:
+    """The same control id from another sender is neither a resend nor a reuse."""
+    with db.transaction() as uow:
+        _journal(uow, "C1", "CLINIC1", "a" * 64)
+        theirs = _journal(uow, "C2", "CLINIC2", "a" * 64)
+    with db.transaction() as uow:
+        found = uow.journal.answers(
+            [("CLINIC2", "C1", "a" * 64), ("CLINIC2", "C2", "b" * 64)]
+        )
+    assert found[("CLINIC2", "C1", "a" * 64)] == JournalLookup(None, False)
+    assert found[("CLINIC2", "C2", "b" * 64)] == JournalLookup(None, True)
+    assert theirs > 0
+
+
+def test_journal_insert_cuts_descriptive_values_to_fit(db: Database) -> None:
+    """An over-long peer or message type, even with NUL, never makes recording fail."""
+    with db.transaction() as uow:
+        jid = uow.journal.insert(
+            NewJournalEntry(
+                "CLINIC1",
+                "C1",
+                "VXU^" + "V\x00" * 50,
+                NOW,
+                b"MSH|raw\x00",
+                "p\x00" * 200,
+                "BAY",
+            )
+        )
+        uow.journal.set_response(jid, b"MSA|AR", "AR", "x\x00" * 400, 1, "BAY")
+    entry = db.journal_get(jid)
+    assert entry is not None
+    assert (entry.message_type, entry.peer, entry.outcome, entry.raw) == (
+        ("VXU^" + "V" * 50)[:20],
+        "p" * 80,
+        "x" * 300,
+        b"MSH|raw\x00",
+    )
+
+
+def test_savepoint_turns_a_refused_value_into_a_permanent_error(db: Database) -> None:
+    """A value the database refuses is permanent, and the error quotes no value."""
+    with db.transaction() as uow:
+        with pytest.raises(PermanentStorageError) as caught, uow.savepoint():
+            uow.journal.insert(
+                NewJournalEntry(None, CANARY_MRN, "VXU^V04", NOW, b"MSH", "p")  # type: ignore[arg-type]
+            )
+        _journal(uow, "AFTER")
+    # Ours only: PostgreSQL's own DETAIL can echo the failing row, which is
+    # why logs carry an exception's type and place, never its text.
+    assert CANARY_MRN not in str(caught.value)
+    with db.transaction() as uow:
+        assert len(uow.journal.find("CLINIC1", "AFTER")) == 1
+
+
+def test_database_hides_parameters_in_sqlalchemy_errors(db: Database) -> None:
+    """Statements run through SQLAlchemy Core keep their bound values out of error text."""
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError) as caught, db.engine.begin() as conn:
+        conn.execute(
+            message_journal.insert(),
+            {
+                "sender": None,
+                "control_id": CANARY_MRN,
+                "message_type": "VXU",
+                "received_at": NOW,
+                "raw": b"MSH",
+            },
+        )
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(caught.value)
+    assert "[parameters:" not in str(caught.value)
+
+
+def test_transaction_on_an_unreachable_database_is_a_transient_error(
+    tmp_path,
+) -> None:
+    """A database that cannot be opened is a failure a later attempt can overcome."""
+    (tmp_path / "dir.sqlite3").mkdir()
+    for url in (
+        f"sqlite:///{tmp_path / 'dir.sqlite3'}",
+        "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2",
+    ):
+        db = open_database(url)
+        try:
+            with pytest.raises(TransientStorageError), db.transaction():
+                pass
+        finally:
+            db.close()
 
 
 def test_patient_found_by_identifier_within_region(db: Database) -> None:
