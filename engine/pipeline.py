@@ -24,10 +24,9 @@ thread and hands the answers back to the reactor.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import itertools
 import queue
+import re
 import threading
 import time
 import uuid
@@ -55,7 +54,6 @@ from parsers import (
     read_header,
     tokenize,
 )
-from parsers.query import QueryResponse
 from parsers.tokenizer import read_encoding
 from storage import (
     JOURNAL_KEY_LIMITS,
@@ -83,6 +81,17 @@ class Response(Protocol):
     def outcome(self) -> str:
         """A short outcome for the journal and the log (no PHI)."""
 
+    @property
+    def issues(self) -> tuple[Issue, ...]:
+        """The findings that become ERR segments."""
+
+    @property
+    def changed_registry(self) -> bool:
+        """Whether applying the message stored or changed registry data."""
+
+    def with_issues(self, extra: Sequence[Issue]) -> Response:
+        """The same response with the pipeline's own findings added."""
+
     def encode(
         self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
     ) -> bytes:
@@ -108,6 +117,9 @@ class Route:
     #: a query is read-only and is answered afresh from current data, with
     #: a journal row of its own)
     replay_resends: bool = True
+    #: whether the message type writes registry data (VXU): then MSH-11
+    #: ``T`` and ``D`` are validated and answered but nothing is kept
+    writes: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,13 +295,14 @@ def _failure_issue(exc: Exception) -> tuple[Issue, str]:
     )
 
 
-def _with_issues(result: Response, extra: Sequence[Issue]) -> Response:
-    """The handler's response with the pipeline's own findings added to its ERRs."""
-    if not extra:
-        return result
-    if isinstance(result, Acknowledgement | QueryResponse):
-        return dataclasses.replace(result, issues=(*result.issues, *extra))
-    return result
+#: MSH-11 processing ids whose data never reaches the registry (HL7 table
+#: 0103: T training, D debugging). They are validated and answered as usual,
+#: then the registry's changes are rolled back; the journal keeps them.
+NOT_STORED_PROCESSING_IDS = frozenset({"T", "D"})
+
+
+class _Discard(Exception):
+    """Raised inside a savepoint to roll back what a T or D message changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,18 +371,17 @@ class MessagePipeline:
         self._application = application
         self._facility = facility
         self._now = now or (lambda: datetime.now(UTC))
-        self._counter = itertools.count(1)
         self._node = uuid.uuid4().hex[:6]
+        #: unregistered senders already announced in the log (once each)
+        self._announced: set[str] = set()
 
     # -- responses ---------------------------------------------------------
 
     def _ours(self, journal_id: int | None) -> ResponseHeader:
         stamp = self._now().strftime("%Y%m%d%H%M%S+0000")
-        control = (
-            f"{self._node}{journal_id}"
-            if journal_id
-            else f"{self._node}x{next(self._counter)}"
-        )
+        # Unique across nodes and restarts: a journal id is unique in the
+        # shared database; an answer with no journal row gets a random id.
+        control = f"{self._node}{journal_id}" if journal_id else uuid.uuid4().hex[:20]
         return ResponseHeader(self._application, self._facility, control, stamp)
 
     def reject(
@@ -537,6 +549,9 @@ class MessagePipeline:
         try:
             message = tokenize(decoded.text)
         except ParseError as exc:
+            batch = self._batch_in_frame(decoded.text, log)
+            if batch is not None:
+                return batch
             log.warning("message_unreadable", location=exc.location, reason=exc.reason)
             issue = _issue(
                 "100" if exc.location == "MSH" else "102",
@@ -548,6 +563,39 @@ class MessagePipeline:
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
         header = read_header(message.msh)
         return _Reading(decoded, message, header, content_digest(message))
+
+    def _batch_in_frame(self, text: str, log: Any) -> Outcome | None:
+        """AR for a batch (FHS/BHS … BTS/FTS) sent inside one MLLP frame.
+
+        MLLP carries one message per frame (REFERENCE §1); batches are files,
+        for ``cairn load``. The answer names the batch header and echoes the
+        first message's MSH-10 in MSA-2, so the sender can tell which
+        transmission it was. Nothing is stored or journaled.
+        """
+        lines = [line for line in re.split(r"\r\n|\r|\n", text.lstrip()) if line]
+        if not lines or lines[0][:3] not in {"FHS", "BHS"}:
+            return None
+        header: MessageHeader | None = None
+        encoding = STANDARD_ENCODING
+        first = next((line for line in lines if line.startswith("MSH")), None)
+        if first is not None:
+            try:
+                msh = tokenize(first)
+                encoding, header = msh.encoding, read_header(msh.msh)
+            except ParseError:
+                header = None
+        messages = sum(1 for line in lines if line.startswith("MSH"))
+        log.warning("batch_in_one_frame", messages=messages)
+        issue = _issue(
+            "100",
+            lines[0][:3],
+            None,
+            "",
+            f"a batch ({lines[0][:3]} header, {messages} message(s)) was sent in one "
+            "MLLP frame; nothing was processed. Send one message per frame, or load "
+            "the batch file with `cairn load`",
+        )
+        return Outcome(self.reject([issue], header, encoding), "AR", None)
 
     def _process_read(
         self,
@@ -658,7 +706,11 @@ class MessagePipeline:
             today=now.date(),
             sender_known=known,
         )
-        result = route.handler.handle(message, ctx, uow, log)
+        not_stored = route.writes and header.processing_id in NOT_STORED_PROCESSING_IDS
+        if not_stored:
+            result = self._dry_run(route, message, ctx, uow, log, header)
+        else:
+            result = route.handler.handle(message, ctx, uow, log)
         extra: list[Issue] = []
         if decoded.problem:
             extra.append(
@@ -688,30 +740,68 @@ class MessagePipeline:
         if found.other_content:
             extra.append(_REUSED_ID)
         if not known:
-            extra.append(
-                Issue(
-                    "W",
-                    "0",
-                    Location("MSH", 1, 4),
-                    "",
-                    f"MSH-4 sending facility is not registered; data filed in region {region}",
+            self._announce_unregistered(header.sender, region, log)
+            # Said where it changed what happened: data was filed in the
+            # fallback region. A rejected message or a query is not told.
+            if result.changed_registry and not not_stored:
+                extra.append(
+                    Issue(
+                        "W",
+                        "0",
+                        Location("MSH", 1, 4),
+                        "",
+                        f"MSH-4 sending facility is not registered; data filed in region {region}",
+                    )
                 )
-            )
-        if isinstance(result, Acknowledgement):
-            result = _with_issues(result, extra)
-        elif found.other_content:
-            # Queries carry only this warning (the others are VXU matters).
-            result = _with_issues(result, [_REUSED_ID])
+        result = result.with_issues(extra)
+        outcome = result.outcome
+        if not_stored:
+            outcome = f"not stored (MSH-11 {header.processing_id}): {outcome}"
         response = result.encode(self._ours(journal_id), header, encoding)
-        errors = len(getattr(result, "issues", ()))
         uow.journal.set_response(
-            journal_id, response, result.ack_code, result.outcome, errors, region
+            journal_id, response, result.ack_code, outcome, len(result.issues), region
         )
         return Outcome(
             response if _wants_answer(header, result.ack_code) else b"",
             result.ack_code,
             journal_id,
         )
+
+    def _dry_run(
+        self,
+        route: Route,
+        message: Message,
+        ctx: MessageContext,
+        uow: UnitOfWork,
+        log: Any,
+        header: MessageHeader,
+    ) -> Response:
+        """Apply a T or D message in a savepoint, keep its answer, roll it back."""
+        answer: list[Response] = []
+        try:
+            with uow.savepoint():
+                answer.append(route.handler.handle(message, ctx, uow, log))
+                raise _Discard
+        except _Discard:
+            pass
+        log.info("message_not_stored", processing_id=header.processing_id)
+        kind = "training" if header.processing_id == "T" else "debugging"
+        note = Issue(
+            "I",
+            "0",
+            Location("MSH", 1, 11),
+            "",
+            f"MSH-11 processing id {header.processing_id} ({kind}): validated and "
+            "answered as if stored, but nothing was kept in the registry",
+        )
+        return answer[0].with_issues([note])
+
+    def _announce_unregistered(self, sender: str, region: str, log: Any) -> None:
+        """Log once per sender (per node) that an unregistered sender was accepted."""
+        if sender in self._announced:
+            return
+        self._announced.add(sender)
+        log.warning("unregistered_sender_accepted", fallback_region=region)
 
     def _journal(
         self,

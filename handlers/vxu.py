@@ -141,6 +141,7 @@ class VxuHandler:
             tuple(issues),
             outcome=outcome,
             region=ctx.region,
+            changed_registry=True,
             facts={
                 "doses_stored": stored,
                 "doses_deleted": deleted,

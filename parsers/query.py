@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from parsers.builder import OutSegment, read_field, read_segment
@@ -154,7 +155,24 @@ class QueryResponse:
         if self.qpd_raw is not None:
             segments.append(_echo(theirs_enc, self.qpd_raw))
         segments.extend(self.body)
-        return encode_segments(encoding, segments)
+        return encode_segments(encoding, segments, theirs.charset if theirs else "")
+
+    @property
+    def changed_registry(self) -> bool:
+        """A query changes no registry data (its audit row aside)."""
+        return False
+
+    def with_issues(self, extra: Sequence[Issue]) -> QueryResponse:
+        """This response with more findings (the pipeline's own) after its ERRs.
+
+        Warnings leave MSA-1 as it is; an error in ``extra`` makes an AA an AE.
+        """
+        if not extra:
+            return self
+        code = self.ack_code
+        if code == "AA" and any(i.severity == "E" for i in extra):
+            code = "AE"
+        return replace(self, ack_code=code, issues=(*self.issues, *extra))
 
 
 def _echo(enc: Encoding, raw: str) -> OutSegment:

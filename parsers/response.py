@@ -9,7 +9,7 @@ AIRA's acknowledgement guidance asks (REFERENCE §9.1, §9.2).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from parsers.builder import FieldValue, OutSegment, encode_segment
@@ -103,6 +103,19 @@ class Acknowledgement:
     facts: dict[str, int] = field(default_factory=dict)
     #: MSH-9.2 of the ACK: the trigger event of the message acknowledged
     trigger: str = "V04"
+    #: whether applying the message stored or changed registry data
+    changed_registry: bool = False
+
+    def with_issues(self, extra: Sequence[Issue]) -> Acknowledgement:
+        """This acknowledgement with more findings (the pipeline's own) after its ERRs.
+
+        MSA-1 follows the worst finding of all (an AR stays AR).
+        """
+        if not extra:
+            return self
+        issues = (*self.issues, *extra)
+        code = self.ack_code if self.ack_code == "AR" else ack_code_for(issues)
+        return replace(self, ack_code=code, issues=issues)
 
     def encode(
         self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
@@ -231,13 +244,62 @@ def encode_err(encoding: Encoding, issue: Issue) -> str:
     return encode_segment(encoding, err_segment(issue))
 
 
-def encode_segments(encoding: Encoding, segments: Iterable[OutSegment]) -> bytes:
-    """A whole response: every segment encoded, each ended by CR, as UTF-8.
+#: HL7 table 0211 values we answer in, and their Python codecs.
+_RESPONSE_CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+}
+UTF8 = "UNICODE UTF-8"
+_MSH18 = 15  # MSH-18's index in an MSH OutSegment (MSH-3 is index 0)
+
+
+def _with_charset(segments: list[OutSegment], charset: str) -> list[OutSegment]:
+    """The segments with MSH-18 set to ``charset``."""
+    out = []
+    for seg in segments:
+        if seg.id == "MSH" and len(seg.fields) > _MSH18:
+            fields = list(seg.fields)
+            fields[_MSH18] = charset
+            seg = OutSegment("MSH", tuple(fields))
+        out.append(seg)
+    return out
+
+
+def encode_segments(
+    encoding: Encoding, segments: Iterable[OutSegment], charset: str = ""
+) -> bytes:
+    """A whole response: every segment encoded, each ended by CR.
 
     The only way a response leaves parsers/: every value in it has gone
     through :func:`parsers.builder.encode_segment`.
+
+    The character set is the one the message declared (``charset``, its
+    MSH-18) when Cairn supports it and every character of the response fits
+    it; otherwise UTF-8. MSH-18 of the response always names the set used,
+    except for a response that is plain ASCII to a message that declared
+    none (the HL7 default).
     """
-    return "".join(encode_segment(encoding, s) + "\r" for s in segments).encode("utf-8")
+    listed = list(segments)
+    declared = charset.strip().upper()
+    codec = _RESPONSE_CHARSETS.get(declared)
+    if codec is not None:
+        text = _join(encoding, _with_charset(listed, declared))
+        try:
+            return text.encode(codec)
+        except UnicodeEncodeError:
+            pass  # a character the declared set cannot carry: answer in UTF-8
+    text = _join(encoding, listed)
+    if not declared and text.isascii():
+        return text.encode("ascii")
+    return _join(encoding, _with_charset(listed, UTF8)).encode("utf-8")
+
+
+def _join(encoding: Encoding, segments: Iterable[OutSegment]) -> str:
+    return "".join(encode_segment(encoding, s) + "\r" for s in segments)
 
 
 def encode_ack(
@@ -260,7 +322,8 @@ def encode_ack(
         trigger: MSH-9.2 (``V04`` for VXU; the query's event for QBP rejects).
 
     Returns:
-        The ACK as UTF-8 bytes, segments ended by CR.
+        The ACK as bytes in the message's declared character set (see
+        :func:`encode_segments`), segments ended by CR.
     """
     return encode_segments(
         encoding.for_response(),
@@ -269,6 +332,7 @@ def encode_ack(
             OutSegment("MSA", (ack.ack_code, acked_control_id)),
             *(err_segment(issue) for issue in ack.issues),
         ],
+        theirs.charset if theirs else "",
     )
 
 

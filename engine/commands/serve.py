@@ -53,5 +53,15 @@ def run(args: argparse.Namespace) -> int:
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
     print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    registry = settings.registry
+    if registry.unknown_sender == "accept":
+        # Said once here (and once per sender in the log), not in every ACK.
+        print(
+            f"cairn: open to any sender: {len(settings.facilities)} registered "
+            "sending facilities; messages from any other MSH-4 are accepted into "
+            f"region {registry.unknown_sender_region} (development default; set "
+            'registry.unknown_sender = "reject" in production)',
+            flush=True,
+        )
     reactor.run()  # type: ignore[misc] # zope interface method
     return 0

@@ -344,7 +344,10 @@ def test_pipeline_repeated_query_id_gets_its_own_row_and_audit(db: Database) -> 
         audited = [
             tuple(r)
             for r in conn.execute(
-                text("SELECT journal_id, query_tag FROM audit_log ORDER BY id")
+                text(
+                    "SELECT journal_id, query_tag FROM audit_log"
+                    " WHERE action = 'query' ORDER BY id"
+                )
             )
         ]
     assert audited == [(rows[0].id, "TAG1"), (rows[1].id, "TAG1"), (rows[2].id, "T2")]
