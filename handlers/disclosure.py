@@ -58,6 +58,7 @@ _DEMOGRAPHIC_FIELDS = (
     "multiple_birth",
     "birth_order",
     "publicity_code",
+    "publicity_date",
     "registry_status",
     "registry_status_date",
     "death_indicator",

@@ -381,6 +381,7 @@ def patient_segments(
             "",
             record.registry_status,
             _hl7_date(record.registry_status_date),
+            _hl7_date(record.publicity_date),
         )
         if any(pd1):
             yield OutSegment("PD1", pd1)

@@ -610,6 +610,7 @@ def _new_patient(p: CleanPatient, ctx: MessageContext) -> NewPatient:
         registry_status=p.registry_status,
         registry_status_date=p.registry_status_date,
         publicity_code=p.publicity_code,
+        publicity_date=p.publicity_date,
         death_indicator=p.death_indicator,
         death_date=p.death_date,
         created_by_journal_id=ctx.journal_id,

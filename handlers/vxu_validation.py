@@ -177,6 +177,8 @@ class CleanPatient:
     registry_status: str
     registry_status_date: date | None
     publicity_code: str
+    #: PD1-18, the publicity code's effective date (kept only with a code)
+    publicity_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +738,9 @@ class VxuValidator:
             registry_status=status,
             registry_status_date=status_date,
             publicity_code=publicity,
+            publicity_date=(
+                parse_date(pd1.publicity_date).value if pd1 and publicity else None
+            ),
         )
 
     def _codes_in(

@@ -111,6 +111,8 @@ class NewPatient:
     created_by_journal_id: int | None = None
     #: When the registry set the lock (None: not locked by this registry).
     locked_at: datetime | None = None
+    #: PD1-18, when the publicity code took effect.
+    publicity_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class PatientRecord:
     created_at: datetime
     updated_at: datetime
     locked_at: datetime | None = None
+    publicity_date: date | None = None
     identifiers: tuple[PatientIdentifier, ...] = ()
 
 

@@ -107,6 +107,8 @@ patients = Table(
     # When this registry set the lock (PD1-12 = Y): an organization may clear
     # it only if it was a submitter before this moment.
     Column("locked_at", DateTime(timezone=True), nullable=True),
+    # PD1-18: when the publicity code (PD1-11) took effect.
+    Column("publicity_date", Date, nullable=True),
     Column(
         "created_by_journal_id", RowId, ForeignKey("message_journal.id"), nullable=True
     ),

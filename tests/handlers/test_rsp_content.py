@@ -57,3 +57,11 @@ def test_z32_returns_the_reported_ndc_beside_the_cvx(db: Database) -> None:
     (rxa,) = _z32(db, message, codes)["RXA"]
     code = rxa[5].split("^")
     assert (code[0], code[2], code[3], code[5]) == ("113", "CVX", "49281021588", "NDC")
+
+
+def test_z32_returns_pd1_18_with_the_publicity_code(db: Database) -> None:
+    """PD1-18 (publicity code effective date) is stored and returned beside PD1-11."""
+    seg = _z32(db, vxu(control_id="C1", doses=[Dose()], **CHILD))
+    (pd1,) = seg["PD1"]
+    assert pd1[11].startswith("02^")
+    assert pd1[18] == "20230105"
