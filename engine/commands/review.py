@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.app import database_url
 from engine.commands._common import add_database_options, settings_from
-from storage import ReviewItem, StorageError, UnitOfWork, open_database
+from handlers.review import ReviewError, ReviewService, ReviewView
+from storage import ReviewItem, StorageError, open_database
 
 
 def register(subparsers: Any) -> None:
@@ -52,13 +54,17 @@ def _line(item: ReviewItem) -> str:
     return f"{item.id:>6}  {item.kind:<7} {item.region:<7} {item.left_id:>8} ~ {item.right_id:<8} score {item.score:.2f}  {item.status}"
 
 
+def _service() -> ReviewService:
+    return ReviewService(lambda: datetime.now(UTC))
+
+
 def run_list(args: argparse.Namespace) -> int:
     """List review items."""
     settings = settings_from(args)
     try:
         db = open_database(database_url(settings))
         with db.transaction() as uow:
-            items = uow.review.list(args.status, args.kind)
+            items = _service().list(uow, args.status, args.kind)
         db.close()
     except StorageError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
@@ -69,67 +75,39 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(uow: UnitOfWork, item: ReviewItem) -> None:
+def _show(view: ReviewView) -> None:
+    item = view.item
     print(_line(item))
     print(f"  reasons: {item.reasons}")
-    if item.kind == "patient":
-        for pid in (item.left_id, item.right_id):
-            record = uow.patients.get(item.region, pid)
-            if record is not None:
-                print(
-                    f"  patient {pid}: {record.family_name}, {record.given_name} {record.middle_name} born {record.birth_date} sex {record.sex}"
-                )
-    else:
-        for did in (item.left_id, item.right_id):
-            d = uow.vaccinations.get(item.region, did)
-            if d is not None:
-                print(
-                    f"  dose {did}: CVX {d.cvx} on {d.administered_on} from {d.sending_facility} source {d.information_source or '-'} lot {d.lot_numbers or '-'}"
-                )
+    for record in view.patients:
+        print(
+            f"  patient {record.id}: {record.family_name}, {record.given_name} {record.middle_name} born {record.birth_date} sex {record.sex}"
+        )
+    for d in view.doses:
+        print(
+            f"  dose {d.id}: CVX {d.cvx} on {d.administered_on} from {d.sending_facility} source {d.information_source or '-'} lot {d.lot_numbers or '-'}"
+        )
 
 
 def run_decision(args: argparse.Namespace) -> int:
-    """Show, merge or separate one item."""
+    """Show, merge or separate one item (the rules are handlers.review's)."""
     settings = settings_from(args)
-    who = getpass.getuser()
+    service = _service()
     try:
         db = open_database(database_url(settings))
-        with db.transaction() as uow:
-            item = uow.review.get(args.id)
-            if item is None:
-                print(f"cairn: no review item {args.id}", file=sys.stderr)
-                return 1
-            if args.action == "show":
-                _show(uow, item)
-                return 0
-            if item.kind == "patient":
-                if args.action == "merge":
-                    uow.patients.link(item.region, item.left_id, item.right_id, item.id)
-                    uow.review.decide(item.id, "merged", who)
-                    print(
-                        f"cairn: patient {item.left_id} merged into {item.right_id} (undo: cairn review separate {item.id})"
-                    )
-                else:
-                    undone = uow.patients.unlink(item.region, item.left_id)
-                    uow.review.decide(item.id, "separated", who)
-                    print(
-                        f"cairn: patients {item.left_id} and {item.right_id} kept apart"
-                        + (" (merge undone)" if undone else "")
-                    )
-            elif args.action == "merge":
-                uow.vaccinations.mark_duplicate(
-                    item.region, item.left_id, item.right_id, "reviewed: same event"
-                )
-                uow.review.decide(item.id, "same", who)
-                print(f"cairn: dose {item.left_id} is a duplicate of {item.right_id}")
-            else:
-                uow.vaccinations.mark_duplicate(item.region, item.left_id, None, "")
-                uow.review.decide(item.id, "different", who)
-                print(
-                    f"cairn: doses {item.left_id} and {item.right_id} kept as different events"
-                )
-        db.close()
+        try:
+            with db.transaction() as uow:
+                if args.action == "show":
+                    _show(service.show(uow, args.id))
+                    return 0
+                decision = service.decide(uow, args.id, args.action, getpass.getuser())
+        finally:
+            db.close()
+    except ReviewError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
     except StorageError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1
+    print(f"cairn: {decision.summary}")
     return 0
