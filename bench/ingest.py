@@ -27,7 +27,8 @@ from pathlib import Path
 
 from bench._common import ROOT, header, percentile
 from bench.synth import Synth
-from parsers.client import MllpSender, ack_code
+from engine.client import MllpSender
+from parsers.client import ack_code
 
 _LISTENING = re.compile(r"listening for MLLP on ([^:\s]+):(\d+)")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench._common import header, percentile
 from bench.ingest import drive, split, start_server, upgrade
 from bench.synth import Person, Synth
-from parsers.client import MllpSender
+from engine.client import MllpSender
 
 
 def _z34(person: Person, family: str, given: str, control: str) -> bytes:

@@ -18,7 +18,8 @@ from pathlib import Path
 from bench._common import ROOT, header, percentile
 from bench.ingest import drive, split, start_server
 from bench.synth import CHILD_DOSES, Synth
-from parsers.client import MllpSender, ack_code
+from engine.client import MllpSender
+from parsers.client import ack_code
 
 
 def run(args: argparse.Namespace) -> list[str]:

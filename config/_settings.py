@@ -67,10 +67,20 @@ class ServerSettings:
     data_dir: str = "var"
     max_message_bytes: int = 1024 * 1024
     idle_timeout_seconds: float = 300.0
+    #: On SIGTERM or SIGINT, ``cairn serve`` stops accepting and waits at most
+    #: this long for the messages in flight to be committed and answered, then
+    #: exits anyway (0: no wait). A message not answered by then was either
+    #: committed (its resend gets the stored answer) or rolled back (its
+    #: resend is new); the sender resends it in both cases. Keep it below the
+    #: service manager's stop timeout (systemd ``TimeoutStopSec``).
     shutdown_grace_seconds: float = 30.0
-    max_in_flight: int = 256
-    tls_certificate: str = ""
-    tls_private_key_file: str = ""
+    #: Messages, from all connections together, waiting for the writer; one
+    #: more is refused: its connection is closed without an answer, so the
+    #: sender resends it later (the engine is overloaded).
+    max_in_flight: int = 4096
+    #: Answers one connection may be waiting for; beyond that the connection
+    #: is not read until it is back to this many (back-pressure).
+    max_pipelined: int = 32
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,10 @@ class MatchingSettings:
 
     match_threshold: float = 22.0
     possible_threshold: float = 12.0
+    #: The most stored records an incoming VXU patient is compared with (the
+    #: blocking look-up's cap, lowest ids first); more than this is a data
+    #: problem (a default birth date), not people to compare one by one.
+    candidate_limit: int = 1000
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,18 @@ class DedupSettings:
 
     window_days: int = 23
     group_window_days: Mapping[str, int] = field(default_factory=dict)
+    #: The score (0 to 1) of the review item made for two doses that may be
+    #: one (an "unsure" de-duplication verdict).
+    review_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """QBP queries (Z34, Z44)."""
+
+    #: The most patients one Z34 answer lists, whatever RCP-2 asks for; more
+    #: matches than this (or than RCP-2) are answered TM (too many).
+    max_candidates: int = 10
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,7 @@ class Settings:
     cdsi: CdsiSettings = field(default_factory=CdsiSettings)
     matching: MatchingSettings = field(default_factory=MatchingSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
     regions: tuple[Region, ...] = CAIR_REGIONS
     facilities: tuple[Facility, ...] = ()
 
@@ -306,6 +333,34 @@ def _unknown_keys(
     return problems
 
 
+#: Keys that older configurations may set but this release cannot honour:
+#: they stop startup rather than be accepted and ignored.
+_UNSUPPORTED: dict[tuple[str, str], str] = {
+    ("server", "tls_certificate"): (
+        "TLS is not supported yet (the MLLP listener is plaintext): remove"
+        " this key, or terminate TLS in front of Cairn"
+    ),
+    ("server", "tls_private_key_file"): (
+        "TLS is not supported yet (the MLLP listener is plaintext): remove"
+        " this key, or terminate TLS in front of Cairn"
+    ),
+}
+
+
+def _unsupported_keys(
+    table: Mapping[str, Any], source: str, overridden: list[str]
+) -> list[ConfigError]:
+    """Every key of ``table`` that names a feature this release does not have."""
+    problems: list[ConfigError] = []
+    for (section, name), reason in _UNSUPPORTED.items():
+        sub = table.get(section)
+        if isinstance(sub, dict) and name in sub:
+            key = f"{section}.{name}"
+            where = "environment" if key in overridden else source
+            problems.append(ConfigError(where, key, reason))
+    return problems
+
+
 def _apply_environment(
     table: dict[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -367,6 +422,24 @@ def _check(settings: Settings, source: str) -> None:
         )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
+    for key, value, low, high in (
+        (
+            "server.shutdown_grace_seconds",
+            settings.server.shutdown_grace_seconds,
+            0,
+            3600,
+        ),
+        ("server.max_in_flight", settings.server.max_in_flight, 1, 1_000_000),
+        ("server.max_pipelined", settings.server.max_pipelined, 1, 10_000),
+        ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
+        ("query.max_candidates", settings.query.max_candidates, 1, 100),
+        ("dedup.review_score", settings.dedup.review_score, 0, 1),
+    ):
+        # Written so that NaN (a float setting from the environment) fails too.
+        if not low <= value <= high:
+            raise ConfigError(
+                source, key, f"expected {low:,} to {high:,}, got {value!r}"
+            )
     m = settings.matching
     if m.match_threshold < MIN_MATCH_THRESHOLD:
         # The score was a weighted mean from -1 to 1 before; an old setting
@@ -413,6 +486,9 @@ def load_settings(
             raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     env = os.environ if environ is None else environ
     table, overridden = _apply_environment(table, env)
+    unsupported = _unsupported_keys(table, source, overridden)
+    if unsupported:
+        raise ConfigErrors(unsupported)
     unknown = [
         ConfigError("environment", problem.key, problem.reason)
         if problem.key in overridden
@@ -427,7 +503,12 @@ def load_settings(
         if exc.key.split("[")[0] in overridden:
             raise ConfigError("environment", exc.key, exc.reason) from None
         raise
-    _check(settings, source)
+    try:
+        _check(settings, source)
+    except ConfigError as exc:
+        if exc.key in overridden:
+            raise ConfigError("environment", exc.key, exc.reason) from None
+        raise
     return settings
 
 

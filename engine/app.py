@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import (
-    IReactorThreads,
-)
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 
@@ -155,18 +154,24 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
                 PatientMatcher(
                     settings.matching.match_threshold,
                     settings.matching.possible_threshold,
+                    candidate_limit=settings.matching.candidate_limit,
                 ),
                 DoseDeduplicator(
                     codes,
                     settings.dedup.window_days,
                     dict(settings.dedup.group_window_days),
                 ),
+                review_score=settings.dedup.review_score,
             ),
             "VXU_V04",
         ),
         "QBP": Route(
             QbpHandler(
-                codes, policy, forecaster=forecaster, forecaster_error=lambda: why
+                codes,
+                policy,
+                forecaster=forecaster,
+                forecaster_error=lambda: why,
+                max_candidates=settings.query.max_candidates,
             ),
             "QBP_Q11",
             replay_resends=False,
@@ -192,6 +197,13 @@ class PipelineSink:
     """Bridges the listener (reactor thread) and the group committer (worker thread).
 
     Implements the listener's ``MessageSink``.
+
+    Args:
+        reactor: where answers are handed back (``callFromThread``).
+        pipeline: the synchronous pipeline the writer thread runs.
+        max_batch: the most messages in one transaction (group commit).
+        max_queue: the most messages, from all connections together, waiting
+            for the writer (``server.max_in_flight``); one more is refused.
     """
 
     def __init__(
@@ -307,28 +319,51 @@ class StatisticsKeeper:
 
 @dataclass
 class RunningServer:
-    """A started engine: its port, listener factory and sink."""
+    """A started engine: its port, listener factory and sink.
+
+    ``clock`` (the reactor) times the shutdown; ``grace`` is how long, in
+    seconds, the shutdown waits for messages in flight
+    (``server.shutdown_grace_seconds``).
+    """
 
     port: Any
     factory: MllpFactory
     sink: PipelineSink
     db: Database
+    clock: Any  # IReactorTime; zope interfaces do not type-check
+    grace: float
     statistics: StatisticsKeeper | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
-        """Stop accepting, finish what is in flight, then release everything."""
-        logger.info(
-            "shutdown_started",
-            in_flight=self.factory.in_flight
-            if hasattr(self.factory, "in_flight")
-            else 0,
-        )
+        """Stop accepting, finish what is in flight within the grace, then release everything.
+
+        Messages still unanswered when the grace runs out get no answer: their
+        connections are closed and the writer is not waited for. Each such
+        message was either committed (its resend gets the stored answer) or
+        not (its transaction is rolled back when the process exits); an ACK
+        is never sent for a message that was not committed.
+        """
+        deadline = float(self.clock.seconds()) + self.grace
+
+        def left() -> float:
+            return max(0.0, deadline - float(self.clock.seconds()))
+
+        logger.info("shutdown_started", in_flight=self.factory.in_flight)
         yield self.port.stopListening()
         if self.statistics is not None:
             yield self.statistics.stop()
-        yield self.factory.quiesce()
-        self.sink.stop()
+        try:
+            yield self.factory.quiesce().addTimeout(left(), self.clock)
+        except defer.TimeoutError:
+            logger.warning(
+                "shutdown_grace_expired",
+                in_flight=self.factory.in_flight,
+                seconds=self.grace,
+            )
+            for proto in list(self.factory.connections):
+                proto.close()
+        self.sink.stop(left())
         self.db.close()
         logger.info("shutdown_finished")
 
@@ -341,7 +376,12 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
             not permitted); the writer thread is stopped again first.
     """
     pipeline = build_pipeline(settings, db)
-    sink = PipelineSink(reactor, pipeline, max_batch=settings.database.group_commit_max)
+    sink = PipelineSink(
+        reactor,
+        pipeline,
+        max_batch=settings.database.group_commit_max,
+        max_queue=settings.server.max_in_flight,
+    )
     sink.start()
     factory = MllpFactory(
         sink,
@@ -349,6 +389,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         name="mllp",
         max_message_bytes=settings.server.max_message_bytes,
         idle_timeout=settings.server.idle_timeout_seconds,
+        max_pipelined=settings.server.max_pipelined,
     )
     host, _, port_text = settings.server.listen.rpartition(":")
     try:
@@ -368,7 +409,15 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
     if db.backend == "postgresql" and interval > 0:
         statistics = StatisticsKeeper(reactor, db, interval)
         statistics.start()
-    return RunningServer(port, factory, sink, db, statistics)
+    return RunningServer(
+        port,
+        factory,
+        sink,
+        db,
+        clock=reactor,
+        grace=settings.server.shutdown_grace_seconds,
+        statistics=statistics,
+    )
 
 
 def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
@@ -376,8 +425,9 @@ def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
 
     Twisted turns the signals into ``reactor.stop()``; a "before shutdown"
     trigger that returns a Deferred holds the reactor until it fires, so the
-    listener stops accepting, in-flight messages are committed and answered,
-    and only then does the process exit.
+    listener stops accepting, in-flight messages are committed and answered
+    (for at most ``server.shutdown_grace_seconds``), and only then does the
+    process exit.
     """
     reactor.addSystemEventTrigger("before", "shutdown", server.shutdown)
 

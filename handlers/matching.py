@@ -328,6 +328,8 @@ class PatientMatcher:
         possible_threshold: score (bits) from which a pair goes to review.
         frequencies: how common names are in each region (a cache of the
             registry's own counts); one is made when not given.
+        candidate_limit: the most stored records one incoming patient is
+            compared with (the blocking look-up's cap).
     """
 
     def __init__(
@@ -335,9 +337,11 @@ class PatientMatcher:
         match_threshold: float = MATCH_THRESHOLD,
         possible_threshold: float = POSSIBLE_THRESHOLD,
         frequencies: NameFrequencyCache | None = None,
+        candidate_limit: int = 1000,
     ) -> None:
         self.match_threshold = match_threshold
         self.possible_threshold = possible_threshold
+        self.candidate_limit = candidate_limit
         self.frequencies = (
             frequencies if frequencies is not None else NameFrequencyCache()
         )
@@ -407,6 +411,7 @@ class PatientMatcher:
                 _past(birth_date_variants(incoming.birth_date), today),
                 incoming.family,
                 incoming.given,
+                limit=self.candidate_limit,
             )
             # The same authority gave this record another id: another person.
             if not any(

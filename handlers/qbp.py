@@ -55,7 +55,8 @@ QUERY_NAMES = {
     "Z44": "Request Evaluated History and Forecast",
 }
 
-#: The most candidates this registry ever lists, whatever RCP-2 asks for.
+#: The most candidates this registry lists, whatever RCP-2 asks for, unless
+#: configured otherwise (``query.max_candidates``).
 MAX_CANDIDATES = 10
 
 
@@ -79,6 +80,8 @@ class QbpHandler:
         policy: region visibility.
         forecaster: the forecast service, or None when no CDSi release is installed.
         matcher: the patient matcher shared with the VXU path.
+        max_candidates: the most patients one answer lists, whatever RCP-2
+            asks for.
     """
 
     def __init__(
@@ -88,8 +91,10 @@ class QbpHandler:
         forecaster: ForecastService | None,
         matcher: PatientMatcher | None = None,
         forecaster_error: Callable[[], str] | None = None,
+        max_candidates: int = MAX_CANDIDATES,
     ) -> None:
         self._codes = codes
+        self._max_candidates = max_candidates
         self._policy = policy
         self._forecaster = forecaster
         self._matcher = matcher or PatientMatcher()
@@ -356,6 +361,7 @@ class QbpHandler:
 
     def _limit(self, view: QueryView, issues: list[Issue]) -> tuple[int, bool]:
         rcp = view.limit
+        cap = self._max_candidates
         if rcp is None:
             issues.append(
                 issue(
@@ -365,10 +371,10 @@ class QbpHandler:
                     1,
                     None,
                     "7",
-                    f"RCP segment is missing; at most {MAX_CANDIDATES} candidates returned",
+                    f"RCP segment is missing; at most {cap} candidates returned",
                 )
             )
-            return MAX_CANDIDATES, False
+            return cap, False
         if rcp.priority and rcp.priority != "I":
             issues.append(
                 issue(
@@ -382,7 +388,7 @@ class QbpHandler:
                 )
             )
         if not rcp.quantity:
-            return MAX_CANDIDATES, False
+            return cap, False
         if not rcp.quantity.isdigit() or int(rcp.quantity) < 1:
             issues.append(
                 issue(
@@ -395,7 +401,7 @@ class QbpHandler:
                     "RCP-2 (quantity limited request) is not a positive whole number",
                 )
             )
-            return MAX_CANDIDATES, True
+            return cap, True
         if rcp.unit and rcp.unit.upper() != "RD":
             issues.append(
                 issue(
@@ -408,7 +414,7 @@ class QbpHandler:
                     "RCP-2 unit should be RD (records)",
                 )
             )
-        return min(int(rcp.quantity), MAX_CANDIDATES), False
+        return min(int(rcp.quantity), cap), False
 
     def _search(
         self,

@@ -45,6 +45,9 @@ class VxuHandler:
     Args:
         codes: code tables for validation.
         matcher: finds the stored patient a message is about.
+        dedup: compares doses.
+        review_score: the score of the review item for two doses that may
+            be one (an "unsure" verdict).
     """
 
     def __init__(
@@ -52,7 +55,9 @@ class VxuHandler:
         codes: CodeLookup,
         matcher: PatientMatcher | None = None,
         dedup: DoseDeduplicator | None = None,
+        review_score: float = 0.5,
     ) -> None:
+        self._review_score = review_score
         self._validator = VxuValidator(codes)
         self._matcher = matcher or PatientMatcher()
         self._dedup = dedup or DoseDeduplicator(codes)
@@ -100,7 +105,7 @@ class VxuHandler:
                         "dose",
                         vaccination_id,
                         other.id,
-                        0.5,
+                        self._review_score,
                         verdict.reason,
                         ctx.received_at,
                     )

@@ -319,16 +319,17 @@ _LIVE = ~exists().where(
 _CANDIDATE_LIMIT = 1000
 
 
-def _match_candidates(shape: tuple[int, int, bool]) -> Any:
+def _match_candidates(shape: tuple[int, int, bool, int]) -> Any:
     """Born on one of the dates with a name key in common, or on the date with the initials.
 
     Two index look-ups (region+family_key+birth_date, region+given_key+
     birth_date) and, with ``initials``, the exact date's patients filtered
     in the database by their initials (region+birth_date), in one UNION
-    ALL; merged records excluded. Shape (0, 0, False) is the fallback for a
-    name without a key: everyone born on the exact date.
+    ALL; merged records excluded. Shape (0, 0, False, limit) is the fallback
+    for a name without a key: everyone born on the exact date. At most
+    ``limit`` rows, lowest ids first.
     """
-    n_dates, n_keys, initials = shape
+    n_dates, n_keys, initials, limit = shape
     live = _LIVE
     if not n_keys:
         return (
@@ -339,7 +340,7 @@ def _match_candidates(shape: tuple[int, int, bool]) -> Any:
                 live,
             )
             .order_by(patients.c.id)
-            .limit(_CANDIDATE_LIMIT)
+            .limit(limit)
         )
     parts = [
         select(*_PATIENT_COLUMNS).where(
@@ -371,7 +372,7 @@ def _match_candidates(shape: tuple[int, int, bool]) -> Any:
             )
         )
     both = union_all(*parts).subquery()
-    return select(*both.c).order_by(both.c.id).limit(_CANDIDATE_LIMIT)
+    return select(*both.c).order_by(both.c.id).limit(limit)
 
 
 _MATCH_CANDIDATES = StatementFamily(
@@ -1061,6 +1062,7 @@ class PatientRepository:
         nearby_dates: Iterable[date],
         family: str,
         given: str,
+        limit: int = _CANDIDATE_LIMIT,
     ) -> list[PatientRecord]:
         """Scored-matching candidates, read by blocking keys rather than whole dates.
 
@@ -1070,7 +1072,8 @@ class PatientRepository:
         patients born on ``birth_date`` with the same initials, either way
         round (two records that each have a typo in another name). When
         neither incoming name has a key, everyone born on ``birth_date``.
-        Ordered by id, each patient once. See storage/keys.py.
+        Ordered by id, each patient once, at most ``limit`` rows read. See
+        storage/keys.py.
         """
         family_key, given_key = name_key(family), name_key(given)
         keys = sorted({k for k in (family_key, given_key) if k})
@@ -1082,10 +1085,15 @@ class PatientRepository:
             initials = bool(family_key and given_key)
             if initials:
                 params.update(exact=birth_date, fi=family_key[0], gi=given_key[0])
-            shape: tuple[int, int, bool] = (len(dates), len(keys), initials)
+            shape: tuple[int, int, bool, int] = (
+                len(dates),
+                len(keys),
+                initials,
+                limit,
+            )
         else:
             params["exact"] = birth_date
-            shape = (0, 0, False)
+            shape = (0, 0, False, limit)
         rows = self._sql.all(_MATCH_CANDIDATES[shape], params)
         seen: set[int] = set()
         unique = []

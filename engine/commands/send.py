@@ -36,11 +36,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from engine.client import MllpSender
 from parsers.batch import read_batch
 from parsers.client import (
     Answer,
     Expectation,
-    MllpSender,
     ack_code,
     acknowledged_control_id,
     expectation,

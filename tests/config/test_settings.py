@@ -191,3 +191,154 @@ def test_settings_old_zero_to_one_match_threshold_is_refused(tmp_path: Path) -> 
         load_settings(path, environ={})
     assert "matching.match_threshold" in str(caught.value)
     assert "bits" in str(caught.value)
+
+
+def test_settings_example_sets_the_tuning_values_to_their_defaults() -> None:
+    """The production example spells out every tuning value with the built-in default."""
+    example = load_settings(EXAMPLE, environ={})
+    defaults = load_settings(None, environ={})
+    assert (
+        example.server.shutdown_grace_seconds,
+        example.server.max_in_flight,
+        example.server.max_pipelined,
+        example.matching.candidate_limit,
+        example.query.max_candidates,
+        example.dedup.review_score,
+    ) == (
+        defaults.server.shutdown_grace_seconds,
+        defaults.server.max_in_flight,
+        defaults.server.max_pipelined,
+        defaults.matching.candidate_limit,
+        defaults.query.max_candidates,
+        defaults.dedup.review_score,
+    )
+
+
+def test_settings_tuning_defaults_are_the_former_hard_coded_values() -> None:
+    """Unset, each tuning value is what the code hard-coded before it became a setting."""
+    settings = load_settings(None, environ={})
+    assert settings.server.max_in_flight == 4096
+    assert settings.server.max_pipelined == 32
+    assert settings.matching.candidate_limit == 1000
+    assert settings.query.max_candidates == 10
+    assert settings.dedup.review_score == 0.5
+    assert settings.server.shutdown_grace_seconds == 30.0
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("server", "shutdown_grace_seconds", "-1"),
+        ("server", "shutdown_grace_seconds", "nan"),
+        ("server", "shutdown_grace_seconds", "inf"),
+        ("server", "max_in_flight", "0"),
+        ("server", "max_in_flight", "10000000"),
+        ("server", "max_pipelined", "0"),
+        ("server", "max_pipelined", "-5"),
+        ("matching", "candidate_limit", "0"),
+        ("matching", "candidate_limit", "1000000"),
+        ("query", "max_candidates", "0"),
+        ("query", "max_candidates", "101"),
+        ("dedup", "review_score", "-0.1"),
+        ("dedup", "review_score", "1.5"),
+    ],
+)
+def test_settings_tuning_value_out_of_range_names_the_dotted_key(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    """A tuning value out of its range is an error naming the file, the dotted key and the range."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert str(err.value).startswith(f"{path}: {section}.{key}: expected ")
+    assert err.value.key == f"{section}.{key}"
+
+
+def test_settings_tuning_value_of_the_wrong_type_names_the_dotted_key(
+    tmp_path: Path,
+) -> None:
+    """A tuning value that is not a number is an error naming the dotted key."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[query]\nmax_candidates = 'ten'\n")
+    with pytest.raises(
+        ConfigError, match=r"query\.max_candidates: expected an integer"
+    ):
+        load_settings(path, environ={})
+
+
+def test_settings_tuning_value_out_of_range_from_environment_names_environment() -> (
+    None
+):
+    """An override out of range is reported against the environment, not the file."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"CAIRN_SERVER__MAX_PIPELINED": "0"})
+    assert str(err.value).startswith("environment: server.max_pipelined: expected 1")
+
+
+def test_settings_tuning_values_at_their_bounds_are_accepted(tmp_path: Path) -> None:
+    """The ends of each range are valid settings (0 grace means exit at once)."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(
+        "[server]\nshutdown_grace_seconds = 0\nmax_in_flight = 1\nmax_pipelined = 1\n"
+        "[matching]\ncandidate_limit = 1\n"
+        "[query]\nmax_candidates = 100\n"
+        "[dedup]\nreview_score = 1\n"
+    )
+    settings = load_settings(path, environ={})
+    assert settings.server.shutdown_grace_seconds == 0.0
+    assert settings.query.max_candidates == 100
+    assert settings.dedup.review_score == 1.0
+
+
+@pytest.mark.parametrize("key", ["tls_certificate", "tls_private_key_file"])
+def test_settings_tls_key_stops_startup_saying_tls_is_not_supported(
+    tmp_path: Path, key: str
+) -> None:
+    """A TLS key is refused with one line naming it, not accepted while the listener stays plaintext."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(f"[server]\n{key} = '/etc/cairn/tls/cert.pem'\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    message = str(err.value)
+    assert message.startswith(f"{path}: server.{key}: TLS is not supported yet")
+    assert "\n" not in message
+
+
+def test_settings_empty_tls_key_is_refused_too(tmp_path: Path) -> None:
+    """Even an empty TLS key is refused: a setting nothing reads is not accepted."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\ntls_certificate = ''\n")
+    with pytest.raises(ConfigError, match=r"server\.tls_certificate: TLS is not"):
+        load_settings(path, environ={})
+
+
+def test_settings_both_tls_keys_are_reported_in_one_line(tmp_path: Path) -> None:
+    """A file that sets both TLS keys hears about both in one single-line error."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(
+        "[server]\ntls_certificate = 'c.pem'\ntls_private_key_file = 'k.pem'\n"
+    )
+    with pytest.raises(ConfigErrors) as err:
+        load_settings(path, environ={})
+    assert [p.key for p in err.value.problems] == [
+        "server.tls_certificate",
+        "server.tls_private_key_file",
+    ]
+    assert "\n" not in str(err.value)
+
+
+def test_settings_tls_key_from_environment_names_environment() -> None:
+    """A TLS key set by CAIRN_SERVER__TLS_CERTIFICATE is refused against the environment."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"CAIRN_SERVER__TLS_CERTIFICATE": "/x.pem"})
+    assert str(err.value).startswith(
+        "environment: server.tls_certificate: TLS is not supported yet"
+    )
+
+
+def test_settings_tls_keys_cannot_be_set_by_command_line_overrides() -> None:
+    """No TLS field is left to override, so nothing can read one by mistake."""
+    settings = load_settings(None, environ={})
+    with pytest.raises(TypeError):
+        with_overrides(settings, server={"tls_certificate": "c.pem"})
