@@ -929,7 +929,11 @@ class GroupCommitter:
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the worker."""
         if self._started:
-            self._queue.put(None)
+            # A full queue behind a hung database must not block shutdown
+            # beyond its grace: the worker is a daemon thread, and what it
+            # has not committed is rolled back when the process exits.
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=timeout)
             self._thread.join(timeout)
 
     def _run(self) -> None:

@@ -1,7 +1,8 @@
 """Parsers: HL7 v2 tokenizing, typed views, response encoding and MLLP framing.
 
-Pure. The only package that imports python-hl7 or hl7apy; must not import any
-other Cairn package.
+Pure: no I/O. Reads and writes HL7 with its own tokenizer and encoder
+(python-hl7 and hl7apy are test oracles only); must not import any other
+Cairn package.
 """
 
 from parsers.decoding import DecodedText, decode_message
