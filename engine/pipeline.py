@@ -24,6 +24,7 @@ thread and hands the answers back to the reactor.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import re
