@@ -33,14 +33,17 @@ from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
     Acknowledgement,
+    AppError,
     DecodedText,
     Encoding,
+    Hl7Error,
     Issue,
     Location,
     Message,
     MessageHeader,
     ParseError,
     ResponseHeader,
+    Severity,
     decode_message,
     read_header,
     tokenize,
@@ -140,10 +143,14 @@ class Outcome:
 
 
 def _issue(
-    code: str, segment: str, field_no: int | None, app_code: str, text: str
+    code: Hl7Error,
+    segment: str,
+    field_no: int | None,
+    app_code: AppError | None,
+    text: str,
 ) -> Issue:
     location = Location(segment, 1, field_no) if segment else None
-    return Issue("E", code, location, app_code, text)
+    return Issue(Severity.ERROR, code, location, app_code, text)
 
 
 def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
@@ -236,10 +243,10 @@ class MessagePipeline:
         )
         log.warning("message_too_large")
         issue = _issue(
-            "207",
+            Hl7Error.APPLICATION_INTERNAL_ERROR,
             "",
             None,
-            "3",
+            AppError.ILLOGICAL_VALUE,
             "message exceeds the maximum message size; rejected, nothing stored",
         )
         return self.reject([issue], header, encoding)
@@ -310,10 +317,10 @@ class MessagePipeline:
             log.exception("message_failed", error_type=type(exc).__name__)
             encoding, header = self._peek(item.raw)
             issue = _issue(
-                "207",
+                Hl7Error.APPLICATION_INTERNAL_ERROR,
                 "",
                 None,
-                "",
+                None,
                 "internal error while processing; nothing was stored, please resend",
             )
             ack = Acknowledgement(
@@ -358,10 +365,12 @@ class MessagePipeline:
         except ParseError as exc:
             log.warning("message_unreadable", location=exc.location, reason=exc.reason)
             issue = _issue(
-                "100" if exc.location == "MSH" else "102",
+                Hl7Error.SEGMENT_SEQUENCE_ERROR
+                if exc.location == "MSH"
+                else Hl7Error.DATA_TYPE_ERROR,
                 "MSH",
                 None if exc.location == "MSH" else 2,
-                "4",
+                AppError.INVALID_VALUE,
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
@@ -390,10 +399,10 @@ class MessagePipeline:
             return Outcome(b"", "", None)
         if not header.control_id:
             issue = _issue(
-                "101",
+                Hl7Error.REQUIRED_FIELD_MISSING,
                 "MSH",
                 10,
-                "7",
+                AppError.REQUIRED_DATA_MISSING,
                 "MSH-10 (message control id) is missing; rejected",
             )
             return Outcome(self.reject([issue], header, encoding), "AR", None)
@@ -434,20 +443,20 @@ class MessagePipeline:
         if region is None and header.sender:
             envelope.append(
                 _issue(
-                    "103",
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
                     "MSH",
                     4,
-                    "5",
+                    AppError.TABLE_VALUE_NOT_FOUND,
                     "MSH-4 (sending facility) is not registered with this registry; rejected",
                 )
             )
         elif region is None:
             envelope.append(
                 _issue(
-                    "101",
+                    Hl7Error.REQUIRED_FIELD_MISSING,
                     "MSH",
                     4,
-                    "7",
+                    AppError.REQUIRED_DATA_MISSING,
                     "MSH-4 (sending facility) is empty, so the sender cannot be identified; rejected",
                 )
             )
@@ -481,20 +490,20 @@ class MessagePipeline:
         if decoded.problem:
             extra.append(
                 Issue(
-                    "W",
-                    "102",
+                    Severity.WARNING,
+                    Hl7Error.DATA_TYPE_ERROR,
                     Location("MSH", 1, 18),
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-18 character set: {decoded.problem}",
                 )
             )
         if not header.sending_facility.key:
             extra.append(
                 Issue(
-                    "W",
-                    "101",
+                    Severity.WARNING,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
                     Location("MSH", 1, 4),
-                    "7",
+                    AppError.REQUIRED_DATA_MISSING,
                     "MSH-4 (sending facility) is empty; "
                     + (
                         "MSH-3 identifies the sender"
@@ -506,10 +515,10 @@ class MessagePipeline:
         if not known:
             extra.append(
                 Issue(
-                    "W",
-                    "0",
+                    Severity.WARNING,
+                    Hl7Error.MESSAGE_ACCEPTED,
                     Location("MSH", 1, 4),
-                    "",
+                    None,
                     f"MSH-4 sending facility is not registered; data filed in region {region}",
                 )
             )
@@ -561,10 +570,10 @@ class MessagePipeline:
         if route is None:
             issues.append(
                 _issue(
-                    "200",
+                    Hl7Error.UNSUPPORTED_MESSAGE_TYPE,
                     "MSH",
                     9,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-9 message type {header.message_code[:8]!r} is not supported (VXU^V04 and QBP^Q11 are)",
                 )
             )
@@ -573,30 +582,30 @@ class MessagePipeline:
         if header.trigger_event != expected_event:
             issues.append(
                 _issue(
-                    "201",
+                    Hl7Error.UNSUPPORTED_EVENT_CODE,
                     "MSH",
                     9,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-9.2 event {header.trigger_event[:8]!r} is not supported for {header.message_code}; expected {expected_event}",
                 )
             )
         if header.processing_id not in self._senders.processing_ids:
             issues.append(
                 _issue(
-                    "202",
+                    Hl7Error.UNSUPPORTED_PROCESSING_ID,
                     "MSH",
                     11,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-11 processing id {header.processing_id[:4]!r} is not supported (P, T or D)",
                 )
             )
         if header.version != SUPPORTED_VERSION:
             issues.append(
                 _issue(
-                    "203",
+                    Hl7Error.UNSUPPORTED_VERSION_ID,
                     "MSH",
                     12,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-12 version {header.version[:8]!r} is not supported; this registry accepts 2.5.1",
                 )
             )

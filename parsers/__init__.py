@@ -4,6 +4,18 @@ Pure. The only package that imports python-hl7 or hl7apy; must not import any
 other Cairn package.
 """
 
+from parsers.codes import (
+    GIVEN,
+    NOT_A_VACCINE,
+    PLACEHOLDER_FILLER_ID,
+    UNKNOWN_AMOUNT,
+    AppError,
+    CompletionStatus,
+    Cvx,
+    Hl7Error,
+    InformationSource,
+    Severity,
+)
 from parsers.decoding import DecodedText, decode_message
 from parsers.errors import ParseError
 from parsers.response import (
@@ -11,11 +23,13 @@ from parsers.response import (
     Issue,
     Location,
     ResponseHeader,
-    Severity,
     ack_code_for,
     encode_ack,
     encode_err,
     encode_msh,
+    error,
+    finding,
+    warning,
 )
 from parsers.tokenizer import (
     STANDARD_ENCODING,
@@ -48,16 +62,25 @@ from parsers.views import (
 )
 
 __all__ = [
+    "GIVEN",
     "HD",
+    "NOT_A_VACCINE",
+    "PLACEHOLDER_FILLER_ID",
     "STANDARD_ENCODING",
+    "UNKNOWN_AMOUNT",
     "Acknowledgement",
     "Address",
     "AdministrationView",
+    "AppError",
     "CodedValue",
+    "CompletionStatus",
+    "Cvx",
     "DecodedText",
     "Encoding",
     "GluePoint",
+    "Hl7Error",
     "Identifier",
+    "InformationSource",
     "Issue",
     "Location",
     "Message",
@@ -82,7 +105,10 @@ __all__ = [
     "encode_ack",
     "encode_err",
     "encode_msh",
+    "error",
+    "finding",
     "read_header",
     "read_vxu",
     "tokenize",
+    "warning",
 ]
