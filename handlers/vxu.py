@@ -16,9 +16,22 @@ from handlers.vxu_validation import (
     CleanPatient,
     ValidatedVxu,
     VxuValidator,
-    issue,
 )
-from parsers import Acknowledgement, Message, ack_code_for, read_vxu
+from parsers import (
+    CHANGES,
+    PLACEHOLDER_FILLER_ID,
+    Acknowledgement,
+    ActionCode,
+    AppError,
+    Hl7Error,
+    Location,
+    Message,
+    Severity,
+    ack_code_for,
+    error,
+    read_vxu,
+    warning,
+)
 from storage import (
     NewAuditEntry,
     NewMatchDecision,
@@ -122,7 +135,7 @@ class VxuHandler:
         if result.rejected or result.patient is None:
             log.info(
                 "vxu_rejected",
-                errors=sum(1 for i in result.issues if i.severity == "E"),
+                errors=sum(1 for i in result.issues if i.severity == Severity.ERROR),
             )
             return Acknowledgement(
                 "AE",
@@ -236,14 +249,11 @@ class VxuHandler:
                 )
             else:
                 result.add(
-                    issue(
-                        "W",
-                        "0",
-                        "PD1",
-                        1,
-                        12,
-                        "4",
-                        "PD1-12 (protection indicator) not applied: the record stays locked; "
+                    warning(
+                        Hl7Error.MESSAGE_ACCEPTED,
+                        at=Location("PD1", 1, 12),
+                        app=AppError.INVALID_VALUE,
+                        text="PD1-12 (protection indicator) not applied: the record stays locked; "
                         "only an organization that submitted data for this patient before "
                         "it was locked may clear the lock",
                     )
@@ -280,14 +290,11 @@ class VxuHandler:
         """An identifier held by someone whose demographics disagree: warn, review."""
         assert match.conflict_id is not None
         result.add(
-            issue(
-                "W",
-                "0",
-                "PID",
-                1,
-                3,
-                "4",
-                "PID-3 (patient identifier) is held by another patient in this registry "
+            warning(
+                Hl7Error.MESSAGE_ACCEPTED,
+                at=Location("PID", 1, 3),
+                app=AppError.INVALID_VALUE,
+                text="PID-3 (patient identifier) is held by another patient in this registry "
                 f"whose {match.conflict} disagree; the data was not filed onto that "
                 "patient and is held for review",
             )
@@ -410,7 +417,7 @@ class VxuHandler:
                 for dose in result.doses
                 if not dose.is_patient_observation
                 and dose.filler_id
-                and dose.filler_id != "9999"
+                and dose.filler_id != PLACEHOLDER_FILLER_ID
             ],
         )
         survivors: dict[int, int] = {}
@@ -424,7 +431,7 @@ class VxuHandler:
             key = (dose.filler_namespace, dose.filler_id)
             existing = (
                 by_filler.get(key)
-                if dose.filler_id and dose.filler_id != "9999"
+                if dose.filler_id and dose.filler_id != PLACEHOLDER_FILLER_ID
                 else None
             )
             if existing is not None and existing.patient_id not in survivors:
@@ -434,20 +441,17 @@ class VxuHandler:
             owned = (
                 existing is not None and survivors[existing.patient_id] == patient_id
             )
-            if dose.action_code in {"U", "D"} and not owned:
+            if dose.action_code in CHANGES and not owned:
                 result.add(
-                    issue(
-                        "E",
-                        "204",
-                        "ORC",
-                        dose.group,
-                        3,
-                        "3",
-                        f"RXA-21 is {dose.action_code} but no dose with this ORC-3 was reported by this sender for this patient; order group {dose.group} ignored",
+                    error(
+                        Hl7Error.UNKNOWN_KEY_IDENTIFIER,
+                        at=Location("ORC", dose.group, 3),
+                        app=AppError.ILLOGICAL_VALUE,
+                        text=f"RXA-21 is {dose.action_code} but no dose with this ORC-3 was reported by this sender for this patient; order group {dose.group} ignored",
                     )
                 )
                 continue
-            if dose.action_code == "D":
+            if dose.action_code == ActionCode.DELETE:
                 assert existing is not None
                 uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
                 view = None
@@ -478,7 +482,7 @@ class VxuHandler:
             else:
                 added = uow.vaccinations.add(new)
                 vaccination_id = added.id
-                if dose.filler_id and dose.filler_id != "9999":
+                if dose.filler_id and dose.filler_id != PLACEHOLDER_FILLER_ID:
                     by_filler[key] = added
                 view = self._deduplicate(uow, ctx, patient_id, added, new, view)
             observations.extend(_observations(dose, ctx, patient_id, vaccination_id))

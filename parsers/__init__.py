@@ -5,10 +5,12 @@ other Cairn package.
 """
 
 from parsers.codes import (
+    CHANGES,
     GIVEN,
     NOT_A_VACCINE,
     PLACEHOLDER_FILLER_ID,
     UNKNOWN_AMOUNT,
+    ActionCode,
     AppError,
     CompletionStatus,
     Cvx,
@@ -62,6 +64,7 @@ from parsers.views import (
 )
 
 __all__ = [
+    "CHANGES",
     "GIVEN",
     "HD",
     "NOT_A_VACCINE",
@@ -69,6 +72,7 @@ __all__ = [
     "STANDARD_ENCODING",
     "UNKNOWN_AMOUNT",
     "Acknowledgement",
+    "ActionCode",
     "Address",
     "AdministrationView",
     "AppError",

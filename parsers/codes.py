@@ -2,7 +2,7 @@
 
 One module for the fixed codes that rules and encoders compare against or
 emit: the ERR codes (HL7 table 0357, CDC table 0533, severities of table
-0516), RXA-20 completion status (0322), RXA-9 information source (NIP001),
+0516), RXA-20 completion status (0322), RXA-21 action code (0323), RXA-9 information source (NIP001),
 the special CVX codes and the placeholder values of the CDC guide. They live
 in parsers/ because ERR-3/4/5 are part of the HL7 encoding (the ACK encoder
 turns them into coded triplets) and because every package that needs them
@@ -21,10 +21,12 @@ from enum import StrEnum
 from types import MappingProxyType
 
 __all__ = [
+    "CHANGES",
     "GIVEN",
     "NOT_A_VACCINE",
     "PLACEHOLDER_FILLER_ID",
     "UNKNOWN_AMOUNT",
+    "ActionCode",
     "AppError",
     "CompletionStatus",
     "Cvx",
@@ -100,6 +102,18 @@ class CompletionStatus(StrEnum):
 #: RXA-20 values that mean a vaccine went into the patient (complete or
 #: partial); RE and NA record that none did.
 GIVEN = frozenset({CompletionStatus.COMPLETE, CompletionStatus.PARTIAL})
+
+
+class ActionCode(StrEnum):
+    """RXA-21 action code (HL7 table 0323)."""
+
+    ADD = "A"
+    UPDATE = "U"
+    DELETE = "D"
+
+
+#: RXA-21 values that change a dose reported before (found by ORC-3).
+CHANGES = frozenset({ActionCode.UPDATE, ActionCode.DELETE})
 
 
 class InformationSource(StrEnum):
