@@ -27,6 +27,7 @@ from handlers.field_limits import DOSE_SEGMENTS, MESSAGE_FIELDS, VXU_FIELD_RULES
 from handlers.field_rules import Effect, FieldRule, check_fields, rules_for
 from handlers.ndc import VaccineCode, resolve_vaccine_code
 from parsers import (
+    CODED_VALUE_TYPES,
     GIVEN,
     UNKNOWN_AMOUNT,
     AdministrationView,
@@ -38,6 +39,7 @@ from parsers import (
     InformationSource,
     Issue,
     Location,
+    Loinc,
     NextOfKinView,
     ObservationView,
     OrderGroup,
@@ -63,13 +65,6 @@ _LOTS_MAX = 200
 _QUIETLY_IGNORED = frozenset(
     {"SFT", "PV1", "PV2", "GT1", "IN1", "IN2", "IN3", "NTE", "TQ1", "TQ2"}
 )
-
-#: OBX-3 LOINC codes whose OBX-5 fills the dose's funding columns.
-FUNDING_ELIGIBILITY = "64994-7"
-FUNDING_SOURCE = "30963-3"
-
-#: OBX-2 value types whose OBX-5 is a code.
-_CODED_VALUE_TYPES = frozenset({"CE", "CWE", "ID", "IS"})
 
 #: PID fields marked X by the guide.
 _PID_FIELD_NAMES = {
@@ -1270,7 +1265,7 @@ class VxuValidator:
             if Effect.IGNORE_SEGMENT in effects:
                 continue
             loinc = obx.code.code
-            if loinc == FUNDING_ELIGIBILITY:
+            if loinc == Loinc.FUNDING_ELIGIBILITY:
                 eligibility = obx.value.code
                 if (
                     eligibility
@@ -1285,10 +1280,10 @@ class VxuValidator:
                             text="OBX-5 funding eligibility is not in HL7 table 0064",
                         )
                     )
-            elif loinc == FUNDING_SOURCE:
+            elif loinc == Loinc.FUNDING_SOURCE:
                 funding = obx.value.code
             value_type = obx.value_type
-            value_code = obx.value.code if value_type in _CODED_VALUE_TYPES else ""
+            value_code = obx.value.code if value_type in CODED_VALUE_TYPES else ""
             kept.append(
                 CleanObservation(
                     set_id=int(obx.set_id) if _is_digits(obx.set_id) else occ,

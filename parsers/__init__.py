@@ -6,6 +6,8 @@ other Cairn package.
 
 from parsers.codes import (
     CHANGES,
+    CODED_VALUE_TYPES,
+    FUNDING,
     GIVEN,
     NOT_A_VACCINE,
     PLACEHOLDER_FILLER_ID,
@@ -16,6 +18,7 @@ from parsers.codes import (
     Cvx,
     Hl7Error,
     InformationSource,
+    Loinc,
     Severity,
 )
 from parsers.decoding import DecodedText, decode_message
@@ -65,6 +68,8 @@ from parsers.views import (
 
 __all__ = [
     "CHANGES",
+    "CODED_VALUE_TYPES",
+    "FUNDING",
     "GIVEN",
     "HD",
     "NOT_A_VACCINE",
@@ -87,6 +92,7 @@ __all__ = [
     "InformationSource",
     "Issue",
     "Location",
+    "Loinc",
     "Message",
     "MessageHeader",
     "NextOfKinView",

@@ -2,7 +2,7 @@
 
 One module for the fixed codes that rules and encoders compare against or
 emit: the ERR codes (HL7 table 0357, CDC table 0533, severities of table
-0516), RXA-20 completion status (0322), RXA-21 action code (0323), RXA-9 information source (NIP001),
+0516), RXA-20 completion status (0322), RXA-21 action code (0323), RXA-9 information source (NIP001), the OBX-3 LOINC codes of funding,
 the special CVX codes and the placeholder values of the CDC guide. They live
 in parsers/ because ERR-3/4/5 are part of the HL7 encoding (the ACK encoder
 turns them into coded triplets) and because every package that needs them
@@ -22,6 +22,8 @@ from types import MappingProxyType
 
 __all__ = [
     "CHANGES",
+    "CODED_VALUE_TYPES",
+    "FUNDING",
     "GIVEN",
     "NOT_A_VACCINE",
     "PLACEHOLDER_FILLER_ID",
@@ -32,6 +34,7 @@ __all__ = [
     "Cvx",
     "Hl7Error",
     "InformationSource",
+    "Loinc",
     "Severity",
 ]
 
@@ -137,6 +140,22 @@ class Cvx(StrEnum):
 
 #: CVX codes that name no vaccine: never a dose for evaluation or forecast.
 NOT_A_VACCINE = frozenset({Cvx.NO_VACCINE, Cvx.UNKNOWN})
+
+
+class Loinc(StrEnum):
+    """OBX-3 observation identifiers (LOINC) that rules and storage act on."""
+
+    #: VFC/funding eligibility at the dose level (OBX-5 from HL7 table 0064)
+    FUNDING_ELIGIBILITY = "64994-7"
+    #: funding source of the dose (OBX-5 from CDC table CDCPHINVS)
+    FUNDING_SOURCE = "30963-3"
+
+
+#: OBX-3 codes whose OBX-5.1 fills the dose's funding columns.
+FUNDING = frozenset({Loinc.FUNDING_ELIGIBILITY, Loinc.FUNDING_SOURCE})
+
+#: OBX-2 value types (HL7 table 0125) whose OBX-5 is a code, not text.
+CODED_VALUE_TYPES = frozenset({"CE", "CWE", "ID", "IS"})
 
 #: RXA-6 administered amount when the amount is unknown or no vaccine was
 #: given (IZ-48, IZ-49).
