@@ -73,8 +73,8 @@ class Broken:
     text: str
 
 
-E = Severity.ERROR
-W = Severity.WARNING
+_E = Severity.ERROR
+_W = Severity.WARNING
 
 #: HL7 table 0136 (yes/no) compared exactly, as the guide writes it.
 YES_NO = frozenset({"Y", "N"})
@@ -119,7 +119,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "accept_ack_type",
         tables=("HL70155",),
         invalid=Broken(
-            W,
+            _W,
             Effect.REPORT,
             "MSH-15 value is not in HL7 table 0155; answering always",
         ),
@@ -130,7 +130,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "application_ack_type",
         tables=("HL70155",),
         invalid=Broken(
-            W,
+            _W,
             Effect.REPORT,
             "MSH-16 value is not in HL7 table 0155; answering always",
         ),
@@ -140,13 +140,13 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         8,
         "sex",
         missing=Broken(
-            E,
+            _E,
             Effect.REJECT_MESSAGE,
             "PID-8 (administrative sex) is missing; message rejected",
         ),
         tables=("HL70001",),
         invalid=Broken(
-            E,
+            _E,
             Effect.REJECT_MESSAGE,
             "PID-8 (administrative sex) is not F, M or U (table 0001); message rejected",
         ),
@@ -157,7 +157,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "multiple_birth",
         values=YES_NO,
         invalid=Broken(
-            W,
+            _W,
             Effect.IGNORE_VALUE,
             "PID-24 (multiple birth indicator) is not Y or N; ignored",
         ),
@@ -168,7 +168,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "death_indicator",
         values=YES_NO,
         invalid=Broken(
-            W, Effect.IGNORE_VALUE, "PID-30 (death indicator) is not Y or N; ignored"
+            _W, Effect.IGNORE_VALUE, "PID-30 (death indicator) is not Y or N; ignored"
         ),
     ),
     FieldRule(
@@ -177,7 +177,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "protection",
         values=YES_NO,
         invalid=Broken(
-            W,
+            _W,
             Effect.IGNORE_VALUE,
             "PD1-12 (protection indicator) is not Y or N; ignored",
         ),
@@ -187,7 +187,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         13,
         "protection_date",
         missing=Broken(
-            W,
+            _W,
             Effect.REPORT,
             "PD1-13 (protection indicator effective date) is missing",
         ),
@@ -199,7 +199,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "registry_status",
         tables=("HL70441",),
         invalid=Broken(
-            W,
+            _W,
             Effect.IGNORE_VALUE,
             "PD1-16 (registry status) is not in HL7 table 0441; ignored",
         ),
@@ -209,7 +209,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         17,
         "registry_status_date",
         missing=Broken(
-            W, Effect.REPORT, "PD1-17 (registry status effective date) is missing"
+            _W, Effect.REPORT, "PD1-17 (registry status effective date) is missing"
         ),
         required_with=16,
     ),
@@ -219,7 +219,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "publicity.code",
         tables=("HL70215",),
         invalid=Broken(
-            W,
+            _W,
             Effect.IGNORE_VALUE,
             "PD1-11 (publicity code) is not in HL7 table 0215; ignored",
         ),
@@ -229,7 +229,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         2,
         "name",
         missing=Broken(
-            E,
+            _E,
             Effect.IGNORE_SEGMENT,
             "NK1-2 (next of kin name) is missing; NK1 segment ignored",
         ),
@@ -239,13 +239,13 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         3,
         "relationship.code",
         missing=Broken(
-            E,
+            _E,
             Effect.IGNORE_SEGMENT,
             "NK1-3 (relationship) is missing; NK1 segment ignored",
         ),
         tables=("HL70063",),
         invalid=Broken(
-            W, Effect.REPORT, "NK1-3 (relationship) is not in HL7 table 0063"
+            _W, Effect.REPORT, "NK1-3 (relationship) is not in HL7 table 0063"
         ),
     ),
     FieldRule(
@@ -254,7 +254,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "completion_status",
         tables=("HL70322",),
         invalid=Broken(
-            W,
+            _W,
             Effect.USE_DEFAULT,
             "RXA-20 (completion status) is not in HL7 table 0322; treated as CP",
         ),
@@ -266,7 +266,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "action_code",
         tables=("HL70323",),
         invalid=Broken(
-            E,
+            _E,
             Effect.REJECT_DOSE,
             "RXA-21 (action code) is not A, U or D (table 0323)",
         ),
@@ -277,7 +277,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         1,
         "order_control",
         values=frozenset({"RE"}),
-        invalid=Broken(W, Effect.REPORT, "ORC-1 (order control) should be RE"),
+        invalid=Broken(_W, Effect.REPORT, "ORC-1 (order control) should be RE"),
     ),
     FieldRule(
         "RXR",
@@ -285,7 +285,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "route.code",
         tables=("NCIT_ROUTE", "HL70162"),
         invalid=Broken(
-            W,
+            _W,
             Effect.REPORT,
             "RXR-1 (route) is not an NCIT or HL7 0162 route code",
         ),
@@ -295,20 +295,20 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         2,
         "site.code",
         tables=("HL70163",),
-        invalid=Broken(W, Effect.REPORT, "RXR-2 (site) is not in HL7 table 0163"),
+        invalid=Broken(_W, Effect.REPORT, "RXR-2 (site) is not in HL7 table 0163"),
     ),
     FieldRule(
         "OBX",
         3,
         "code.code",
         missing=Broken(
-            W,
+            _W,
             Effect.IGNORE_SEGMENT,
             "OBX-3 (observation identifier) is missing; OBX ignored",
         ),
         tables=("NIP003",),
         invalid=Broken(
-            W,
+            _W,
             Effect.IGNORE_SEGMENT,
             "OBX-3 is not an immunization observation (NIP003); OBX ignored",
         ),
@@ -318,7 +318,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         5,
         "raw_value",
         missing=Broken(
-            W,
+            _W,
             Effect.IGNORE_SEGMENT,
             "OBX-5 (observation value) is missing; OBX ignored",
         ),
@@ -327,14 +327,14 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "OBX",
         4,
         "sub_id",
-        missing=Broken(W, Effect.REPORT, "OBX-4 (observation sub-id) is missing"),
+        missing=Broken(_W, Effect.REPORT, "OBX-4 (observation sub-id) is missing"),
     ),
     FieldRule(
         "OBX",
         11,
         "result_status",
         values=frozenset({"F"}),
-        invalid=Broken(W, Effect.REPORT, "OBX-11 (result status) should be F"),
+        invalid=Broken(_W, Effect.REPORT, "OBX-11 (result status) should be F"),
     ),
 )
 
