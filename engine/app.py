@@ -175,7 +175,6 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
             ),
             "QBP_Q11",
             replay_resends=False,
-            writes=False,
         ),
     }
     senders = SenderPolicy(

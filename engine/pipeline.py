@@ -43,14 +43,17 @@ from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
     Acknowledgement,
+    AppError,
     DecodedText,
     Encoding,
+    Hl7Error,
     Issue,
     Location,
     Message,
     MessageHeader,
     ParseError,
     ResponseHeader,
+    Severity,
     decode_message,
     read_header,
     tokenize,
@@ -118,9 +121,6 @@ class Route:
     #: a query is read-only and is answered afresh from current data, with
     #: a journal row of its own)
     replay_resends: bool = True
-    #: whether the message type writes registry data (VXU): then MSH-11
-    #: ``T`` and ``D`` are validated and answered but nothing is kept
-    writes: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,11 @@ def _key_issue(header: MessageHeader) -> Issue | None:
     """
     if not header.control_id:
         return _issue(
-            "101", "MSH", 10, "7", "MSH-10 (message control id) is missing; rejected"
+            Hl7Error.REQUIRED_FIELD_MISSING,
+            "MSH",
+            10,
+            AppError.REQUIRED_DATA_MISSING,
+            "MSH-10 (message control id) is missing; rejected",
         )
     sender_field = 4 if header.sending_facility.key else 3
     checks = (
@@ -222,19 +226,19 @@ def _key_issue(header: MessageHeader) -> Issue | None:
         limit = JOURNAL_KEY_LIMITS[column]
         if len(value) > limit:
             return _issue(
-                "102",
+                Hl7Error.DATA_TYPE_ERROR,
                 "MSH",
                 field_no,
-                "4",
+                AppError.INVALID_VALUE,
                 f"{name} is {len(value)} characters long; at most {limit} are "
                 "accepted; rejected, nothing stored",
             )
         if _has_control(value):
             return _issue(
-                "102",
+                Hl7Error.DATA_TYPE_ERROR,
                 "MSH",
                 field_no,
-                "4",
+                AppError.INVALID_VALUE,
                 f"{name} contains a control character; rejected, nothing stored",
             )
     return None
@@ -243,10 +247,10 @@ def _key_issue(header: MessageHeader) -> Issue | None:
 #: The warning on a message whose control id the sender used before for
 #: other content (table 0357 code 205, duplicate key identifier).
 _REUSED_ID = Issue(
-    "W",
-    "205",
+    Severity.WARNING,
+    Hl7Error.DUPLICATE_KEY_IDENTIFIER,
     Location("MSH", 1, 10),
-    "4",
+    AppError.INVALID_VALUE,
     "MSH-10 (message control id) was used before by this sender for a different "
     "message; processed as a new message (use a new control id for every message)",
 )
@@ -263,10 +267,10 @@ def _failure_issue(exc: Exception) -> tuple[Issue, str]:
     if isinstance(exc, PermanentStorageError):
         return (
             _issue(
-                "207",
+                Hl7Error.APPLICATION_INTERNAL_ERROR,
                 "",
                 None,
-                "4",
+                AppError.INVALID_VALUE,
                 f"the message cannot be stored as sent: {exc.reason}; nothing was "
                 "stored. Correct the message: sending it again unchanged will fail "
                 "the same way",
@@ -276,20 +280,20 @@ def _failure_issue(exc: Exception) -> tuple[Issue, str]:
     if isinstance(exc, TransientStorageError):
         return (
             _issue(
-                "207",
+                Hl7Error.APPLICATION_INTERNAL_ERROR,
                 "",
                 None,
-                "",
+                None,
                 "the database is unavailable; nothing was stored, please resend",
             ),
             "database unavailable",
         )
     return (
         _issue(
-            "207",
+            Hl7Error.APPLICATION_INTERNAL_ERROR,
             "",
             None,
-            "",
+            None,
             "internal error while processing; nothing was stored, please resend",
         ),
         "internal error",
@@ -320,10 +324,14 @@ class Outcome:
 
 
 def _issue(
-    code: str, segment: str, field_no: int | None, app_code: str, text: str
+    code: Hl7Error,
+    segment: str,
+    field_no: int | None,
+    app_code: AppError | None,
+    text: str,
 ) -> Issue:
     location = Location(segment, 1, field_no) if segment else None
-    return Issue("E", code, location, app_code, text)
+    return Issue(Severity.ERROR, code, location, app_code, text)
 
 
 def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
@@ -415,10 +423,10 @@ class MessagePipeline:
         )
         log.warning("message_too_large")
         issue = _issue(
-            "207",
+            Hl7Error.APPLICATION_INTERNAL_ERROR,
             "",
             None,
-            "3",
+            AppError.ILLOGICAL_VALUE,
             "message exceeds the maximum message size; rejected, nothing stored",
         )
         return self.reject([issue], header, encoding)
@@ -555,10 +563,12 @@ class MessagePipeline:
                 return batch
             log.warning("message_unreadable", location=exc.location, reason=exc.reason)
             issue = _issue(
-                "100" if exc.location == "MSH" else "102",
+                Hl7Error.SEGMENT_SEQUENCE_ERROR
+                if exc.location == "MSH"
+                else Hl7Error.DATA_TYPE_ERROR,
                 "MSH",
                 None if exc.location == "MSH" else 2,
-                "4",
+                AppError.INVALID_VALUE,
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
@@ -588,10 +598,10 @@ class MessagePipeline:
         messages = sum(1 for line in lines if line.startswith("MSH"))
         log.warning("batch_in_one_frame", messages=messages)
         issue = _issue(
-            "100",
+            Hl7Error.SEGMENT_SEQUENCE_ERROR,
             lines[0][:3],
             None,
-            "",
+            None,
             f"a batch ({lines[0][:3]} header, {messages} message(s)) was sent in one "
             "MLLP frame; nothing was processed. Send one message per frame, or load "
             "the batch file with `cairn load`",
@@ -665,20 +675,20 @@ class MessagePipeline:
         if region is None and header.sender:
             envelope.append(
                 _issue(
-                    "103",
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
                     "MSH",
                     4,
-                    "5",
+                    AppError.TABLE_VALUE_NOT_FOUND,
                     "MSH-4 (sending facility) is not registered with this registry; rejected",
                 )
             )
         elif region is None:
             envelope.append(
                 _issue(
-                    "101",
+                    Hl7Error.REQUIRED_FIELD_MISSING,
                     "MSH",
                     4,
-                    "7",
+                    AppError.REQUIRED_DATA_MISSING,
                     "MSH-4 (sending facility) is empty, so the sender cannot be identified; rejected",
                 )
             )
@@ -707,7 +717,10 @@ class MessagePipeline:
             today=now.date(),
             sender_known=known,
         )
-        not_stored = route.writes and header.processing_id in NOT_STORED_PROCESSING_IDS
+        # A handler that writes registry data (VXU) says so; MSH-11 T and D
+        # then are validated and answered, and nothing is kept.
+        writes = bool(getattr(route.handler, "writes_registry", True))
+        not_stored = writes and header.processing_id in NOT_STORED_PROCESSING_IDS
         if not_stored:
             result = self._dry_run(route, message, ctx, uow, log, header)
         else:
@@ -716,20 +729,20 @@ class MessagePipeline:
         if decoded.problem:
             extra.append(
                 Issue(
-                    "W",
-                    "102",
+                    Severity.WARNING,
+                    Hl7Error.DATA_TYPE_ERROR,
                     Location("MSH", 1, 18),
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-18 character set: {decoded.problem}",
                 )
             )
         if not header.sending_facility.key:
             extra.append(
                 Issue(
-                    "W",
-                    "101",
+                    Severity.WARNING,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
                     Location("MSH", 1, 4),
-                    "7",
+                    AppError.REQUIRED_DATA_MISSING,
                     "MSH-4 (sending facility) is empty; "
                     + (
                         "MSH-3 identifies the sender"
@@ -747,10 +760,10 @@ class MessagePipeline:
             if result.changed_registry and not not_stored:
                 extra.append(
                     Issue(
-                        "W",
-                        "0",
+                        Severity.WARNING,
+                        Hl7Error.MESSAGE_ACCEPTED,
                         Location("MSH", 1, 4),
-                        "",
+                        None,
                         f"MSH-4 sending facility is not registered; data filed in region {region}",
                     )
                 )
@@ -788,10 +801,10 @@ class MessagePipeline:
         log.info("message_not_stored", processing_id=header.processing_id)
         kind = "training" if header.processing_id == "T" else "debugging"
         note = Issue(
-            "I",
-            "0",
+            Severity.INFORMATION,
+            Hl7Error.MESSAGE_ACCEPTED,
             Location("MSH", 1, 11),
-            "",
+            None,
             f"MSH-11 processing id {header.processing_id} ({kind}): validated and "
             "answered as if stored, but nothing was kept in the registry",
         )
@@ -832,10 +845,10 @@ class MessagePipeline:
         if route is None:
             issues.append(
                 _issue(
-                    "200",
+                    Hl7Error.UNSUPPORTED_MESSAGE_TYPE,
                     "MSH",
                     9,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-9 message type {header.message_code[:8]!r} is not supported (VXU^V04 and QBP^Q11 are)",
                 )
             )
@@ -844,30 +857,30 @@ class MessagePipeline:
         if header.trigger_event != expected_event:
             issues.append(
                 _issue(
-                    "201",
+                    Hl7Error.UNSUPPORTED_EVENT_CODE,
                     "MSH",
                     9,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-9.2 event {header.trigger_event[:8]!r} is not supported for {header.message_code}; expected {expected_event}",
                 )
             )
         if header.processing_id not in self._senders.processing_ids:
             issues.append(
                 _issue(
-                    "202",
+                    Hl7Error.UNSUPPORTED_PROCESSING_ID,
                     "MSH",
                     11,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-11 processing id {header.processing_id[:4]!r} is not supported (P, T or D)",
                 )
             )
         if header.version != SUPPORTED_VERSION:
             issues.append(
                 _issue(
-                    "203",
+                    Hl7Error.UNSUPPORTED_VERSION_ID,
                     "MSH",
                     12,
-                    "4",
+                    AppError.INVALID_VALUE,
                     f"MSH-12 version {header.version[:8]!r} is not supported; this registry accepts 2.5.1",
                 )
             )

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from parsers import GIVEN, InformationSource
 from storage import NewVaccination, VaccinationRecord
 
 
@@ -57,8 +58,7 @@ class DoseDeduplicator:
 
     def compare(self, new: NewVaccination, other: VaccinationRecord) -> Verdict:
         """Compare a new record with a stored one of the same patient."""
-        given = {"CP", "PA"}
-        if new.completion_status not in given or other.completion_status not in given:
+        if new.completion_status not in GIVEN or other.completion_status not in GIVEN:
             return Verdict(
                 "different", "a refusal or not-administered record is not a dose"
             )
@@ -79,8 +79,8 @@ class DoseDeduplicator:
         }
         if lots_new and lots_old and not lots_new & lots_old:
             return Verdict("different", "different lot numbers")
-        new_admin = new.information_source == "00"
-        old_admin = other.information_source == "00"
+        new_admin = new.information_source == InformationSource.NEW_RECORD
+        old_admin = other.information_source == InformationSource.NEW_RECORD
         if new_admin != old_admin:
             return Verdict(
                 "same",

@@ -25,15 +25,16 @@ rejected value, in every field of the segments below.
 
 from __future__ import annotations
 
+from parsers import CODED_VALUE_TYPES, FUNDING
 from parsers.fields import FieldLimit, FieldRules
 
 TRUNCATE = True
 REJECT = False
 
 #: OBX-2 value types whose OBX-5 is a code (stored in observations.value_code).
-_CODED = (2, frozenset({"CE", "CWE", "ID", "IS"}))
+_CODED = (2, CODED_VALUE_TYPES)
 #: OBX-3 codes whose OBX-5.1 is also stored in vaccinations' funding columns.
-_FUNDING = (3, frozenset({"64994-7", "30963-3"}))
+_FUNDING = (3, FUNDING)
 
 #: (segment, field, component, subcomponent, max length, truncate?, what)
 FIELD_LIMITS = (

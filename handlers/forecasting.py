@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from forecast import AdministeredDose, Forecaster, PatientInput
 from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
+from parsers import GIVEN, NOT_A_VACCINE
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView
@@ -52,7 +53,7 @@ class CdsiForecastService:
         doses = [
             d
             for d in view.doses
-            if d.completion_status in {"CP", "PA"} and d.cvx not in {"998", "999"}
+            if d.completion_status in GIVEN and d.cvx not in NOT_A_VACCINE
         ]
         codes = self._forecaster.data.observation_codes
         observed: dict[str, date | None] = {}

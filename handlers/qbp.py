@@ -33,8 +33,16 @@ from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.disclosure import Access, PatientView, access_of, read_view
 from handlers.matching import Candidate, PatientMatcher
 from handlers.rsp_body import ForecastService, patient_segments, vaccination_segments
-from handlers.vxu_validation import issue
-from parsers import Issue, Message, PersonName
+from parsers import (
+    AppError,
+    Hl7Error,
+    Issue,
+    Location,
+    Message,
+    PersonName,
+    Severity,
+    finding,
+)
 from parsers.builder import OutSegment
 from parsers.datatypes import parse_date
 from parsers.query import (
@@ -84,6 +92,10 @@ class QbpHandler:
             asks for.
     """
 
+    #: Queries read; MSH-11 T or D does not make them a dry run (their
+    #: disclosure is real and audited).
+    writes_registry = False
+
     def __init__(
         self,
         codes: CodeLookup,
@@ -131,65 +143,55 @@ class QbpHandler:
         header = view.header
         if not header.profiles:
             issues.append(
-                issue(
-                    "W",
-                    "101",
-                    "MSH",
-                    1,
-                    21,
-                    "7",
-                    "MSH-21 (message profile) is missing; expected Z34 or Z44",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=Location("MSH", 1, 21),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="MSH-21 (message profile) is missing; expected Z34 or Z44",
                 )
             )
         if params is None:
             issues.append(
-                issue(
-                    "E",
-                    "100",
-                    "QPD",
-                    1,
-                    None,
-                    "7",
-                    "QPD segment is missing; query cannot be processed",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                    at=Location("QPD", 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="QPD segment is missing; query cannot be processed",
                 )
             )
             return error("AE", "AE", "rejected: no QPD")
         query_name = params.query_name.code
         if query_name not in QUERY_NAMES:
             issues.append(
-                issue(
-                    "E",
-                    "103",
-                    "QPD",
-                    params.occurrence,
-                    1,
-                    "5",
-                    "QPD-1 (query name) is not Z34 or Z44; query rejected",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=Location("QPD", params.occurrence, 1),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text="QPD-1 (query name) is not Z34 or Z44; query rejected",
                 )
             )
             return error("AR", "AR", "rejected: unknown query name")
         if header.profiles and query_name not in header.profiles:
             issues.append(
-                issue(
-                    "W",
-                    "103",
-                    "MSH",
-                    1,
-                    21,
-                    "5",
-                    f"MSH-21 does not name profile {query_name}^CDCPHINVS",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=Location("MSH", 1, 21),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text=f"MSH-21 does not name profile {query_name}^CDCPHINVS",
                 )
             )
         if not params.query_tag:
             issues.append(
-                issue(
-                    "E",
-                    "101",
-                    "QPD",
-                    params.occurrence,
-                    2,
-                    "7",
-                    "QPD-2 (query tag) is missing",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=Location("QPD", params.occurrence, 2),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="QPD-2 (query tag) is missing",
                 )
             )
         for field_no, label, values in (
@@ -204,40 +206,34 @@ class QbpHandler:
         ):
             if any(_CONTROL.search(v) for v in values):
                 issues.append(
-                    issue(
-                        "E",
-                        "102",
-                        "QPD",
-                        params.occurrence,
-                        field_no,
-                        "4",
-                        f"{label} contains a control character; query rejected",
+                    finding(
+                        Severity.ERROR,
+                        Hl7Error.DATA_TYPE_ERROR,
+                        at=Location("QPD", params.occurrence, field_no),
+                        app=AppError.INVALID_VALUE,
+                        text=f"{label} contains a control character; query rejected",
                     )
                 )
         limit, limit_problem = self._limit(view, issues)
         birth = parse_date(params.birth_date)
         if birth.problem:
             issues.append(
-                issue(
-                    "E",
-                    "102",
-                    "QPD",
-                    params.occurrence,
-                    6,
-                    "2",
-                    f"QPD-6 (birth date) {birth.problem}",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=Location("QPD", params.occurrence, 6),
+                    app=AppError.INVALID_DATE,
+                    text=f"QPD-6 (birth date) {birth.problem}",
                 )
             )
         if params.sex and not self._codes.has("HL70001", params.sex):
             issues.append(
-                issue(
-                    "W",
-                    "103",
-                    "QPD",
-                    params.occurrence,
-                    7,
-                    "5",
-                    "QPD-7 (sex) is not F, M or U; ignored",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=Location("QPD", params.occurrence, 7),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text="QPD-7 (sex) is not F, M or U; ignored",
                 )
             )
         has_keys = bool(params.identifiers) or (
@@ -245,17 +241,15 @@ class QbpHandler:
         )
         if not has_keys:
             issues.append(
-                issue(
-                    "E",
-                    "101",
-                    "QPD",
-                    params.occurrence,
-                    3,
-                    "7",
-                    "no search keys: QPD-3 (identifier) or QPD-4 (name) with QPD-6 (birth date) is required",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=Location("QPD", params.occurrence, 3),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="no search keys: QPD-3 (identifier) or QPD-4 (name) with QPD-6 (birth date) is required",
                 )
             )
-        if limit_problem or any(i.severity == "E" for i in issues):
+        if limit_problem or any(i.severity == Severity.ERROR for i in issues):
             return error("AE", "AE", "rejected: query content errors")
 
         refused: list[tuple[PatientRecord, str]] = []
@@ -364,54 +358,46 @@ class QbpHandler:
         cap = self._max_candidates
         if rcp is None:
             issues.append(
-                issue(
-                    "W",
-                    "101",
-                    "RCP",
-                    1,
-                    None,
-                    "7",
-                    f"RCP segment is missing; at most {cap} candidates returned",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=Location("RCP", 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text=f"RCP segment is missing; at most {cap} candidates returned",
                 )
             )
             return cap, False
         if rcp.priority and rcp.priority != "I":
             issues.append(
-                issue(
-                    "W",
-                    "103",
-                    "RCP",
-                    rcp.occurrence,
-                    1,
-                    "5",
-                    "RCP-1 (query priority) should be I",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=Location("RCP", rcp.occurrence, 1),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text="RCP-1 (query priority) should be I",
                 )
             )
         if not rcp.quantity:
             return cap, False
         if not rcp.quantity.isdigit() or int(rcp.quantity) < 1:
             issues.append(
-                issue(
-                    "E",
-                    "102",
-                    "RCP",
-                    rcp.occurrence,
-                    2,
-                    "4",
-                    "RCP-2 (quantity limited request) is not a positive whole number",
+                finding(
+                    Severity.ERROR,
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=Location("RCP", rcp.occurrence, 2),
+                    app=AppError.INVALID_VALUE,
+                    text="RCP-2 (quantity limited request) is not a positive whole number",
                 )
             )
             return cap, True
         if rcp.unit and rcp.unit.upper() != "RD":
             issues.append(
-                issue(
-                    "W",
-                    "103",
-                    "RCP",
-                    rcp.occurrence,
-                    2,
-                    "5",
-                    "RCP-2 unit should be RD (records)",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=Location("RCP", rcp.occurrence, 2),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text="RCP-2 unit should be RD (records)",
                 )
             )
         return min(int(rcp.quantity), cap), False
@@ -525,14 +511,11 @@ class QbpHandler:
                 else "no CDSi supporting data is installed"
             )
             extra.append(
-                issue(
-                    "W",
-                    "207",
-                    "QPD",
-                    params.occurrence,
-                    1,
-                    "",
-                    f"forecast not available: {reason}; evaluated history and forecast omitted",
+                finding(
+                    Severity.WARNING,
+                    Hl7Error.APPLICATION_INTERNAL_ERROR,
+                    at=Location("QPD", params.occurrence, 1),
+                    text=f"forecast not available: {reason}; evaluated history and forecast omitted",
                 )
             )
         else:

@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
+from parsers import (
+    GIVEN,
+    PLACEHOLDER_FILLER_ID,
+    UNKNOWN_AMOUNT,
+    CompletionStatus,
+    Cvx,
+    InformationSource,
+)
 from parsers.builder import FieldValue, OutSegment, Reps
 
 if TYPE_CHECKING:
@@ -78,7 +86,7 @@ class ForecastOutcome:
             return []
         stamp = _hl7_date(today)
         out = [
-            OutSegment("ORC", ("RE", "", ("9999", "CAIRN"))),
+            OutSegment("ORC", ("RE", "", (PLACEHOLDER_FILLER_ID, "CAIRN"))),
             OutSegment(
                 "RXA",
                 (
@@ -86,8 +94,8 @@ class ForecastOutcome:
                     "1",
                     stamp,
                     stamp,
-                    ("998", "No vaccine administered", "CVX"),
-                    "999",
+                    (Cvx.NO_VACCINE, "No vaccine administered", "CVX"),
+                    UNKNOWN_AMOUNT,
                     "",
                     "",
                     "",
@@ -101,7 +109,7 @@ class ForecastOutcome:
                     "",
                     "",
                     "",
-                    "NA",
+                    CompletionStatus.NOT_ADMINISTERED,
                 ),
             ),
         ]
@@ -411,12 +419,12 @@ def patient_segments(
 
 
 def _rxa(dose: VaccinationRecord, text: TextOf) -> OutSegment:
-    given = dose.completion_status in {"CP", "PA"}
+    given = dose.completion_status in GIVEN
     source = (
         (
             dose.information_source,
             "New immunization record"
-            if dose.information_source == "00"
+            if dose.information_source == InformationSource.NEW_RECORD
             else "Historical information",
             "NIP001",
         )
@@ -436,7 +444,7 @@ def _rxa(dose: VaccinationRecord, text: TextOf) -> OutSegment:
         (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX", dose.ndc, "", "NDC")
         if dose.ndc
         else (dose.cvx, dose.cvx_text or text("CVX", dose.cvx), "CVX"),
-        dose.amount or "999",
+        dose.amount or UNKNOWN_AMOUNT,
         (dose.units, dose.units, "UCUM") if dose.units else "",
         "",
         source if given else "",

@@ -16,9 +16,22 @@ from handlers.vxu_validation import (
     CleanPatient,
     ValidatedVxu,
     VxuValidator,
-    issue,
 )
-from parsers import Acknowledgement, Message, ack_code_for, read_vxu
+from parsers import (
+    CHANGES,
+    PLACEHOLDER_FILLER_ID,
+    Acknowledgement,
+    ActionCode,
+    AppError,
+    Hl7Error,
+    Location,
+    Message,
+    Severity,
+    ack_code_for,
+    error,
+    read_vxu,
+    warning,
+)
 from storage import (
     NewAuditEntry,
     NewMatchDecision,
@@ -49,6 +62,9 @@ class VxuHandler:
         review_score: the score of the review item for two doses that may
             be one (an "unsure" verdict).
     """
+
+    #: A VXU changes the registry: MSH-11 T or D makes it a dry run.
+    writes_registry = True
 
     def __init__(
         self,
@@ -127,7 +143,7 @@ class VxuHandler:
         if result.rejected or result.patient is None:
             log.info(
                 "vxu_rejected",
-                errors=sum(1 for i in result.issues if i.severity == "E"),
+                errors=sum(1 for i in result.issues if i.severity == Severity.ERROR),
             )
             return Acknowledgement(
                 "AE",
@@ -242,14 +258,11 @@ class VxuHandler:
                 )
             else:
                 result.add(
-                    issue(
-                        "W",
-                        "0",
-                        "PD1",
-                        1,
-                        12,
-                        "4",
-                        "PD1-12 (protection indicator) not applied: the record stays locked; "
+                    warning(
+                        Hl7Error.MESSAGE_ACCEPTED,
+                        at=Location("PD1", 1, 12),
+                        app=AppError.INVALID_VALUE,
+                        text="PD1-12 (protection indicator) not applied: the record stays locked; "
                         "only an organization that submitted data for this patient before "
                         "it was locked may clear the lock",
                     )
@@ -286,14 +299,11 @@ class VxuHandler:
         """An identifier held by someone whose demographics disagree: warn, review."""
         assert match.conflict_id is not None
         result.add(
-            issue(
-                "W",
-                "0",
-                "PID",
-                1,
-                3,
-                "4",
-                "PID-3 (patient identifier) is held by another patient in this registry "
+            warning(
+                Hl7Error.MESSAGE_ACCEPTED,
+                at=Location("PID", 1, 3),
+                app=AppError.INVALID_VALUE,
+                text="PID-3 (patient identifier) is held by another patient in this registry "
                 f"whose {match.conflict} disagree; the data was not filed onto that "
                 "patient and is held for review",
             )
@@ -416,7 +426,7 @@ class VxuHandler:
                 for dose in result.doses
                 if not dose.is_patient_observation
                 and dose.filler_id
-                and dose.filler_id != "9999"
+                and dose.filler_id != PLACEHOLDER_FILLER_ID
             ],
         )
         survivors: dict[int, int] = {}
@@ -430,7 +440,7 @@ class VxuHandler:
             key = (dose.filler_namespace, dose.filler_id)
             existing = (
                 by_filler.get(key)
-                if dose.filler_id and dose.filler_id != "9999"
+                if dose.filler_id and dose.filler_id != PLACEHOLDER_FILLER_ID
                 else None
             )
             if existing is not None and existing.patient_id not in survivors:
@@ -440,20 +450,17 @@ class VxuHandler:
             owned = (
                 existing is not None and survivors[existing.patient_id] == patient_id
             )
-            if dose.action_code in {"U", "D"} and not owned:
+            if dose.action_code in CHANGES and not owned:
                 result.add(
-                    issue(
-                        "E",
-                        "204",
-                        "ORC",
-                        dose.group,
-                        3,
-                        "3",
-                        f"RXA-21 is {dose.action_code} but no dose with this ORC-3 was reported by this sender for this patient; order group {dose.group} ignored",
+                    error(
+                        Hl7Error.UNKNOWN_KEY_IDENTIFIER,
+                        at=Location("ORC", dose.group, 3),
+                        app=AppError.ILLOGICAL_VALUE,
+                        text=f"RXA-21 is {dose.action_code} but no dose with this ORC-3 was reported by this sender for this patient; order group {dose.group} ignored",
                     )
                 )
                 continue
-            if dose.action_code == "D":
+            if dose.action_code == ActionCode.DELETE:
                 assert existing is not None
                 uow.vaccinations.soft_delete(ctx.region, existing.id, ctx.received_at)
                 view = None
@@ -484,7 +491,7 @@ class VxuHandler:
             else:
                 added = uow.vaccinations.add(new)
                 vaccination_id = added.id
-                if dose.filler_id and dose.filler_id != "9999":
+                if dose.filler_id and dose.filler_id != PLACEHOLDER_FILLER_ID:
                     by_filler[key] = added
                 view = self._deduplicate(uow, ctx, patient_id, added, new, view)
             observations.extend(_observations(dose, ctx, patient_id, vaccination_id))

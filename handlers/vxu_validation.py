@@ -6,45 +6,65 @@ ORDER group rejects that dose only; missing RE data and unknown optional codes
 are warnings. Every finding is an :class:`parsers.Issue` that names the field
 and the reason and carries no patient data.
 
+Simple rules (a required field, a code from a table) are rows of
+:mod:`handlers.field_rules`, lengths and control characters rows of
+:mod:`handlers.field_limits`; the rules that compare fields or dates are the
+named steps below, run in the order the findings are reported.
+
 The outcome is a :class:`ValidatedVxu`: the cleaned patient, next of kin and
 doses to store, and the issues to report.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date
 
 from handlers.context import CodeLookup
 from handlers.field_limits import DOSE_SEGMENTS, MESSAGE_FIELDS, VXU_FIELD_RULES
-from handlers.ndc import resolve_vaccine_code
+from handlers.field_rules import Effect, FieldRule, check_fields, rules_for
+from handlers.ndc import VaccineCode, resolve_vaccine_code
 from parsers import (
+    CODED_VALUE_TYPES,
+    GIVEN,
+    UNKNOWN_AMOUNT,
     AdministrationView,
+    AppError,
     CodedValue,
+    CompletionStatus,
+    Cvx,
+    Hl7Error,
+    InformationSource,
     Issue,
     Location,
+    Loinc,
     NextOfKinView,
     ObservationView,
     OrderGroup,
+    OrderView,
     PatientAdditionalView,
     PatientView,
     PersonName,
+    RouteView,
     Severity,
     VxuView,
+    error,
+    finding,
     read_vxu,
+    warning,
 )
-from parsers.datatypes import is_number, parse_date
+from parsers.datatypes import ParsedDate, is_number, parse_date
 from parsers.fields import FieldFinding
-
-#: CVX codes with a special meaning (REFERENCE §4.6).
-NO_VACCINE_CVX = "998"
-UNKNOWN_CVX = "999"
 
 #: vaccinations.lot_numbers holds every RXA-15 repetition joined by ``~``.
 _LOTS_MAX = 200
 
-#: Information sources meaning "administered by the sender" (NIP001).
-NEW_RECORD = "00"
+#: Segments VXU^V04 may carry that Cairn reads nothing from: ignored quietly.
+_QUIETLY_IGNORED = frozenset(
+    {"SFT", "PV1", "PV2", "GT1", "IN1", "IN2", "IN3", "NTE", "TQ1", "TQ2"}
+)
 
 #: PID fields marked X by the guide.
 _PID_FIELD_NAMES = {
@@ -57,31 +77,32 @@ _PID_FIELD_NAMES = {
     21: "mother's identifier",
 }
 
-
-def issue(
-    severity: Severity,
-    hl7_code: str,
-    segment: str,
-    occurrence: int,
-    field_no: int | None,
-    app_code: str,
-    text: str,
-    component: int | None = None,
-) -> Issue:
-    """Build an Issue with an ERR-2 location."""
-    rep = 1 if field_no is not None and component is not None else None
-    return Issue(
-        severity,
-        hl7_code,
-        Location(segment, occurrence, field_no, rep, component),
-        app_code,
-        text,
-    )
+#: The table rows, per step (handlers.field_rules).
+_MSH_ACK_TYPES = rules_for("MSH", 15, 16)
+_PID_SEX = rules_for("PID", 8)
+_PID_MULTIPLE_BIRTH = rules_for("PID", 24)
+_PID_DEATH_INDICATOR = rules_for("PID", 30)
+_PD1 = rules_for("PD1")
+_NK1 = rules_for("NK1")
+_RXA_STATUS = rules_for("RXA", 20, 21)
+_ORC = rules_for("ORC")
+_RXR = rules_for("RXR")
+_OBX = rules_for("OBX")
 
 
 def _is_digits(value: str) -> bool:
     """ASCII digits only: ``str.isdigit`` also accepts ``²``, which ``int`` refuses."""
     return value.isascii() and value.isdigit()
+
+
+def _at(segment: str, occurrence: int, field_no: int | None = None) -> Location:
+    """ERR-2 for a segment or one of its fields."""
+    return Location(segment, occurrence, field_no)
+
+
+def _component(segment: str, occurrence: int, field_no: int, comp: int) -> Location:
+    """ERR-2 for a component, in the first repetition of its field."""
+    return Location(segment, occurrence, field_no, repetition=1, component=comp)
 
 
 def _field_findings(
@@ -109,14 +130,14 @@ def _field_findings(
         )
         if f.kind == "truncated":
             assert f.limit is not None
-            severity: Severity = "W"
-            app_code = "8"
+            severity = Severity.WARNING
+            app = AppError.DATA_IGNORED
             text = (
                 f"{where} ({f.limit.name}) is longer than {f.limit.max_length} "
                 f"characters; truncated to {f.limit.max_length}"
             )
         else:
-            severity, app_code = "E", "4"
+            severity, app = Severity.ERROR, AppError.INVALID_VALUE
             reason = (
                 "contains a control character"
                 if f.limit is None
@@ -132,10 +153,10 @@ def _field_findings(
                 consequence = "value ignored"
             text = f"{where} {reason}; {consequence}"
         out.add(
-            Issue(
+            finding(
                 severity,
-                "102",
-                Location(
+                Hl7Error.DATA_TYPE_ERROR,
+                at=Location(
                     f.segment,
                     f.occurrence,
                     f.field,
@@ -143,8 +164,8 @@ def _field_findings(
                     f.component,
                     f.subcomponent if f.subcomponent > 1 else None,
                 ),
-                app_code,
-                text,
+                app=app,
+                text=text,
             )
         )
     return fatal
@@ -244,7 +265,7 @@ class CleanDose:
     @property
     def is_patient_observation(self) -> bool:
         """CVX 998 carries observations about the patient, not a dose."""
-        return self.cvx == NO_VACCINE_CVX
+        return self.cvx == Cvx.NO_VACCINE
 
 
 @dataclass
@@ -264,6 +285,69 @@ class ValidatedVxu:
     def add(self, item: Issue) -> None:
         """Record one finding."""
         self.issues.append(item)
+
+
+class _DoseFindings:
+    """The findings of one order group: warnings, and errors that reject it.
+
+    Args:
+        out: where findings go.
+        group: the order group's index (named in ERR-8 of a rejection).
+        occurrence: the RXA's occurrence, the default ERR-2 segment.
+        rejected: whether the group is already rejected (a rejected value
+            found by the field limits).
+    """
+
+    def __init__(
+        self, out: ValidatedVxu, group: int, occurrence: int, *, rejected: bool
+    ) -> None:
+        self._out = out
+        self.group = group
+        self.occurrence = occurrence
+        self.rejected = rejected
+
+    def warn(
+        self,
+        code: Hl7Error,
+        *,
+        field_no: int | None,
+        app: AppError,
+        text: str,
+        segment: str = "RXA",
+        occurrence: int | None = None,
+    ) -> None:
+        """A warning at a field of the RXA (or of ``segment``)."""
+        where = _at(
+            segment, self.occurrence if occurrence is None else occurrence, field_no
+        )
+        self._out.add(warning(code, at=where, app=app, text=text))
+
+    def reject(
+        self,
+        code: Hl7Error,
+        *,
+        field_no: int | None,
+        app: AppError,
+        text: str,
+        segment: str = "RXA",
+        occurrence: int | None = None,
+    ) -> None:
+        """An error that rejects the order group; ERR-8 says so."""
+        self.rejected = True
+        where = _at(
+            segment, self.occurrence if occurrence is None else occurrence, field_no
+        )
+        text = f"{text}; order group {self.group} rejected"
+        self._out.add(error(code, at=where, app=app, text=text))
+
+    def add(
+        self, issues: Sequence[Issue], effects: AbstractSet[Effect] = frozenset()
+    ) -> None:
+        """Findings already worded (table rows of handlers.field_rules)."""
+        for item in issues:
+            self._out.add(item)
+        if Effect.REJECT_DOSE in effects:
+            self.rejected = True
 
 
 class VxuValidator:
@@ -286,42 +370,7 @@ class VxuValidator:
                 vxu = read_vxu(checked)
                 fatal = _field_findings(vxu, findings, out)
         self._header(vxu, out)
-        for problem in vxu.problems:
-            out.add(
-                issue(
-                    "E",
-                    "100",
-                    problem.segment,
-                    problem.occurrence,
-                    problem.field,
-                    "3",
-                    f"{problem.reason}; segment ignored",
-                )
-            )
-        for seg_id, occurrence in vxu.ignored_segments:
-            if seg_id.startswith("Z") or seg_id not in {
-                "SFT",
-                "PV1",
-                "PV2",
-                "GT1",
-                "IN1",
-                "IN2",
-                "IN3",
-                "NTE",
-                "TQ1",
-                "TQ2",
-            }:
-                out.add(
-                    issue(
-                        "W",
-                        "0",
-                        seg_id,
-                        occurrence,
-                        None,
-                        "8",
-                        f"segment {seg_id[:3]} is not part of VXU^V04 (Z22); ignored",
-                    )
-                )
+        self._structure(vxu, out)
         patient = self._patient(vxu.patient, vxu.patient_additional, today, out)
         if patient is None or fatal:
             out.rejected = True
@@ -339,110 +388,108 @@ class VxuValidator:
                 out.doses.append(dose)
         if vxu.orders and not out.doses:
             out.add(
-                issue(
-                    "E",
-                    "100",
-                    "RXA",
-                    1,
-                    None,
-                    "7",
-                    "no valid order group in the message; message rejected",
+                error(
+                    Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                    at=_at("RXA", 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="no valid order group in the message; message rejected",
                 )
             )
             out.rejected = True
         return out
 
-    # -- MSH ---------------------------------------------------------------
+    def _rows(
+        self,
+        rules: tuple[FieldRule, ...],
+        view: object,
+        occurrence: int,
+        out: ValidatedVxu,
+    ) -> tuple[dict[int, str], set[Effect]]:
+        """Evaluate table rows on a segment; report their findings."""
+        checked = check_fields(rules, view, occurrence, self._codes)
+        for item in checked.issues:
+            out.add(item)
+        return checked.values, checked.effects
+
+    # -- MSH and message structure -------------------------------------------
 
     def _header(self, vxu: VxuView, out: ValidatedVxu) -> None:
         header = vxu.header
         if header.field_separator != "|" or header.encoding_chars != "^~\\&":
             out.add(
-                issue(
-                    "W",
-                    "102",
-                    "MSH",
-                    1,
-                    2,
-                    "4",
-                    "MSH-1/MSH-2 are not the standard |^~\\& delimiters (IZ-12, IZ-13); read as declared",
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_at("MSH", 1, 2),
+                    app=AppError.INVALID_VALUE,
+                    text="MSH-1/MSH-2 are not the standard |^~\\& delimiters (IZ-12, IZ-13); read as declared",
                 )
             )
         if not header.timestamp:
             out.add(
-                issue(
-                    "W",
-                    "101",
-                    "MSH",
-                    1,
-                    7,
-                    "7",
-                    "MSH-7 (date/time of message) is missing",
+                warning(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_at("MSH", 1, 7),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="MSH-7 (date/time of message) is missing",
                 )
             )
         elif parse_date(header.timestamp).problem:
             out.add(
-                issue(
-                    "W",
-                    "102",
-                    "MSH",
-                    1,
-                    7,
-                    "2",
-                    "MSH-7 (date/time of message) is not a valid HL7 timestamp",
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_at("MSH", 1, 7),
+                    app=AppError.INVALID_DATE,
+                    text="MSH-7 (date/time of message) is not a valid HL7 timestamp",
                 )
             )
         if header.structure and header.structure != "VXU_V04":
             out.add(
-                issue(
-                    "W",
-                    "102",
-                    "MSH",
-                    1,
-                    9,
-                    "4",
-                    f"MSH-9.3 message structure should be VXU_V04, got {header.structure[:10]!r}",
-                    component=3,
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_component("MSH", 1, 9, 3),
+                    app=AppError.INVALID_VALUE,
+                    text=f"MSH-9.3 message structure should be VXU_V04, got {header.structure[:10]!r}",
                 )
             )
         if not header.profiles:
             out.add(
-                issue(
-                    "W",
-                    "101",
-                    "MSH",
-                    1,
-                    21,
-                    "7",
-                    "MSH-21 (message profile) is missing; expected Z22^CDCPHINVS",
+                warning(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_at("MSH", 1, 21),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="MSH-21 (message profile) is missing; expected Z22^CDCPHINVS",
                 )
             )
         elif "Z22" not in header.profiles:
             out.add(
-                issue(
-                    "W",
-                    "103",
-                    "MSH",
-                    1,
-                    21,
-                    "5",
-                    "MSH-21 does not name profile Z22^CDCPHINVS",
+                warning(
+                    Hl7Error.TABLE_VALUE_NOT_FOUND,
+                    at=_at("MSH", 1, 21),
+                    app=AppError.TABLE_VALUE_NOT_FOUND,
+                    text="MSH-21 does not name profile Z22^CDCPHINVS",
                 )
             )
-        for n, value in (
-            (15, header.accept_ack_type),
-            (16, header.application_ack_type),
-        ):
-            if value and not self._codes.has("HL70155", value):
+        self._rows(_MSH_ACK_TYPES, header, 1, out)
+
+    def _structure(self, vxu: VxuView, out: ValidatedVxu) -> None:
+        """Segments out of place, and segments VXU^V04 does not carry."""
+        for problem in vxu.problems:
+            out.add(
+                error(
+                    Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                    at=_at(problem.segment, problem.occurrence, problem.field),
+                    app=AppError.ILLOGICAL_VALUE,
+                    text=f"{problem.reason}; segment ignored",
+                )
+            )
+        for seg_id, occurrence in vxu.ignored_segments:
+            if seg_id.startswith("Z") or seg_id not in _QUIETLY_IGNORED:
                 out.add(
-                    issue(
-                        "W",
-                        "103",
-                        "MSH",
-                        1,
-                        n,
-                        "5",
-                        f"MSH-{n} value is not in HL7 table 0155; answering always",
+                    warning(
+                        Hl7Error.MESSAGE_ACCEPTED,
+                        at=_at(seg_id, occurrence),
+                        app=AppError.DATA_IGNORED,
+                        text=f"segment {seg_id[:3]} is not part of VXU^V04 (Z22); ignored",
                     )
                 )
 
@@ -457,268 +504,71 @@ class VxuValidator:
     ) -> CleanPatient | None:
         if pid is None:
             out.add(
-                issue(
-                    "E",
-                    "100",
-                    "PID",
-                    1,
-                    None,
-                    "7",
-                    "PID segment is missing; message rejected",
+                error(
+                    Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                    at=_at("PID", 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="PID segment is missing; message rejected",
                 )
             )
             return None
         occ = pid.occurrence
-        fatal = False
         if pid.set_id and pid.set_id != "1":
-            out.add(issue("W", "102", "PID", occ, 1, "3", "PID-1 (set id) should be 1"))
-        ids: list[tuple[str, str, str]] = []
-        for ident in pid.identifiers:
-            if not ident.authority:
-                out.add(
-                    issue(
-                        "W",
-                        "101",
-                        "PID",
-                        occ,
-                        3,
-                        "7",
-                        f"PID-3 repetition {ident.repetition + 1}: assigning authority (CX-4) is missing; scoped to the sending facility",
-                        component=4,
-                    )
-                )
-            if ident.type_code and not self._codes.has("HL70203", ident.type_code):
-                out.add(
-                    issue(
-                        "W",
-                        "103",
-                        "PID",
-                        occ,
-                        3,
-                        "5",
-                        f"PID-3 repetition {ident.repetition + 1}: identifier type is not in HL7 table 0203",
-                        component=5,
-                    )
-                )
-            ids.append((ident.value, ident.authority, ident.type_code))
-        if not ids:
             out.add(
-                issue(
-                    "E",
-                    "101",
-                    "PID",
-                    occ,
-                    3,
-                    "7",
-                    "PID-3 (patient identifier list) is missing; message rejected",
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_at("PID", occ, 1),
+                    app=AppError.ILLOGICAL_VALUE,
+                    text="PID-1 (set id) should be 1",
                 )
             )
-            fatal = True
-        name = pid.legal_name
-        if not name.family:
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "PID",
-                    occ,
-                    5,
-                    "7",
-                    "PID-5 (patient name) family name is missing; message rejected",
-                    component=1,
-                )
-            )
-            fatal = True
-        elif not name.given:
-            out.add(
-                issue(
-                    "W",
-                    "101",
-                    "PID",
-                    occ,
-                    5,
-                    "7",
-                    "PID-5.2 (given name) is missing",
-                    component=2,
-                )
-            )
-        birth = parse_date(pid.birth_date)
-        if not pid.birth_date:
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "PID",
-                    occ,
-                    7,
-                    "7",
-                    "PID-7 (birth date) is missing; message rejected",
-                )
-            )
-            fatal = True
-        elif birth.value is None:
-            out.add(
-                issue(
-                    "E",
-                    "102",
-                    "PID",
-                    occ,
-                    7,
-                    "2",
-                    f"PID-7 (birth date) {birth.problem}; message rejected",
-                )
-            )
-            fatal = True
-        elif birth.value > today:
-            out.add(
-                issue(
-                    "E",
-                    "102",
-                    "PID",
-                    occ,
-                    7,
-                    "1",
-                    "PID-7 (birth date) is in the future; message rejected",
-                )
-            )
-            fatal = True
-        if not pid.sex:
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "PID",
-                    occ,
-                    8,
-                    "7",
-                    "PID-8 (administrative sex) is missing; message rejected",
-                )
-            )
-            fatal = True
-        elif not self._codes.has("HL70001", pid.sex):
-            out.add(
-                issue(
-                    "E",
-                    "103",
-                    "PID",
-                    occ,
-                    8,
-                    "5",
-                    "PID-8 (administrative sex) is not F, M or U (table 0001); message rejected",
-                )
-            )
-            fatal = True
+        ids = self._identifiers(pid, out)
+        fatal = not ids
+        fatal |= self._name(pid, out)
+        birth = self._birth_date(pid, today, out)
+        fatal |= birth is None
+        _, effects = self._rows(_PID_SEX, pid, occ, out)
+        fatal |= Effect.REJECT_MESSAGE in effects
         for n in pid.unsupported_fields:
             out.add(
-                issue(
-                    "W",
-                    "0",
-                    "PID",
-                    occ,
-                    n,
-                    "8",
-                    f"PID-{n} ({_PID_FIELD_NAMES.get(n, 'not supported')}) is not supported; ignored",
+                warning(
+                    Hl7Error.MESSAGE_ACCEPTED,
+                    at=_at("PID", occ, n),
+                    app=AppError.DATA_IGNORED,
+                    text=f"PID-{n} ({_PID_FIELD_NAMES.get(n, 'not supported')}) is not supported; ignored",
                 )
             )
         race = self._codes_in(pid.races, "HL70005", "PID", occ, 10, "race", out, 100)
         ethnicity = self._codes_in(
             pid.ethnicity, "HL70189", "PID", occ, 22, "ethnicity", out, 40
         )
+        self._address_and_phone(pid, out)
         addr = pid.addresses[0] if pid.addresses else None
-        if addr is not None and addr.state and len(addr.state) != 2:
-            out.add(
-                issue(
-                    "W",
-                    "102",
-                    "PID",
-                    occ,
-                    11,
-                    "4",
-                    "PID-11.4 (state) is not a 2-letter USPS code",
-                    component=4,
-                )
-            )
         phone = next((p for p in pid.phones if p.digits), None)
         email = next((p.email for p in pid.phones if p.email), "")
-        if phone is not None and len(phone.digits) not in (7, 10, 11):
-            out.add(
-                issue(
-                    "W",
-                    "102",
-                    "PID",
-                    occ,
-                    13,
-                    "4",
-                    "PID-13 phone number does not have 7 or 10 digits",
-                )
-            )
-        multiple_birth = pid.multiple_birth
-        if multiple_birth and multiple_birth not in {"Y", "N"}:
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "PID",
-                    occ,
-                    24,
-                    "5",
-                    "PID-24 (multiple birth indicator) is not Y or N; ignored",
-                )
-            )
-            multiple_birth = ""
-        birth_order: int | None = None
-        if pid.birth_order:
-            if _is_digits(pid.birth_order):
-                birth_order = int(pid.birth_order)
-            else:
-                out.add(
-                    issue(
-                        "W",
-                        "102",
-                        "PID",
-                        occ,
-                        25,
-                        "4",
-                        "PID-25 (birth order) is not a number; ignored",
-                    )
-                )
+        multiple_birth = self._rows(_PID_MULTIPLE_BIRTH, pid, occ, out)[0][24]
+        birth_order = self._birth_order(pid, out)
         death = parse_date(pid.death_date)
         if death.problem:
             out.add(
-                issue(
-                    "W",
-                    "102",
-                    "PID",
-                    occ,
-                    29,
-                    "2",
-                    f"PID-29 (death date) {death.problem}; ignored",
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_at("PID", occ, 29),
+                    app=AppError.INVALID_DATE,
+                    text=f"PID-29 (death date) {death.problem}; ignored",
                 )
             )
-        death_indicator = pid.death_indicator
-        if death_indicator and death_indicator not in {"Y", "N"}:
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "PID",
-                    occ,
-                    30,
-                    "5",
-                    "PID-30 (death indicator) is not Y or N; ignored",
-                )
-            )
-            death_indicator = ""
+        death_indicator = self._rows(_PID_DEATH_INDICATOR, pid, occ, out)[0][30]
         protection, protection_date, status, status_date, publicity = self._pd1(
             pd1, out
         )
-        if fatal or birth.value is None:
+        if fatal or birth is None:
             return None
         return CleanPatient(
             identifiers=tuple(ids),
-            name=name,
+            name=pid.legal_name,
             mother_maiden_name=pid.mother_maiden_name,
-            birth_date=birth.value,
+            birth_date=birth,
             sex=pid.sex,
             race=race,
             ethnicity=ethnicity,
@@ -743,6 +593,152 @@ class VxuValidator:
             ),
         )
 
+    def _identifiers(
+        self, pid: PatientView, out: ValidatedVxu
+    ) -> list[tuple[str, str, str]]:
+        """PID-3: each repetition's authority and type; none at all rejects."""
+        occ = pid.occurrence
+        ids: list[tuple[str, str, str]] = []
+        for ident in pid.identifiers:
+            rep = ident.repetition + 1
+            if not ident.authority:
+                out.add(
+                    warning(
+                        Hl7Error.REQUIRED_FIELD_MISSING,
+                        at=_component("PID", occ, 3, 4),
+                        app=AppError.REQUIRED_DATA_MISSING,
+                        text=f"PID-3 repetition {rep}: assigning authority (CX-4) is missing; scoped to the sending facility",
+                    )
+                )
+            if ident.type_code and not self._codes.has("HL70203", ident.type_code):
+                out.add(
+                    warning(
+                        Hl7Error.TABLE_VALUE_NOT_FOUND,
+                        at=_component("PID", occ, 3, 5),
+                        app=AppError.TABLE_VALUE_NOT_FOUND,
+                        text=f"PID-3 repetition {rep}: identifier type is not in HL7 table 0203",
+                    )
+                )
+            ids.append((ident.value, ident.authority, ident.type_code))
+        if not ids:
+            out.add(
+                error(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_at("PID", occ, 3),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="PID-3 (patient identifier list) is missing; message rejected",
+                )
+            )
+        return ids
+
+    def _name(self, pid: PatientView, out: ValidatedVxu) -> bool:
+        """PID-5: a family name is required, a given name expected.
+
+        Returns:
+            Whether the message is rejected.
+        """
+        name = pid.legal_name
+        if not name.family:
+            out.add(
+                error(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_component("PID", pid.occurrence, 5, 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="PID-5 (patient name) family name is missing; message rejected",
+                )
+            )
+            return True
+        if not name.given:
+            out.add(
+                warning(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_component("PID", pid.occurrence, 5, 2),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="PID-5.2 (given name) is missing",
+                )
+            )
+        return False
+
+    def _birth_date(
+        self, pid: PatientView, today: date, out: ValidatedVxu
+    ) -> date | None:
+        """PID-7: required, a valid date, not in the future (0533 illogical date).
+
+        Returns:
+            The birth date, or None when it rejects the message.
+        """
+        birth = parse_date(pid.birth_date).value
+        where = _at("PID", pid.occurrence, 7)
+        if not pid.birth_date:
+            out.add(
+                error(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=where,
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text="PID-7 (birth date) is missing; message rejected",
+                )
+            )
+        elif birth is None:
+            out.add(
+                error(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=where,
+                    app=AppError.INVALID_DATE,
+                    text=f"PID-7 (birth date) {parse_date(pid.birth_date).problem}; message rejected",
+                )
+            )
+        elif birth > today:
+            out.add(
+                error(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=where,
+                    app=AppError.ILLOGICAL_DATE,
+                    text="PID-7 (birth date) is in the future; message rejected",
+                )
+            )
+            return None
+        return birth
+
+    def _address_and_phone(self, pid: PatientView, out: ValidatedVxu) -> None:
+        """PID-11.4 a USPS state code, PID-13 a phone number of 7 or 10 digits."""
+        occ = pid.occurrence
+        addr = pid.addresses[0] if pid.addresses else None
+        if addr is not None and addr.state and len(addr.state) != 2:
+            out.add(
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_component("PID", occ, 11, 4),
+                    app=AppError.INVALID_VALUE,
+                    text="PID-11.4 (state) is not a 2-letter USPS code",
+                )
+            )
+        phone = next((p for p in pid.phones if p.digits), None)
+        if phone is not None and len(phone.digits) not in (7, 10, 11):
+            out.add(
+                warning(
+                    Hl7Error.DATA_TYPE_ERROR,
+                    at=_at("PID", occ, 13),
+                    app=AppError.INVALID_VALUE,
+                    text="PID-13 phone number does not have 7 or 10 digits",
+                )
+            )
+
+    def _birth_order(self, pid: PatientView, out: ValidatedVxu) -> int | None:
+        """PID-25 as a number; anything else is ignored."""
+        if not pid.birth_order:
+            return None
+        if _is_digits(pid.birth_order):
+            return int(pid.birth_order)
+        out.add(
+            warning(
+                Hl7Error.DATA_TYPE_ERROR,
+                at=_at("PID", pid.occurrence, 25),
+                app=AppError.INVALID_VALUE,
+                text="PID-25 (birth order) is not a number; ignored",
+            )
+        )
+        return None
+
     def _codes_in(
         self,
         values: tuple[CodedValue, ...],
@@ -763,14 +759,11 @@ class VxuValidator:
                 kept.append(value.alt_code)
             else:
                 out.add(
-                    issue(
-                        "W",
-                        "103",
-                        segment,
-                        occurrence,
-                        field_no,
-                        "5",
-                        f"{segment}-{field_no} ({what}) code is not in table {table[-4:]}; ignored",
+                    warning(
+                        Hl7Error.TABLE_VALUE_NOT_FOUND,
+                        at=_at(segment, occurrence, field_no),
+                        app=AppError.TABLE_VALUE_NOT_FOUND,
+                        text=f"{segment}-{field_no} ({what}) code is not in table {table[-4:]}; ignored",
                     )
                 )
         # Each code once, and no more than the column holds (race 100,
@@ -780,14 +773,11 @@ class VxuValidator:
             candidate = f"{joined}~{code}" if joined else code
             if len(candidate) > max_length:
                 out.add(
-                    issue(
-                        "W",
-                        "102",
-                        segment,
-                        occurrence,
-                        field_no,
-                        "8",
-                        f"{segment}-{field_no} ({what}) has more codes than the registry keeps ({max_length} characters); the rest ignored",
+                    warning(
+                        Hl7Error.DATA_TYPE_ERROR,
+                        at=_at(segment, occurrence, field_no),
+                        app=AppError.DATA_IGNORED,
+                        text=f"{segment}-{field_no} ({what}) has more codes than the registry keeps ({max_length} characters); the rest ignored",
                     )
                 )
                 break
@@ -797,129 +787,32 @@ class VxuValidator:
     def _pd1(
         self, pd1: PatientAdditionalView | None, out: ValidatedVxu
     ) -> tuple[str, date | None, str, date | None, str]:
+        """PD1-11/12/13/16/17: every rule is a row of handlers.field_rules."""
         if pd1 is None:
             return "", None, "", None, ""
-        occ = pd1.occurrence
-        protection = pd1.protection
-        if protection and protection not in {"Y", "N"}:
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "PD1",
-                    occ,
-                    12,
-                    "5",
-                    "PD1-12 (protection indicator) is not Y or N; ignored",
-                )
-            )
-            protection = ""
-        protection_date = parse_date(pd1.protection_date).value
-        if protection and not pd1.protection_date:
-            out.add(
-                issue(
-                    "W",
-                    "101",
-                    "PD1",
-                    occ,
-                    13,
-                    "7",
-                    "PD1-13 (protection indicator effective date) is missing",
-                )
-            )
-        status = pd1.registry_status
-        if status and not self._codes.has("HL70441", status):
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "PD1",
-                    occ,
-                    16,
-                    "5",
-                    "PD1-16 (registry status) is not in HL7 table 0441; ignored",
-                )
-            )
-            status = ""
-        status_date = parse_date(pd1.registry_status_date).value
-        if status and not pd1.registry_status_date:
-            out.add(
-                issue(
-                    "W",
-                    "101",
-                    "PD1",
-                    occ,
-                    17,
-                    "7",
-                    "PD1-17 (registry status effective date) is missing",
-                )
-            )
-        publicity = pd1.publicity.code
-        if publicity and not self._codes.has("HL70215", publicity):
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "PD1",
-                    occ,
-                    11,
-                    "5",
-                    "PD1-11 (publicity code) is not in HL7 table 0215; ignored",
-                )
-            )
-            publicity = ""
-        return protection, protection_date, status, status_date, publicity
+        kept, _ = self._rows(_PD1, pd1, pd1.occurrence, out)
+        return (
+            kept[12],
+            parse_date(pd1.protection_date).value,
+            kept[16],
+            parse_date(pd1.registry_status_date).value,
+            kept[11],
+        )
 
     # -- NK1 ---------------------------------------------------------------
 
     def _next_of_kin(
         self, nk1: NextOfKinView, out: ValidatedVxu
     ) -> CleanNextOfKin | None:
+        """NK1-2 and NK1-3 are required (rows of handlers.field_rules)."""
         occ = nk1.occurrence
-        if nk1.name.is_empty:
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "NK1",
-                    occ,
-                    2,
-                    "7",
-                    "NK1-2 (next of kin name) is missing; NK1 segment ignored",
-                )
-            )
+        kept, effects = self._rows(_NK1, nk1, occ, out)
+        if Effect.IGNORE_SEGMENT in effects:
             return None
-        relationship = nk1.relationship.code
-        if not relationship:
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "NK1",
-                    occ,
-                    3,
-                    "7",
-                    "NK1-3 (relationship) is missing; NK1 segment ignored",
-                )
-            )
-            return None
-        if not self._codes.has("HL70063", relationship):
-            out.add(
-                issue(
-                    "W",
-                    "103",
-                    "NK1",
-                    occ,
-                    3,
-                    "5",
-                    "NK1-3 (relationship) is not in HL7 table 0063",
-                )
-            )
-        sequence = int(nk1.set_id) if _is_digits(nk1.set_id) else occ
         return CleanNextOfKin(
-            sequence=sequence,
+            sequence=int(nk1.set_id) if _is_digits(nk1.set_id) else occ,
             name=nk1.name,
-            relationship=relationship,
+            relationship=kept[3],
             street=nk1.address.street,
             city=nk1.address.city,
             state=nk1.address.state,
@@ -950,310 +843,51 @@ class VxuValidator:
     def _order_group(
         self, group: OrderGroup, birth_date: date, today: date, out: ValidatedVxu
     ) -> CleanDose | None:
+        """One ORDER group, step by step; None when the dose is rejected."""
         rxa = group.administration
         orc = group.order
-        glue = group.glued_into
-        if glue is not None:
-            # Its first segment lost the terminator before it (issue 15 item
-            # 7): which fields belong to which segment is a guess, so the
-            # dose is not stored, and the ACK names it.
-            out.add(
-                issue(
-                    "E",
-                    "100",
-                    glue.segment,
-                    glue.occurrence,
-                    glue.field,
-                    "3",
-                    f"order group {group.index} is glued into {glue.segment}-{glue.field} "
-                    f"(the segment terminator before it is missing); order group {group.index} rejected",
-                )
-            )
-            return None
-        if rxa is None:
-            occ = orc.occurrence if orc else 1
-            out.add(
-                issue(
-                    "E",
-                    "101",
-                    "RXA",
-                    occ,
-                    None,
-                    "7",
-                    f"order group {group.index}: ORC has no RXA segment; order group rejected",
-                )
-            )
+        if not self._group_readable(group, out) or rxa is None:
             return None
         occ = rxa.occurrence
         # A rejected value in its ORC, RXA or RXR (reported already).
-        rejected = any(
-            (name, seg.occurrence) in out.rejected_segments
-            for name, seg in (("ORC", orc), ("RXA", rxa), ("RXR", group.route))
-            if seg is not None
+        f = _DoseFindings(
+            out,
+            group.index,
+            occ,
+            rejected=any(
+                (name, seg.occurrence) in out.rejected_segments
+                for name, seg in (("ORC", orc), ("RXA", rxa), ("RXR", group.route))
+                if seg is not None
+            ),
         )
-
-        def reject(
-            hl7_code: str,
-            field_no: int | None,
-            app_code: str,
-            text: str,
-            seg: str = "RXA",
-            seg_occ: int = occ,
-        ) -> None:
-            nonlocal rejected
-            rejected = True
-            out.add(
-                issue(
-                    "E",
-                    hl7_code,
-                    seg,
-                    seg_occ,
-                    field_no,
-                    app_code,
-                    f"{text}; order group {group.index} rejected",
-                )
-            )
-
-        def warn(
-            hl7_code: str,
-            field_no: int | None,
-            app_code: str,
-            text: str,
-            seg: str = "RXA",
-            seg_occ: int = occ,
-        ) -> None:
-            out.add(issue("W", hl7_code, seg, seg_occ, field_no, app_code, text))
-
-        completion = rxa.completion_status or "CP"
-        if not self._codes.has("HL70322", completion):
-            warn(
-                "103",
-                20,
-                "5",
-                "RXA-20 (completion status) is not in HL7 table 0322; treated as CP",
-            )
-            completion = "CP"
-        administered = completion in {"CP", "PA"}
-        action = rxa.action_code or "A"
-        if not self._codes.has("HL70323", action):
-            reject("103", 21, "5", "RXA-21 (action code) is not A, U or D (table 0323)")
-
-        if orc is None:
-            reject(
-                "100",
-                None,
-                "7",
-                "RXA has no ORC before it (2.3.1-style order group); ORC-3 is needed to update or delete the dose",
-                "ORC",
-                occ,
-            )
-            filler_id = filler_ns = placer = ""
-        else:
-            filler_id, filler_ns, placer = (
-                orc.filler_id,
-                orc.filler_namespace or orc.filler_universal_id,
-                orc.placer_id,
-            )
-            if orc.order_control and orc.order_control != "RE":
-                warn(
-                    "103",
-                    1,
-                    "5",
-                    "ORC-1 (order control) should be RE",
-                    "ORC",
-                    orc.occurrence,
-                )
-            if not filler_id and administered:
-                reject(
-                    "101",
-                    3,
-                    "7",
-                    "ORC-3 (filler order number) is missing",
-                    "ORC",
-                    orc.occurrence,
-                )
-            elif not filler_id:
-                warn(
-                    "101",
-                    3,
-                    "7",
-                    "ORC-3 (filler order number) is missing",
-                    "ORC",
-                    orc.occurrence,
-                )
-
-        if rxa.sub_id_counter and rxa.sub_id_counter != "0":
-            warn("102", 1, "3", "RXA-1 (give sub-id counter) should be 0")
-        if rxa.administration_sub_id and rxa.administration_sub_id != "1":
-            warn(
-                "102",
-                2,
-                "3",
-                "RXA-2 (administration sub-id) should be 1; it is not a dose number",
-            )
-
-        start = parse_date(rxa.start)
-        if not rxa.start:
-            reject("101", 3, "7", "RXA-3 (administration date) is missing")
-        elif start.value is None:
-            reject("102", 3, "2", f"RXA-3 (administration date) {start.problem}")
-        elif start.value > today:
-            reject("102", 3, "1", "RXA-3 (administration date) is in the future")
-        elif start.value < birth_date:
-            reject(
-                "102",
-                3,
-                "1",
-                "RXA-3 (administration date) is before the patient's birth date",
-            )
-        if rxa.end and rxa.end[:8] != rxa.start[:8]:
-            warn("102", 4, "3", "RXA-4 (end date) differs from RXA-3")
-
-        coded = resolve_vaccine_code(*self._vaccine_code(rxa), self._codes)
-        cvx, cvx_text, ndc, ndc_mvx = coded.cvx, coded.cvx_text, coded.ndc, coded.mvx
-        for found in coded.findings:  # the NDC rules (handlers/ndc.py)
-            (reject if found.reject else warn)(
-                found.hl7_code, 5, found.app_code, found.text
-            )
-        if rxa.vaccine.is_empty:
-            reject("101", 5, "7", "RXA-5 (administered code) is missing")
-        elif not cvx and not coded.findings:
-            reject(
-                "103",
-                5,
-                "5",
-                "RXA-5 (administered code) has neither a CVX nor an NDC code (coding system CVX or NDC)",
-            )
-        elif cvx and not self._codes.has("CVX", cvx):
-            out.add(
-                issue(
-                    "E",
-                    "103",
-                    "RXA",
-                    occ,
-                    5,
-                    "5",
-                    "RXA-5 (administered code) is not a known CVX code",
-                    component=1,
-                )
-            )
-            reject("101", 5, "7", "RXA-5 (administered code) treated as empty")
-
-        amount = rxa.amount
-        if not amount:
-            warn("101", 6, "7", "RXA-6 (administered amount) is missing; 999 assumed")
-            amount = "999"
-        elif not is_number(amount):
-            warn(
-                "102",
-                6,
-                "4",
-                "RXA-6 (administered amount) is not a number; 999 assumed",
-            )
-            amount = "999"
-        elif amount != "999" and (cvx == NO_VACCINE_CVX or completion == "RE"):
-            warn(
-                "102",
-                6,
-                "3",
-                "RXA-6 should be 999 when no vaccine was given (IZ-48, IZ-49)",
-            )
-        units = rxa.units.code
-        if amount != "999" and not units:
-            warn("101", 7, "7", "RXA-7 (administered units) is missing")
-
-        source = rxa.information_source.code
-        if not source and administered:
-            warn("101", 9, "7", "RXA-9 (information source) is missing (IZ-31)")
-        elif source and not self._codes.has("NIP001", source):
-            warn("103", 9, "5", "RXA-9 (information source) is not in NIP001; ignored")
-            source = ""
-        elif source and not administered:
-            warn("102", 9, "3", "RXA-9 should be empty when RXA-20 is RE or NA (IZ-47)")
-        new_record = source == NEW_RECORD and administered and cvx != NO_VACCINE_CVX
-
-        if new_record and not rxa.lot_numbers:
-            warn(
-                "101",
-                15,
-                "7",
-                "RXA-15 (lot number) is missing for a newly administered dose",
-            )
-        if len("~".join(rxa.lot_numbers)) > _LOTS_MAX:
-            reject(
-                "102",
-                15,
-                "4",
-                f"RXA-15 (lot numbers) together are longer than {_LOTS_MAX} characters",
-            )
-        lot_exp = parse_date(rxa.lot_expiration)
-        if lot_exp.problem:
-            warn(
-                "102",
-                16,
-                "2",
-                f"RXA-16 (lot expiration date) {lot_exp.problem}; ignored",
-            )
-        elif lot_exp.value and start.value and lot_exp.value < start.value:
-            warn(
-                "102", 16, "1", "RXA-16: the lot had expired on the administration date"
-            )
-        mvx = rxa.manufacturer.code
-        if new_record and not mvx:
-            warn(
-                "101",
-                17,
-                "7",
-                "RXA-17 (manufacturer) is missing for a newly administered dose",
-            )
-        elif mvx and not self._codes.has("MVX", mvx):
-            warn("103", 17, "5", "RXA-17 (manufacturer) is not a known MVX code")
-
-        refusal = rxa.refusal_reasons[0].code if rxa.refusal_reasons else ""
-        if completion == "RE" and not refusal:
-            warn("101", 18, "7", "RXA-18 (refusal reason) is missing for a refusal")
-        elif refusal and completion != "RE":
-            warn("102", 18, "3", "RXA-18 is valued but RXA-20 is not RE (IZ-32)")
-        elif refusal and not self._codes.has("NIP002", refusal):
-            warn("103", 18, "5", "RXA-18 (refusal reason) is not in NIP002")
-
-        route = site = ""
-        if group.route is not None:
-            rxr = group.route
-            route = rxr.route.code
-            if route and not (
-                self._codes.has("NCIT_ROUTE", route)
-                or self._codes.has("HL70162", route)
-            ):
-                warn(
-                    "103",
-                    1,
-                    "5",
-                    "RXR-1 (route) is not an NCIT or HL7 0162 route code",
-                    "RXR",
-                    rxr.occurrence,
-                )
-            site = rxr.site.code
-            if site and not self._codes.has("HL70163", site):
-                warn(
-                    "103",
-                    2,
-                    "5",
-                    "RXR-2 (site) is not in HL7 table 0163",
-                    "RXR",
-                    rxr.occurrence,
-                )
-
+        status = check_fields(_RXA_STATUS, rxa, occ, self._codes, group=group.index)
+        f.add(status.issues, status.effects)
+        completion, action = status.value(20), status.value(21)
+        administered = completion in GIVEN
+        filler_id, filler_ns, placer = self._order(orc, administered, f)
+        self._sub_ids(rxa, f)
+        start = self._administration_date(rxa, birth_date, today, f)
+        coded = self._vaccine(rxa, f)
+        amount, units = self._amount(rxa, coded.cvx, completion, f)
+        source = self._information_source(rxa, administered, f)
+        new_record = (
+            source == InformationSource.NEW_RECORD
+            and administered
+            and coded.cvx != Cvx.NO_VACCINE
+        )
+        lot_exp = self._lot(rxa, new_record, start, f)
+        mvx = self._manufacturer(rxa, new_record, f)
+        refusal = self._refusal(rxa, completion, f)
+        route, site = self._route(group.route, out)
         observations, eligibility, funding = self._observations(group.observations, out)
         if new_record and not eligibility:
-            warn(
-                "101",
-                None,
-                "6",
-                "no OBX 64994-7 (funding eligibility) for a newly administered dose (IZ-23)",
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=None,
+                app=AppError.REQUIRED_OBSERVATION_MISSING,
+                text="no OBX 64994-7 (funding eligibility) for a newly administered dose (IZ-23)",
             )
-
-        if rejected or start.value is None:
+        if f.rejected or start.value is None:
             return None
         return CleanDose(
             group=group.index,
@@ -1261,10 +895,10 @@ class VxuValidator:
             filler_id=filler_id,
             filler_namespace=filler_ns,
             placer_id=placer,
-            cvx=cvx,
-            cvx_text=cvx_text,
-            ndc=ndc,
-            mvx=mvx or ndc_mvx,
+            cvx=coded.cvx,
+            cvx_text=coded.cvx_text,
+            ndc=coded.ndc,
+            mvx=mvx or coded.mvx,
             administered_on=start.value,
             administered_at_raw=rxa.start,
             amount=amount,
@@ -1284,6 +918,347 @@ class VxuValidator:
             observations=tuple(observations),
         )
 
+    def _group_readable(self, group: OrderGroup, out: ValidatedVxu) -> bool:
+        """An order group glued into another segment, or without RXA, is rejected."""
+        glue = group.glued_into
+        if glue is not None:
+            # Its first segment lost the terminator before it (issue 15 item
+            # 7): which fields belong to which segment is a guess, so the
+            # dose is not stored, and the ACK names it.
+            out.add(
+                error(
+                    Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                    at=_at(glue.segment, glue.occurrence, glue.field),
+                    app=AppError.ILLOGICAL_VALUE,
+                    text=f"order group {group.index} is glued into {glue.segment}-{glue.field} "
+                    f"(the segment terminator before it is missing); order group {group.index} rejected",
+                )
+            )
+            return False
+        if group.administration is None:
+            orc = group.order
+            out.add(
+                error(
+                    Hl7Error.REQUIRED_FIELD_MISSING,
+                    at=_at("RXA", orc.occurrence if orc else 1),
+                    app=AppError.REQUIRED_DATA_MISSING,
+                    text=f"order group {group.index}: ORC has no RXA segment; order group rejected",
+                )
+            )
+            return False
+        return True
+
+    def _order(
+        self, orc: OrderView | None, administered: bool, f: _DoseFindings
+    ) -> tuple[str, str, str]:
+        """ORC: present, ORC-1 RE, ORC-3 required for a given dose.
+
+        Returns:
+            ORC-3 filler id and namespace, ORC-2 placer id.
+        """
+        if orc is None:
+            f.reject(
+                Hl7Error.SEGMENT_SEQUENCE_ERROR,
+                field_no=None,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA has no ORC before it (2.3.1-style order group); ORC-3 is needed to update or delete the dose",
+                segment="ORC",
+            )
+            return "", "", ""
+        checked = check_fields(_ORC, orc, orc.occurrence, self._codes, group=f.group)
+        f.add(checked.issues, checked.effects)
+        if not orc.filler_id:
+            (f.reject if administered else f.warn)(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=3,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="ORC-3 (filler order number) is missing",
+                segment="ORC",
+                occurrence=orc.occurrence,
+            )
+        return (
+            orc.filler_id,
+            orc.filler_namespace or orc.filler_universal_id,
+            orc.placer_id,
+        )
+
+    def _sub_ids(self, rxa: AdministrationView, f: _DoseFindings) -> None:
+        """RXA-1 is 0 and RXA-2 is 1 in this guide (not a dose number)."""
+        if rxa.sub_id_counter and rxa.sub_id_counter != "0":
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=1,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-1 (give sub-id counter) should be 0",
+            )
+        if rxa.administration_sub_id and rxa.administration_sub_id != "1":
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=2,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-2 (administration sub-id) should be 1; it is not a dose number",
+            )
+
+    def _administration_date(
+        self, rxa: AdministrationView, birth_date: date, today: date, f: _DoseFindings
+    ) -> ParsedDate:
+        """RXA-3: required, valid, not in the future, not before birth; RXA-4 the same day."""
+        start = parse_date(rxa.start)
+        if not rxa.start:
+            f.reject(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=3,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-3 (administration date) is missing",
+            )
+        elif start.value is None:
+            f.reject(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=3,
+                app=AppError.INVALID_DATE,
+                text=f"RXA-3 (administration date) {start.problem}",
+            )
+        elif start.value > today:
+            f.reject(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=3,
+                app=AppError.ILLOGICAL_DATE,
+                text="RXA-3 (administration date) is in the future",
+            )
+        elif start.value < birth_date:
+            f.reject(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=3,
+                app=AppError.ILLOGICAL_DATE,
+                text="RXA-3 (administration date) is before the patient's birth date",
+            )
+        if rxa.end and rxa.end[:8] != rxa.start[:8]:
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=4,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-4 (end date) differs from RXA-3",
+            )
+        return start
+
+    def _vaccine(self, rxa: AdministrationView, f: _DoseFindings) -> VaccineCode:
+        """RXA-5: a known CVX, or an NDC the crosswalk maps to one (handlers/ndc.py)."""
+        coded = resolve_vaccine_code(*self._vaccine_code(rxa), self._codes)
+        for found in coded.findings:  # the NDC rules (handlers/ndc.py)
+            (f.reject if found.reject else f.warn)(
+                Hl7Error(found.hl7_code),
+                field_no=5,
+                app=AppError(found.app_code),
+                text=found.text,
+            )
+        if rxa.vaccine.is_empty:
+            f.reject(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=5,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-5 (administered code) is missing",
+            )
+        elif not coded.cvx and not coded.findings:
+            f.reject(
+                Hl7Error.TABLE_VALUE_NOT_FOUND,
+                field_no=5,
+                app=AppError.TABLE_VALUE_NOT_FOUND,
+                text="RXA-5 (administered code) has neither a CVX nor an NDC code (coding system CVX or NDC)",
+            )
+        elif coded.cvx and not self._codes.has("CVX", coded.cvx):
+            # IG Table 3-1's cascade: the bad code (103), then the field
+            # treated as empty (101), each reported.
+            f.add(
+                [
+                    error(
+                        Hl7Error.TABLE_VALUE_NOT_FOUND,
+                        at=_component("RXA", f.occurrence, 5, 1),
+                        app=AppError.TABLE_VALUE_NOT_FOUND,
+                        text="RXA-5 (administered code) is not a known CVX code",
+                    )
+                ]
+            )
+            f.reject(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=5,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-5 (administered code) treated as empty",
+            )
+        return coded
+
+    def _amount(
+        self, rxa: AdministrationView, cvx: str, completion: str, f: _DoseFindings
+    ) -> tuple[str, str]:
+        """RXA-6 a number (999 when unknown or nothing given), RXA-7 its units.
+
+        Returns:
+            The amount and the units to store.
+        """
+        amount = rxa.amount
+        if not amount:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=6,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-6 (administered amount) is missing; 999 assumed",
+            )
+            amount = UNKNOWN_AMOUNT
+        elif not is_number(amount):
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=6,
+                app=AppError.INVALID_VALUE,
+                text="RXA-6 (administered amount) is not a number; 999 assumed",
+            )
+            amount = UNKNOWN_AMOUNT
+        elif amount != UNKNOWN_AMOUNT and (
+            cvx == Cvx.NO_VACCINE or completion == CompletionStatus.REFUSED
+        ):
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=6,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-6 should be 999 when no vaccine was given (IZ-48, IZ-49)",
+            )
+        units = rxa.units.code
+        if amount != UNKNOWN_AMOUNT and not units:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=7,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-7 (administered units) is missing",
+            )
+        return amount, units
+
+    def _information_source(
+        self, rxa: AdministrationView, administered: bool, f: _DoseFindings
+    ) -> str:
+        """RXA-9: required for a given dose, from NIP001, empty for RE and NA."""
+        source = rxa.information_source.code
+        if not source and administered:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=9,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-9 (information source) is missing (IZ-31)",
+            )
+        elif source and not self._codes.has("NIP001", source):
+            f.warn(
+                Hl7Error.TABLE_VALUE_NOT_FOUND,
+                field_no=9,
+                app=AppError.TABLE_VALUE_NOT_FOUND,
+                text="RXA-9 (information source) is not in NIP001; ignored",
+            )
+            source = ""
+        elif source and not administered:
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=9,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-9 should be empty when RXA-20 is RE or NA (IZ-47)",
+            )
+        return source
+
+    def _lot(
+        self,
+        rxa: AdministrationView,
+        new_record: bool,
+        start: ParsedDate,
+        f: _DoseFindings,
+    ) -> ParsedDate:
+        """RXA-15 lot numbers (required for a new dose), RXA-16 expiration.
+
+        Returns:
+            The parsed lot expiration date.
+        """
+        if new_record and not rxa.lot_numbers:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=15,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-15 (lot number) is missing for a newly administered dose",
+            )
+        if len("~".join(rxa.lot_numbers)) > _LOTS_MAX:
+            f.reject(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=15,
+                app=AppError.INVALID_VALUE,
+                text=f"RXA-15 (lot numbers) together are longer than {_LOTS_MAX} characters",
+            )
+        lot_exp = parse_date(rxa.lot_expiration)
+        if lot_exp.problem:
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=16,
+                app=AppError.INVALID_DATE,
+                text=f"RXA-16 (lot expiration date) {lot_exp.problem}; ignored",
+            )
+        elif lot_exp.value and start.value and lot_exp.value < start.value:
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=16,
+                app=AppError.ILLOGICAL_DATE,
+                text="RXA-16: the lot had expired on the administration date",
+            )
+        return lot_exp
+
+    def _manufacturer(
+        self, rxa: AdministrationView, new_record: bool, f: _DoseFindings
+    ) -> str:
+        """RXA-17: required for a new dose, a known MVX code."""
+        mvx = rxa.manufacturer.code
+        if new_record and not mvx:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=17,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-17 (manufacturer) is missing for a newly administered dose",
+            )
+        elif mvx and not self._codes.has("MVX", mvx):
+            f.warn(
+                Hl7Error.TABLE_VALUE_NOT_FOUND,
+                field_no=17,
+                app=AppError.TABLE_VALUE_NOT_FOUND,
+                text="RXA-17 (manufacturer) is not a known MVX code",
+            )
+        return mvx
+
+    def _refusal(
+        self, rxa: AdministrationView, completion: str, f: _DoseFindings
+    ) -> str:
+        """RXA-18: required for a refusal (RXA-20 RE) and only then, from NIP002."""
+        refusal = rxa.refusal_reasons[0].code if rxa.refusal_reasons else ""
+        refused = completion == CompletionStatus.REFUSED
+        if refused and not refusal:
+            f.warn(
+                Hl7Error.REQUIRED_FIELD_MISSING,
+                field_no=18,
+                app=AppError.REQUIRED_DATA_MISSING,
+                text="RXA-18 (refusal reason) is missing for a refusal",
+            )
+        elif refusal and not refused:
+            f.warn(
+                Hl7Error.DATA_TYPE_ERROR,
+                field_no=18,
+                app=AppError.ILLOGICAL_VALUE,
+                text="RXA-18 is valued but RXA-20 is not RE (IZ-32)",
+            )
+        elif refusal and not self._codes.has("NIP002", refusal):
+            f.warn(
+                Hl7Error.TABLE_VALUE_NOT_FOUND,
+                field_no=18,
+                app=AppError.TABLE_VALUE_NOT_FOUND,
+                text="RXA-18 (refusal reason) is not in NIP002",
+            )
+        return refusal
+
+    def _route(self, rxr: RouteView | None, out: ValidatedVxu) -> tuple[str, str]:
+        """RXR-1 route and RXR-2 site (rows of handlers.field_rules)."""
+        if rxr is None:
+            return "", ""
+        self._rows(_RXR, rxr, rxr.occurrence, out)
+        return rxr.route.code, rxr.site.code
+
     def _observations(
         self, rows: tuple[ObservationView, ...], out: ValidatedVxu
     ) -> tuple[list[CleanObservation], str, str]:
@@ -1291,71 +1266,11 @@ class VxuValidator:
         eligibility = funding = ""
         for obx in rows:
             occ = obx.occurrence
+            _, effects = self._rows(_OBX, obx, occ, out)
+            if Effect.IGNORE_SEGMENT in effects:
+                continue
             loinc = obx.code.code
-            if not loinc:
-                out.add(
-                    issue(
-                        "W",
-                        "101",
-                        "OBX",
-                        occ,
-                        3,
-                        "7",
-                        "OBX-3 (observation identifier) is missing; OBX ignored",
-                    )
-                )
-                continue
-            if not self._codes.has("NIP003", loinc):
-                out.add(
-                    issue(
-                        "W",
-                        "103",
-                        "OBX",
-                        occ,
-                        3,
-                        "5",
-                        "OBX-3 is not an immunization observation (NIP003); OBX ignored",
-                    )
-                )
-                continue
-            if not obx.raw_value:
-                out.add(
-                    issue(
-                        "W",
-                        "101",
-                        "OBX",
-                        occ,
-                        5,
-                        "7",
-                        "OBX-5 (observation value) is missing; OBX ignored",
-                    )
-                )
-                continue
-            if not obx.sub_id:
-                out.add(
-                    issue(
-                        "W",
-                        "101",
-                        "OBX",
-                        occ,
-                        4,
-                        "7",
-                        "OBX-4 (observation sub-id) is missing",
-                    )
-                )
-            if obx.result_status and obx.result_status != "F":
-                out.add(
-                    issue(
-                        "W",
-                        "103",
-                        "OBX",
-                        occ,
-                        11,
-                        "5",
-                        "OBX-11 (result status) should be F",
-                    )
-                )
-            if loinc == "64994-7":
+            if loinc == Loinc.FUNDING_ELIGIBILITY:
                 eligibility = obx.value.code
                 if (
                     eligibility
@@ -1363,24 +1278,17 @@ class VxuValidator:
                     and len(eligibility) < 5
                 ):
                     out.add(
-                        issue(
-                            "W",
-                            "103",
-                            "OBX",
-                            occ,
-                            5,
-                            "5",
-                            "OBX-5 funding eligibility is not in HL7 table 0064",
+                        warning(
+                            Hl7Error.TABLE_VALUE_NOT_FOUND,
+                            at=_at("OBX", occ, 5),
+                            app=AppError.TABLE_VALUE_NOT_FOUND,
+                            text="OBX-5 funding eligibility is not in HL7 table 0064",
                         )
                     )
-            elif loinc == "30963-3":
+            elif loinc == Loinc.FUNDING_SOURCE:
                 funding = obx.value.code
-            observed = parse_date(obx.observed_at)
             value_type = obx.value_type
-            value_code = (
-                obx.value.code if value_type in {"CE", "CWE", "ID", "IS"} else ""
-            )
-            value_text = obx.value.text if value_code else obx.raw_value
+            value_code = obx.value.code if value_type in CODED_VALUE_TYPES else ""
             kept.append(
                 CleanObservation(
                     set_id=int(obx.set_id) if _is_digits(obx.set_id) else occ,
@@ -1389,9 +1297,9 @@ class VxuValidator:
                     loinc=loinc,
                     loinc_text=obx.code.text,
                     value_code=value_code,
-                    value_text=value_text,
+                    value_text=obx.value.text if value_code else obx.raw_value,
                     value_system=obx.value.system if value_code else "",
-                    observed_on=observed.value,
+                    observed_on=parse_date(obx.observed_at).value,
                 )
             )
         return kept, eligibility, funding

@@ -5,6 +5,23 @@ Pure: no I/O. Reads and writes HL7 with its own tokenizer and encoder
 Cairn package.
 """
 
+from parsers.codes import (
+    CHANGES,
+    CODED_VALUE_TYPES,
+    FUNDING,
+    GIVEN,
+    NOT_A_VACCINE,
+    PLACEHOLDER_FILLER_ID,
+    UNKNOWN_AMOUNT,
+    ActionCode,
+    AppError,
+    CompletionStatus,
+    Cvx,
+    Hl7Error,
+    InformationSource,
+    Loinc,
+    Severity,
+)
 from parsers.decoding import DecodedText, decode_message
 from parsers.errors import ParseError
 from parsers.response import (
@@ -12,11 +29,13 @@ from parsers.response import (
     Issue,
     Location,
     ResponseHeader,
-    Severity,
     ack_code_for,
     encode_ack,
     encode_err,
     encode_msh,
+    error,
+    finding,
+    warning,
 )
 from parsers.tokenizer import (
     STANDARD_ENCODING,
@@ -49,18 +68,32 @@ from parsers.views import (
 )
 
 __all__ = [
+    "CHANGES",
+    "CODED_VALUE_TYPES",
+    "FUNDING",
+    "GIVEN",
     "HD",
+    "NOT_A_VACCINE",
+    "PLACEHOLDER_FILLER_ID",
     "STANDARD_ENCODING",
+    "UNKNOWN_AMOUNT",
     "Acknowledgement",
+    "ActionCode",
     "Address",
     "AdministrationView",
+    "AppError",
     "CodedValue",
+    "CompletionStatus",
+    "Cvx",
     "DecodedText",
     "Encoding",
     "GluePoint",
+    "Hl7Error",
     "Identifier",
+    "InformationSource",
     "Issue",
     "Location",
+    "Loinc",
     "Message",
     "MessageHeader",
     "NextOfKinView",
@@ -83,7 +116,10 @@ __all__ = [
     "encode_ack",
     "encode_err",
     "encode_msh",
+    "error",
+    "finding",
     "read_header",
     "read_vxu",
     "tokenize",
+    "warning",
 ]

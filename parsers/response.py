@@ -13,41 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from parsers.builder import FieldValue, OutSegment, encode_segment
+from parsers.codes import AppError, Hl7Error, Severity
 from parsers.tokenizer import STANDARD_ENCODING, Encoding
 from parsers.views import HD, MessageHeader
-
-Severity = Literal["E", "W", "I"]
-
-#: HL7 table 0357 texts for the codes Cairn emits.
-HL7_ERROR_TEXT = {
-    "0": "Message accepted",
-    "100": "Segment sequence error",
-    "101": "Required field missing",
-    "102": "Data type error",
-    "103": "Table value not found",
-    "200": "Unsupported message type",
-    "201": "Unsupported event code",
-    "202": "Unsupported processing id",
-    "203": "Unsupported version id",
-    "204": "Unknown key identifier",
-    "205": "Duplicate key identifier",
-    "206": "Application record locked",
-    "207": "Application internal error",
-}
-
-#: CDC table 0533 (application error codes) texts.
-APP_ERROR_TEXT = {
-    "1": "Illogical Date error",
-    "2": "Invalid Date",
-    "3": "Illogical Value error",
-    "4": "Invalid value",
-    "5": "Table value not found",
-    "6": "Required observation missing",
-    "7": "Required data missing",
-    "8": "Data was ignored",
-}
-
-_SEVERITY_TEXT = {"E": "Error", "W": "Warning", "I": "Information"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +43,61 @@ class Location:
 class Issue:
     """One validation finding; becomes one ERR segment.
 
+    Build one with :func:`error`, :func:`warning` or :func:`finding`.
+
     Attributes:
-        severity: ``E`` error, ``W`` warning, ``I`` information (0516).
-        hl7_code: table 0357 code (e.g. ``101`` required field missing).
-        location: where in the message; None for the message as a whole.
-        app_code: CDC table 0533 code (e.g. ``7`` required data missing).
+        severity: error, warning or information (ERR-4, table 0516).
+        hl7_code: table 0357 code (ERR-3, e.g. required field missing).
+        location: where in the message (ERR-2); None for the message as a
+            whole.
+        app_code: CDC table 0533 code (ERR-5, e.g. required data missing);
+            None (or ``""``) leaves ERR-5 empty.
         text: short readable text naming the field and the reason, never
-            patient data.
+            patient data (ERR-8).
     """
 
     severity: Severity
-    hl7_code: str
+    hl7_code: Hl7Error
     location: Location | None
-    app_code: str
+    app_code: AppError | None
     text: str
+
+
+def finding(
+    severity: Severity,
+    code: Hl7Error,
+    *,
+    at: Location | None,
+    app: AppError | None = None,
+    text: str,
+) -> Issue:
+    """One validation finding, every part named.
+
+    Args:
+        severity: ERR-4.
+        code: ERR-3, the HL7 error code.
+        at: ERR-2, where; None for the message as a whole.
+        app: ERR-5, the CDC application error code, if any.
+        text: ERR-8, naming the field and the reason (no patient data).
+
+    Returns:
+        The issue, which becomes one ERR segment.
+    """
+    return Issue(severity, code, at, app, text)
+
+
+def error(
+    code: Hl7Error, *, at: Location | None, app: AppError | None = None, text: str
+) -> Issue:
+    """An ERR-4 ``E`` finding (see :func:`finding`): data lost or rejected."""
+    return Issue(Severity.ERROR, code, at, app, text)
+
+
+def warning(
+    code: Hl7Error, *, at: Location | None, app: AppError | None = None, text: str
+) -> Issue:
+    """An ERR-4 ``W`` finding (see :func:`finding`): accepted, a possible problem."""
+    return Issue(Severity.WARNING, code, at, app, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +142,7 @@ class Acknowledgement:
 
 def ack_code_for(issues: Iterable[Issue]) -> Literal["AA", "AE"]:
     """MSA-1 follows the worst ERR-4: any error gives AE, else AA."""
-    return "AE" if any(i.severity == "E" for i in issues) else "AA"
+    return "AE" if any(i.severity == Severity.ERROR for i in issues) else "AA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +229,7 @@ def err_segment(issue: Issue) -> OutSegment:
             )
         )
     app: FieldValue = (
-        (issue.app_code, APP_ERROR_TEXT.get(issue.app_code, ""), "HL70533")
+        (issue.app_code, _text(AppError, issue.app_code), "HL70533")
         if issue.app_code
         else ""
     )
@@ -229,7 +238,7 @@ def err_segment(issue: Issue) -> OutSegment:
         (
             "",
             loc,
-            (issue.hl7_code, HL7_ERROR_TEXT.get(issue.hl7_code, ""), "HL70357"),
+            (issue.hl7_code, _text(Hl7Error, issue.hl7_code), "HL70357"),
             issue.severity,
             app,
             "",
@@ -237,6 +246,14 @@ def err_segment(issue: Issue) -> OutSegment:
             issue.text,
         ),
     )
+
+
+def _text(table: type[Hl7Error] | type[AppError], code: str) -> str:
+    """The table's text for a code; ``""`` for a code the table lacks."""
+    try:
+        return table(code).text
+    except ValueError:
+        return ""
 
 
 def encode_err(encoding: Encoding, issue: Issue) -> str:
@@ -338,7 +355,7 @@ def encode_ack(
 
 def summarize(issues: Sequence[Issue]) -> dict[str, int]:
     """Counts of issues per severity, for logs."""
-    counts = {"E": 0, "W": 0, "I": 0}
+    counts = dict.fromkeys(Severity, 0)
     for issue in issues:
         counts[issue.severity] += 1
-    return counts
+    return {str(severity): n for severity, n in counts.items()}

@@ -35,7 +35,6 @@ def _pipeline(db: Database, unknown: str = "reject") -> MessagePipeline:
                 QbpHandler(codes, QueryPolicy(False, ("BAY",)), None),
                 "QBP_Q11",
                 replay_resends=False,
-                writes=False,
             ),
         },
         senders=SenderPolicy({"CLINIC1": "BAY"}, unknown, "BAY"),

@@ -7,8 +7,17 @@ from datetime import date
 import pytest
 
 from handlers.codes import CodeTables
+from handlers.field_rules import FIELD_RULES
 from handlers.vxu_validation import ValidatedVxu, VxuValidator
-from parsers import Issue, read_vxu, tokenize
+from parsers import (
+    AppError,
+    CompletionStatus,
+    Hl7Error,
+    Issue,
+    Severity,
+    read_vxu,
+    tokenize,
+)
 from tests.support.messages import Dose, vxu
 
 TODAY = date(2024, 6, 1)
@@ -210,3 +219,118 @@ def test_validation_names_the_dose_after_a_short_glued_orc() -> None:
     named = [i for i in result.issues if i.text.endswith("order group 2 rejected")]
     assert len(named) == 1
     assert result.rejected_doses == 1
+
+
+# -- the rules table (handlers.field_rules) and named codes ------------------
+
+_PD1 = "PD1|||||||||||02^Reminder/recall any method^HL70215|N|20230105|||A|20230105|20230105"
+_NK1 = "NK1|1|Zzcanaryfam^Parent^^^^^L|MTH^Mother^HL70063"
+
+
+def test_field_rules_name_only_tables_that_exist() -> None:
+    """Every code table a row names is a loaded table, so a typo cannot pass every value."""
+    names = CodeTables.load().names()
+    assert {t for rule in FIELD_RULES for t in rule.tables} <= names
+
+
+def test_field_rules_every_row_checks_something() -> None:
+    """Each row says what an empty value or a value outside its table does."""
+    for rule in FIELD_RULES:
+        assert rule.missing is not None or rule.invalid is not None, rule
+        if rule.invalid is not None:
+            assert rule.tables or rule.values, rule
+
+
+def test_field_rules_one_row_per_field() -> None:
+    """No field has two rows, whose findings would come out twice."""
+    keys = [(rule.segment, rule.field) for rule in FIELD_RULES]
+    assert len(keys) == len(set(keys))
+
+
+def test_field_rules_texts_start_with_their_field() -> None:
+    """ERR-8 of every row names the field it is about (e.g. ``PD1-12``)."""
+    for rule in FIELD_RULES:
+        for broken in (rule.missing, rule.invalid):
+            if broken is not None:
+                assert broken.text.startswith(f"{rule.segment}-{rule.field} "), rule
+
+
+def test_validation_pd1_date_required_only_with_a_kept_indicator() -> None:
+    """PD1-12 outside Y/N is ignored, so its missing PD1-13 date is not reported too."""
+    pd1 = "PD1|||||||||||02^Reminder/recall any method^HL70215|X||||A|20230105"
+    result = _validate(vxu(doses=[Dose()]).replace(_PD1, pd1))
+    assert [
+        i.location.field
+        for i in result.issues
+        if i.location and i.location.segment == "PD1"
+    ] == [12]
+    assert result.patient is not None and result.patient.protection == ""
+
+
+def test_validation_pd1_date_missing_with_a_kept_indicator_is_a_warning() -> None:
+    """PD1-12 = Y without PD1-13 is kept, with a 101 warning on PD1-13."""
+    pd1 = "PD1|||||||||||02^Reminder/recall any method^HL70215|Y||||A|20230105"
+    result = _validate(vxu(doses=[Dose()]).replace(_PD1, pd1))
+    (found,) = _find(result, "PD1", 13, "W")
+    assert (found.hl7_code, found.app_code) == ("101", "7")
+    assert result.patient is not None and result.patient.protection == "Y"
+
+
+def test_validation_yes_no_fields_read_lower_case_as_upper() -> None:
+    """A lower-case ``y`` in PD1-12 is read as Y: the lock is set, with no finding."""
+    pd1 = _PD1.replace("|N|20230105", "|y|20230105")
+    result = _validate(vxu(doses=[Dose()]).replace(_PD1, pd1))
+    assert not [i for i in result.issues if i.location and i.location.segment == "PD1"]
+    assert result.patient is not None and result.patient.protection == "Y"
+
+
+def test_validation_nk1_ignored_reports_only_the_first_missing_field() -> None:
+    """An NK1 with neither name nor relationship is ignored with one error, at NK1-2."""
+    result = _validate(vxu(doses=[Dose()]).replace(_NK1, "NK1|1||"))
+    nk1 = [i for i in result.issues if i.location and i.location.segment == "NK1"]
+    assert [(i.location.field, i.severity) for i in nk1 if i.location] == [(2, "E")]
+    assert result.next_of_kin == []
+
+
+def test_validation_unknown_relationship_keeps_the_next_of_kin() -> None:
+    """NK1-3 outside table 0063 is a warning; the NK1 is still stored with its code."""
+    result = _validate(vxu(doses=[Dose()]).replace("MTH^Mother", "ZZZ^Unknown"))
+    assert _find(result, "NK1", 3, "W")
+    assert [k.relationship for k in result.next_of_kin] == ["ZZZ"]
+
+
+def test_validation_bad_action_code_rejects_its_group_by_number() -> None:
+    """RXA-21 outside table 0323 rejects that order group and ERR-8 says which."""
+    result = _validate(vxu(doses=[Dose(), Dose(action="Q")]))
+    (found,) = _find(result, "RXA", 21)
+    assert found.text.endswith("; order group 2 rejected")
+    assert result.rejected_doses == 1
+
+
+def test_validation_unknown_completion_status_is_treated_as_complete() -> None:
+    """RXA-20 outside table 0322 is a warning and the dose is kept as CP."""
+    result = _validate(vxu(doses=[Dose(completion="XX")]))
+    assert _find(result, "RXA", 20, "W")
+    assert [d.completion_status for d in result.doses] == [CompletionStatus.COMPLETE]
+
+
+def test_validation_every_obx_of_many_is_reported_in_order() -> None:
+    """Sixty OBX with an unknown LOINC each get one warning, in message order."""
+    bad = [f"OBX|{n}|CE|99999-{n}^Unknown^LN|1|X^X^L||||||F" for n in range(1, 61)]
+    result = _validate(vxu(doses=[Dose(observations=bad)]))
+    obx = [i for i in result.issues if i.location and i.location.segment == "OBX"]
+    assert [i.location.occurrence for i in obx if i.location] == list(range(1, 61))
+    assert {i.hl7_code for i in obx} == {"103"}
+
+
+def test_validation_codes_are_named_members() -> None:
+    """Every finding of a message with many problems carries enum codes, never bare strings."""
+    pid = "PID|2||X1^^^^ZZ||^^^^^^L||2030|Q|||||||||||||||||||Z||||Q"
+    result = _validate(
+        vxu(pid=pid, doses=[Dose(cvx="XXX", action="Q", completion="ZZ")])
+    )
+    assert len(result.issues) > 5
+    for found in result.issues:
+        assert isinstance(found.severity, Severity)
+        assert isinstance(found.hl7_code, Hl7Error)
+        assert found.app_code is None or isinstance(found.app_code, AppError)
