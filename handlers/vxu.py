@@ -1,4 +1,11 @@
-"""The VXU^V04 handler: validate, match the patient, store doses, decide the ACK."""
+"""The VXU^V04 handler: a translator from a validated VXU to the registry's services.
+
+The steps: validate (:mod:`handlers.vxu_validation`), file the patient
+(:class:`handlers.patients.PatientService`), report the doses
+(:class:`handlers.doses.DoseService`), and turn what the services did into
+the acknowledgement's findings and counts. The registry's rules live in the
+services; this module holds only the mapping between HL7 and them.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 
 
 class VxuHandler:
-    """Applies a VXU to the registry.
+    """Applies a VXU to the registry through the patient and dose services.
 
     Args:
         codes: code tables for validation.
