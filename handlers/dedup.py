@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from parsers import GIVEN, InformationSource
+from parsers.codes import GIVEN, InformationSource
 from storage import NewVaccination, VaccinationRecord
 
 
