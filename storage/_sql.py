@@ -15,7 +15,7 @@ Driver errors are re-raised as SQLAlchemy's exceptions, so callers catch the
 same ``IntegrityError`` and ``OperationalError`` either way.
 
 Only public, documented SQLAlchemy APIs are used: ``SQLCompiler.positional``,
-``positiontup`` and ``binds`` for the parameter order, ``BindParameter``'s
+``positiontup`` and ``bind_names`` for the parameters and their order, ``BindParameter``'s
 ``required`` and ``effective_value`` for defaults, and
 ``TypeEngine.dialect_impl(dialect).bind_processor`` / ``result_processor``
 for conversions (looked up once per compiled statement, so the hot path pays
@@ -56,7 +56,9 @@ class Compiled:
         compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
         self.sql: str = str(compiled)
         self.positional: bool = bool(compiled.positional)
-        binds = compiled.binds
+        # bind_names: every BindParameter and the name it has in the SQL
+        # (``binds`` would also hold anonymous keys that are never rendered).
+        binds = {name: param for param, name in compiled.bind_names.items()}
         names: list[str] = (
             list(compiled.positiontup) if self.positional else list(binds)
         )
