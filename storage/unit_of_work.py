@@ -143,7 +143,16 @@ _RUNNER = "cairn_runner"
 
 
 def flush_queued(conn: Connection, *_args: Any) -> None:
-    """Before SQLAlchemy runs a statement, send what the unit of work queued."""
+    """Before SQLAlchemy runs a statement, send what the unit of work queued.
+
+    The one joint between the two ways a transaction runs statements: on
+    PostgreSQL the runner (storage/_sql.py) queues statements whose result
+    nobody reads, and a statement that SQLAlchemy then runs on the same
+    connection (a cold-path read, a merge) must see their effects. It is the
+    engine's ``before_cursor_execute`` hook, registered by
+    ``storage.dialects.create_postgresql_engine``; SQLite's runner queues
+    nothing, so SQLite needs no hook.
+    """
     runner = conn.info.get(_RUNNER)
     if runner is not None:
         runner.flush()
