@@ -2,20 +2,16 @@
 
 Must not import any other Cairn package. Repositories take and return frozen
 dataclasses; region is a required argument of every patient or dose query.
+
+One module per topic: ``journal``, ``patients``, ``doses``, ``observations``,
+``review``, ``audit``; ``unit_of_work`` (one transaction, savepoints, locks),
+``database`` (the handle, reading and search helpers) and ``dialects`` (every
+SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
 
-from storage.database import (
-    JOURNAL_KEY_LIMITS,
-    AuditRepository,
-    Database,
-    JournalRepository,
-    ObservationRepository,
-    PatientRepository,
-    ReviewRepository,
-    UnitOfWork,
-    VaccinationRepository,
-    open_database,
-)
+from storage.audit import AuditRepository
+from storage.database import Database, open_database
+from storage.doses import VaccinationRepository
 from storage.errors import (
     DatabaseUnreachable,
     PermanentStorageError,
@@ -23,6 +19,9 @@ from storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from storage.journal import JOURNAL_KEY_LIMITS, JournalRepository
+from storage.observations import ObservationRepository
+from storage.patients import PatientRepository
 from storage.records import (
     AuditEntry,
     JournalAnswer,
@@ -46,6 +45,8 @@ from storage.records import (
     Submitter,
     VaccinationRecord,
 )
+from storage.review import ReviewRepository
+from storage.unit_of_work import UnitOfWork
 
 __all__ = [
     "JOURNAL_KEY_LIMITS",

@@ -13,6 +13,16 @@ call the driver's cursor directly, inside the same transaction as everything
 the ``Connection`` does (the cursor belongs to the same DB-API connection).
 Driver errors are re-raised as SQLAlchemy's exceptions, so callers catch the
 same ``IntegrityError`` and ``OperationalError`` either way.
+
+Only public, documented SQLAlchemy APIs are used: ``SQLCompiler.positional``,
+``positiontup`` and ``bind_names`` for the parameters and their order, ``BindParameter``'s
+``required`` and ``effective_value`` for defaults, and
+``TypeEngine.dialect_impl(dialect).bind_processor`` / ``result_processor``
+for conversions (looked up once per compiled statement, so the hot path pays
+nothing for them). ``tests/storage/test_sql.py`` checks, on both backends,
+that what this module sends is byte for byte what ``Connection.execute``
+sends for the same statement: an upgrade of SQLAlchemy that changes any of
+it fails there first. Nothing else in storage/ runs statements this way.
 """
 
 from __future__ import annotations
@@ -46,7 +56,9 @@ class Compiled:
         compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
         self.sql: str = str(compiled)
         self.positional: bool = bool(compiled.positional)
-        binds = compiled.binds
+        # bind_names: every BindParameter and the name it has in the SQL
+        # (``binds`` would also hold anonymous keys that are never rendered).
+        binds = {name: param for param, name in compiled.bind_names.items()}
         names: list[str] = (
             list(compiled.positiontup) if self.positional else list(binds)
         )
@@ -54,7 +66,7 @@ class Compiled:
         self.bind: tuple[tuple[int, str, Processor], ...] = tuple(
             (i, name, proc)
             for i, name in enumerate(names)
-            if (proc := binds[name].type._cached_bind_processor(dialect)) is not None
+            if (proc := bind_processor(binds[name].type, dialect)) is not None
         )
         defaults: dict[str, Any] = {}
         for name in names:
@@ -97,6 +109,12 @@ class Compiled:
         return out
 
 
+def bind_processor(type_: Any, dialect: Dialect) -> Processor | None:
+    """The conversion Core applies to a value bound to ``type_`` on a dialect."""
+    proc: Processor | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return proc
+
+
 def _result_processor(column: ColumnElement[Any], dialect: Dialect) -> Processor | None:
     """The column type's result processor, plus the repository conventions.
 
@@ -104,7 +122,7 @@ def _result_processor(column: ColumnElement[Any], dialect: Dialect) -> Processor
     may hand back ``memoryview`` for binary columns: records get aware
     datetimes and ``bytes``.
     """
-    proc = column.type._cached_result_processor(dialect, None)
+    proc = column.type.dialect_impl(dialect).result_processor(dialect, None)
     if isinstance(column.type, DateTime):
         inner = proc
 
@@ -157,15 +175,17 @@ class Statement:
 class Runner:
     """Runs :class:`Statement` objects on a connection's DB-API cursor.
 
-    On PostgreSQL, statements whose result nobody reads (``defer``,
+    Built by ``storage.dialects.runner``, which knows each backend's habits.
+    With ``pipelined`` (PostgreSQL), statements whose result nobody reads (``defer``,
     ``defer_many``, ``defer_command``: updates, inserts without RETURNING,
     SAVEPOINT, advisory locks) are queued and sent, in order, together with
     the next statement whose result is needed, in one psycopg pipeline: one
     network round trip instead of one per statement. :meth:`flush` sends the
     queue; the unit of work flushes at the end of every message (so a failing
     statement fails inside that message's savepoint), before commit, and
-    before anything runs through SQLAlchemy on the same connection. On SQLite
-    (no round trips) nothing is queued.
+    before anything runs through SQLAlchemy on the same connection. Without it
+    (SQLite: no round trips) nothing is queued. With ``lastrowid``, an
+    INSERT's new id is read from the cursor instead of ``RETURNING``.
     """
 
     __slots__ = (
@@ -173,19 +193,21 @@ class Runner:
         "_cursor",
         "_error",
         "_flushes",
+        "_lastrowid",
         "_pipelined",
         "_queue",
         "_side",
         "dialect",
     )
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, pipelined: bool, lastrowid: bool) -> None:
         self._conn = conn
         self.dialect = conn.dialect
         self._cursor: Any = None
         self._side: Any = None
         self._error: type[Exception] = self.dialect.loaded_dbapi.Error
-        self._pipelined = self.dialect.name == "postgresql"
+        self._pipelined = pipelined
+        self._lastrowid = lastrowid
         self._queue: list[tuple[str, Any, bool]] = []
         self._flushes = 0
 
@@ -334,9 +356,9 @@ class Runner:
         return row[0] if row is not None else None
 
     def insert(self, stmt: Statement, values: Mapping[str, Any]) -> int:
-        """Run an INSERT … RETURNING id (or, on SQLite, read ``lastrowid``)."""
+        """Run an INSERT … RETURNING id (or, where the driver has it, read ``lastrowid``)."""
         cursor = self.execute(stmt, values)
-        if self.dialect.name == "sqlite":
+        if self._lastrowid:
             return int(cursor.lastrowid)
         return int(cursor.fetchone()[0])
 

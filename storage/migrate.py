@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from storage import dialects
 from storage.errors import DatabaseUnreachable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -100,7 +101,7 @@ def ensure_region_partitions(
     the partition is created for it once that is empty, and the condition is
     reported.
     """
-    if engine.dialect.name != "postgresql":
+    if not dialects.partitions_by_region(engine.dialect):
         return []
     created: list[str] = []
     with engine.begin() as conn:

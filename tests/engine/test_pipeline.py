@@ -523,6 +523,6 @@ def test_pipeline_logs_no_patient_data_when_storage_fails(
     ]
     assert failed
     assert failed[0]["error_type"] == "PermanentStorageError"
-    assert failed[0]["error_at"].startswith("storage.database:insert:")
+    assert failed[0]["error_at"].startswith("storage.journal:insert:")
     assert failed[0]["error_cause"] == "IntegrityError"
     assert "Traceback" not in out
