@@ -1553,6 +1553,8 @@ class UnitOfWork:
 
 
 _RUNNER = "cairn_runner"
+#: The execution option that marks a reader connection (Database.reading).
+_READER = "cairn_reader"
 
 
 def _flush_queued(conn: Connection, *_args: Any) -> None:
@@ -1601,6 +1603,30 @@ class Database:
     def url(self) -> str:
         """The database URL without password."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        """A read-only unit of work on its own connection, outside any writer.
+
+        For queries that must not wait for ingest, nor ingest for them: SQLite
+        (WAL) begins a plain deferred transaction, a snapshot beside the
+        writer; PostgreSQL a READ ONLY transaction on another pooled
+        connection. Nothing done in it is kept: it is rolled back at the end.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_READER: True})
+                with conn.begin() as trans:
+                    if self.backend == "postgresql":
+                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    uow = UnitOfWork(conn)
+                    try:
+                        yield uow
+                    finally:
+                        uow.close()
+                        trans.rollback()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
@@ -1785,8 +1811,12 @@ def open_database(
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             # IMMEDIATE takes the write lock up front: two writers never
-            # deadlock on a read lock they both try to upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # deadlock on a read lock they both try to upgrade. A reader
+            # (Database.reading) takes none: WAL gives it a snapshot.
+            if conn.get_execution_options().get(_READER):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
