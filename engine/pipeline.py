@@ -1,12 +1,20 @@
 """The message pipeline: journal, idempotency, routing, and the durable ACK.
 
-For each raw message the pipeline decodes and tokenizes it, checks the
-envelope (type, event, processing id, version, sender), looks up
-(sending facility, MSH-10, content digest) in the journal so that a resend
-gets its original answer, journals the raw bytes, dispatches to the handler
-for the message type, encodes the response and stores it with the journal
-row. All of that runs inside one database transaction; the response leaves
-only after it commits, so an AA always means the data is durable.
+Each raw message goes down one straight line. First what needs no lock:
+decode, tokenize, and check the header once, whatever the message type
+(:mod:`parsers.header`: type, event, processing id, version, sender, the
+IG's conventions, the MSH-21 profile). Then, in one database transaction:
+look up (sending facility, MSH-10, content digest) in the journal so that a
+resend gets its original answer, journal the raw bytes, refuse or apply
+(the handler of the message type), encode the response and store it with
+the journal row. Commit, then answer: an AA always means the data is
+durable.
+
+A query (Z34/Z44) is read beforehand on a reader connection, outside the
+writer's transaction (:meth:`MessagePipeline.read_step`); the writer then
+only journals it, writes its audit rows and stores its response. The read
+starts after the sender's previous answers were committed, so a query sent
+after a VXU's AA sees that VXU.
 
 A resend is the same (sending facility, MSH-10) with the same content, MSH-7
 aside (:func:`content_digest` says what "the same" means): it gets the
@@ -766,9 +774,8 @@ class MessagePipeline:
         assert region is not None
 
         route = self._routes[header.message_code]
-        result, not_stored = self._apply(
-            uow, route, item, reading, (journal_id, region, known), log
-        )
+        ctx = self._context(header, region, journal_id, known)
+        result, not_stored = self._apply(uow, route, item, reading, ctx, log)
         trailing = list(reading.check.trailing)
         if found.other_content:
             trailing.append(_REUSED_ID)
@@ -883,7 +890,7 @@ class MessagePipeline:
         route: Route,
         item: Inbound,
         reading: _Reading,
-        sender: tuple[int, str, bool],
+        ctx: MessageContext,
         log: Any,
     ) -> tuple[Response, bool]:
         """Run the handler in the writer's transaction; (response, not stored).
@@ -893,16 +900,14 @@ class MessagePipeline:
         then are validated and answered, and nothing is kept.
         """
         header, message = reading.header, reading.message
-        journal_id, region, known = sender
         query = route.query
         prepared = item.prepared
         if query is not None:
             if prepared is not None and prepared.ctx is not None:
-                ctx = replace(prepared.ctx, journal_id=journal_id)
-                return query.record(prepared.answer, ctx, uow), False
-            ctx = self._context(header, region, journal_id, known)
+                # The read's own clock and region; this message's journal row.
+                read_ctx = replace(prepared.ctx, journal_id=ctx.journal_id)
+                return query.record(prepared.answer, read_ctx, uow), False
             return query.handle(message, ctx, uow, log), False
-        ctx = self._context(header, region, journal_id, known)
         writes = bool(getattr(route.handler, "writes_registry", True))
         if writes and header.processing_id in NOT_STORED_PROCESSING_IDS:
             return self._dry_run(route, message, ctx, uow, log, header), True
