@@ -164,6 +164,9 @@ class QuerySettings:
     #: The most patients one Z34 answer lists, whatever RCP-2 asks for; more
     #: matches than this (or than RCP-2) are answered TM (too many).
     max_candidates: int = 10
+    #: Threads that answer queries on reader connections, outside the
+    #: writer's transaction (ingest and queries do not wait for each other).
+    reader_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -433,6 +436,7 @@ def _check(settings: Settings, source: str) -> None:
         ("server.max_pipelined", settings.server.max_pipelined, 1, 10_000),
         ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
+        ("query.reader_threads", settings.query.reader_threads, 1, 64),
         ("dedup.review_score", settings.dedup.review_score, 0, 1),
     ):
         # Written so that NaN (a float setting from the environment) fails too.

@@ -19,8 +19,11 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from config import Settings
+from engine.logging import exception_summary
 from engine.pipeline import (
     GroupCommitter,
     Inbound,
@@ -193,16 +196,22 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
 
 
 class PipelineSink:
-    """Bridges the listener (reactor thread) and the group committer (worker thread).
+    """Bridges the listener (reactor thread), the readers and the group committer.
 
-    Implements the listener's ``MessageSink``.
+    Implements the listener's ``MessageSink``. A VXU goes straight to the
+    group committer (the writer thread). A query (Z34/Z44) is read first on
+    a reader thread, on a reader connection outside the writer's
+    transaction, so that reads and ingest do not wait for each other; only
+    its small writes (journal row, audit rows, response) go to the writer.
 
     Args:
         reactor: where answers are handed back (``callFromThread``).
         pipeline: the synchronous pipeline the writer thread runs.
         max_batch: the most messages in one transaction (group commit).
         max_queue: the most messages, from all connections together, waiting
-            for the writer (``server.max_in_flight``); one more is refused.
+            for the writer or a reader (``server.max_in_flight``); one more
+            is refused.
+        readers: the reader threads answering queries (``query.reader_threads``).
     """
 
     def __init__(
@@ -212,9 +221,15 @@ class PipelineSink:
         *,
         max_batch: int,
         max_queue: int = 4096,
+        readers: int = 2,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
+        self._readers = ThreadPool(
+            minthreads=0, maxthreads=readers, name="cairn-reader"
+        )
+        #: queries handed to a reader and not yet to the writer
+        self._reading = 0
         self._committer = GroupCommitter(
             pipeline,
             self._deliver,
@@ -225,27 +240,58 @@ class PipelineSink:
         self._max_queue = max_queue
 
     def start(self) -> None:
-        """Start the writer thread."""
+        """Start the writer thread and the reader pool."""
         self._committer.start()
+        self._readers.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Drain the queue and stop the writer thread (blocking)."""
+        """Finish the reads, drain the queue and stop the writer thread (blocking)."""
+        # Readers first: what they read still goes to the writer.
+        self._readers.stop()
         self._committer.stop(timeout)
 
     def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
         """Queue a message; the Deferred fires with the response after commit."""
         d: Deferred[bytes] = Deferred()
-        if self._committer.pending() >= self._max_queue:
+        in_flight = self._committer.pending() + self._reading
+        if in_flight >= self._max_queue:
             logger.warning(
-                "overloaded",
-                in_flight=self._committer.pending(),
-                peer=peer,
-                listener=listener,
+                "overloaded", in_flight=in_flight, peer=peer, listener=listener
             )
             d.errback(RuntimeError("engine overloaded"))
             return d
-        self._committer.submit(Inbound(raw, peer, listener), d)
+        item = Inbound(raw, peer, listener)
+        if self._pipeline.reads_only(raw):
+            self._read_then_write(item, d)
+        else:
+            self._committer.submit(item, d)
         return d
+
+    def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
+        """A query's read step on a reader thread, then its writes on the writer."""
+        self._reading += 1
+        read: Deferred[Inbound] = deferToThreadPool(
+            self._reactor,
+            self._readers,
+            self._pipeline.read_step,
+            item,
+        )
+
+        def to_writer(prepared: Inbound | Failure) -> None:
+            self._reading -= 1
+            if isinstance(prepared, Failure) and prepared.value is not None:
+                logger.error(
+                    "query_read_failed",
+                    peer=item.peer,
+                    listener=item.listener,
+                    **exception_summary(prepared.value),
+                )
+            # A read step that failed outright leaves the query to the writer.
+            self._committer.submit(
+                prepared if isinstance(prepared, Inbound) else item, d
+            )
+
+        read.addBoth(to_writer)
 
     def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
         """The reject for a message over the size limit."""
@@ -380,6 +426,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         pipeline,
         max_batch=settings.database.group_commit_max,
         max_queue=settings.server.max_in_flight,
+        readers=settings.query.reader_threads,
     )
     sink.start()
     factory = MllpFactory(

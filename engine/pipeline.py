@@ -1,12 +1,20 @@
 """The message pipeline: journal, idempotency, routing, and the durable ACK.
 
-For each raw message the pipeline decodes and tokenizes it, checks the
-envelope (type, event, processing id, version, sender), looks up
-(sending facility, MSH-10, content digest) in the journal so that a resend
-gets its original answer, journals the raw bytes, dispatches to the handler
-for the message type, encodes the response and stores it with the journal
-row. All of that runs inside one database transaction; the response leaves
-only after it commits, so an AA always means the data is durable.
+Each raw message goes down one straight line. First what needs no lock:
+decode, tokenize, and check the header once, whatever the message type
+(:mod:`parsers.header`: type, event, processing id, version, sender, the
+IG's conventions, the MSH-21 profile). Then, in one database transaction:
+look up (sending facility, MSH-10, content digest) in the journal so that a
+resend gets its original answer, journal the raw bytes, refuse or apply
+(the handler of the message type), encode the response and store it with
+the journal row. Commit, then answer: an AA always means the data is
+durable.
+
+A query (Z34/Z44) is read beforehand on a reader connection, outside the
+writer's transaction (:meth:`MessagePipeline.read_step`); the writer then
+only journals it, writes its audit rows and stores its response. The read
+starts after the sender's previous answers were committed, so a query sent
+after a VXU's AA sees that VXU.
 
 A resend is the same (sending facility, MSH-10) with the same content, MSH-7
 aside (:func:`content_digest` says what "the same" means): it gets the
@@ -32,9 +40,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import structlog
 
@@ -58,6 +66,15 @@ from parsers import (
     read_header,
     tokenize,
 )
+from parsers.header import (
+    QBP_HEADER,
+    SUPPORTED_VERSION,
+    VXU_HEADER,
+    HeaderCheck,
+    HeaderRules,
+    check_header,
+    check_key,
+)
 from parsers.tokenizer import read_encoding
 from storage import (
     JOURNAL_KEY_LIMITS,
@@ -71,7 +88,20 @@ from storage import (
 
 logger = structlog.get_logger()
 
-SUPPORTED_VERSION = "2.5.1"
+__all__ = [
+    "SUPPORTED_VERSION",
+    "GroupCommitter",
+    "Handler",
+    "Inbound",
+    "MessagePipeline",
+    "Outcome",
+    "Prepared",
+    "QueryHandler",
+    "Response",
+    "Route",
+    "SenderPolicy",
+    "content_digest",
+]
 
 
 class Response(Protocol):
@@ -93,8 +123,10 @@ class Response(Protocol):
     def changed_registry(self) -> bool:
         """Whether applying the message stored or changed registry data."""
 
-    def with_issues(self, extra: Sequence[Issue]) -> Response:
-        """The same response with the pipeline's own findings added."""
+    def with_issues(
+        self, extra: Sequence[Issue], *, leading: Sequence[Issue] = ()
+    ) -> Response:
+        """The same response with the header's findings first and the pipeline's last."""
 
     def encode(
         self, ours: ResponseHeader, theirs: MessageHeader | None, encoding: Encoding
@@ -111,6 +143,33 @@ class Handler(Protocol):
         """Apply the message inside the caller's transaction and decide the answer."""
 
 
+@runtime_checkable
+class QueryHandler(Protocol):
+    """A handler whose work is a read (Z34/Z44) plus a few small writes.
+
+    :meth:`read` runs on a reader connection, outside the writer's
+    transaction; :meth:`record` writes what it decided (audit rows) in the
+    writer's transaction, with the message's journal row.
+    """
+
+    def handle(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    ) -> Response:
+        """Both steps in the caller's transaction."""
+
+    def read(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    ) -> Any:
+        """Decide the answer from a read-only unit of work."""
+
+    def record(self, answer: Any, ctx: MessageContext, uow: UnitOfWork) -> Response:
+        """Write what :meth:`read` decided; return the response."""
+
+
+#: The header rules of the message structures Cairn knows.
+_HEADER_RULES = {rules.structure: rules for rules in (VXU_HEADER, QBP_HEADER)}
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where a message type goes: its handler and the MSH-9 it must carry."""
@@ -121,6 +180,23 @@ class Route:
     #: a query is read-only and is answered afresh from current data, with
     #: a journal row of its own)
     replay_resends: bool = True
+    #: what its MSH must carry; by default the rules of ``structure``
+    header: HeaderRules | None = None
+
+    @property
+    def header_rules(self) -> HeaderRules:
+        """The MSH rules of this message type (see :mod:`parsers.header`)."""
+        if self.header is not None:
+            return self.header
+        known = _HEADER_RULES.get(self.structure)
+        if known is not None:
+            return known
+        return HeaderRules(self.structure, lambda _message: None, "", False)
+
+    @property
+    def query(self) -> QueryHandler | None:
+        """The handler as a query handler (read step apart), or None."""
+        return self.handler if isinstance(self.handler, QueryHandler) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +218,28 @@ class SenderPolicy:
         return None, False
 
 
+class _Reading(NamedTuple):
+    """A message decoded, tokenized, its header read and checked (once per message)."""
+
+    decoded: DecodedText
+    message: Message
+    header: MessageHeader
+    digest: str
+    check: HeaderCheck
+
+
+class Prepared(NamedTuple):
+    """What was worked out for a message before it reached the writer.
+
+    ``reading`` spares the writer the decoding; ``ctx`` and ``answer`` are a
+    query's read step, done on a reader connection (None when it was not).
+    """
+
+    reading: _Reading
+    ctx: MessageContext | None = None
+    answer: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """One raw message waiting to be processed."""
@@ -149,15 +247,8 @@ class Inbound:
     raw: bytes
     peer: str
     listener: str
-
-
-class _Reading(NamedTuple):
-    """A message decoded, tokenized and its header read (once per message)."""
-
-    decoded: DecodedText
-    message: Message
-    header: MessageHeader
-    digest: str
+    #: set by :meth:`MessagePipeline.read_step` on a reader thread
+    prepared: Prepared | None = None
 
 
 #: (sending facility, MSH-10, content digest): how the journal finds a resend.
@@ -194,54 +285,6 @@ def content_digest(message: Message) -> str:
         digest.update(separator.join(fields).encode("utf-8", "surrogatepass"))
         digest.update(b"\r")
     return digest.hexdigest()
-
-
-def _has_control(value: str) -> bool:
-    """Whether a value holds a C0 or C1 control character (or DEL)."""
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
-
-
-def _key_issue(header: MessageHeader) -> Issue | None:
-    """Why the journal cannot key this message, as an AR issue; None when it can.
-
-    The journal keys every message on (sender, MSH-10): a value that does not
-    fit its column, or holds a control character, would make the journal
-    insert fail on PostgreSQL (and be stored on SQLite), so it is refused the
-    same way on both, naming the field and the limit.
-    """
-    if not header.control_id:
-        return _issue(
-            Hl7Error.REQUIRED_FIELD_MISSING,
-            "MSH",
-            10,
-            AppError.REQUIRED_DATA_MISSING,
-            "MSH-10 (message control id) is missing; rejected",
-        )
-    sender_field = 4 if header.sending_facility.key else 3
-    checks = (
-        ("MSH-10 (message control id)", 10, header.control_id, "control_id"),
-        (f"MSH-{sender_field} (sender)", sender_field, header.sender, "sender"),
-    )
-    for name, field_no, value, column in checks:
-        limit = JOURNAL_KEY_LIMITS[column]
-        if len(value) > limit:
-            return _issue(
-                Hl7Error.DATA_TYPE_ERROR,
-                "MSH",
-                field_no,
-                AppError.INVALID_VALUE,
-                f"{name} is {len(value)} characters long; at most {limit} are "
-                "accepted; rejected, nothing stored",
-            )
-        if _has_control(value):
-            return _issue(
-                Hl7Error.DATA_TYPE_ERROR,
-                "MSH",
-                field_no,
-                AppError.INVALID_VALUE,
-                f"{name} contains a control character; rejected, nothing stored",
-            )
-    return None
 
 
 #: The warning on a message whose control id the sender used before for
@@ -436,54 +479,137 @@ class MessagePipeline:
     def process_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
         """Process messages in one transaction, one savepoint each.
 
+        The straight line: decode and check every header (no lock needed),
+        then, in one transaction, look the batch up in the journal and, per
+        message, journal, apply and store the response; commit; answer. A
+        query not read beforehand (:meth:`read_step`) is read inline.
+
         Returns the outcomes in order once the transaction has committed. If
         the commit fails, the exception propagates: no answer may leave.
         """
+        readings = [self._prepare(item) for item in batch]
         outcomes: list[Outcome] = []
         with self._db.transaction() as uow:
-            readings, answers = self._prefetch(uow, batch)
+            answers = self._prefetch(uow, readings)
             for item, reading in zip(batch, readings, strict=True):
                 outcomes.append(self._process_isolated(uow, item, reading, answers))
         return outcomes
 
+    def reads_only(self, raw: bytes) -> bool:
+        """Whether a message is a query, whose read step runs on a reader.
+
+        Reads MSH alone; anything unreadable goes to the writer, which answers it.
+        """
+        try:
+            text = decode_message(raw).text
+            first = re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]
+            header = read_header(tokenize(first).msh)
+        except Exception:  # the writer reads it again and answers it
+            return False
+        route = self._routes.get(header.message_code)
+        return route is not None and route.query is not None
+
+    def read_step(self, item: Inbound) -> Inbound:
+        """A query's read step, on a reader connection outside the writer's transaction.
+
+        Runs on a reader thread. It decodes and checks the message and, when
+        it is a query the registry will answer, reads the answer from a
+        read-only unit of work; the writer then only journals, writes the
+        audit rows and stores the response (:meth:`process_batch`). The read
+        starts after this call does, so it sees every commit whose answer
+        the sender already has. Anything else (or a read that failed) is
+        left to the writer, which answers it as usual.
+
+        Args:
+            item: the raw message.
+
+        Returns:
+            The message with what was worked out for it.
+        """
+        reading = self._prepare(item)
+        if reading is None:
+            return item
+        decoded_only = replace(item, prepared=Prepared(reading))
+        header = reading.header
+        route = self._routes.get(header.message_code)
+        query = route.query if route is not None else None
+        region, known = self._senders.region_of(header.sender)
+        if (
+            query is None
+            or region is None
+            or reading.check.rejections
+            or check_key(header, JOURNAL_KEY_LIMITS) is not None
+        ):
+            return decoded_only
+        log = self._bind(logger.bind(peer=item.peer, listener=item.listener), header)
+        log = log.bind(region=region)
+        ctx = self._context(header, region, 0, known)
+        try:
+            with self._db.reading() as reader:
+                answer = query.read(reading.message, ctx, reader, log)
+        except Exception as exc:  # the writer reads it again, and answers AE if it must
+            log.warning("query_read_failed", **exception_summary(exc))
+            return decoded_only
+        return replace(item, prepared=Prepared(reading, ctx, answer))
+
+    def _prepare(self, item: Inbound) -> _Reading | None:
+        """Decode, tokenize, read and check the header: work that needs no lock.
+
+        None when the message cannot be read; :meth:`_read` reads it again
+        inside its savepoint and answers it.
+        """
+        if item.prepared is not None:
+            return item.prepared.reading
+        try:
+            decoded = decode_message(item.raw)
+            return self._reading_of(decoded, tokenize(decoded.text))
+        except Exception:  # answered (or logged) per message in _process
+            return None
+
+    def _reading_of(self, decoded: DecodedText, message: Message) -> _Reading:
+        """The header read and checked once, for every message type."""
+        header = read_header(message.msh)
+        region, _known = self._senders.region_of(header.sender)
+        check = check_header(
+            message,
+            header,
+            {code: route.header_rules for code, route in self._routes.items()},
+            processing_ids=self._senders.processing_ids,
+            sender_accepted=region is not None,
+            charset_problem=decoded.problem,
+        )
+        return _Reading(decoded, message, header, content_digest(message), check)
+
     def _prefetch(
-        self, uow: UnitOfWork, batch: Sequence[Inbound]
-    ) -> tuple[list[_Reading | None], dict[_Key, JournalLookup]]:
-        """Read every header of the batch and look their journal rows up in one query.
+        self, uow: UnitOfWork, readings: Sequence[_Reading | None]
+    ) -> dict[_Key, JournalLookup]:
+        """Look the batch's journal rows up in one query.
 
         On PostgreSQL the message locks are taken first, all together and in
         sorted order: another node handling the same message commits before
-        the lookup, so its row (and answer) is what this one sees. A message
-        whose header cannot be read here is read again, and answered, in
-        :meth:`_process`. Only the first message of the batch with a given
-        (sender, MSH-10) is looked up here: a later one is looked up after
-        the first one's row exists, so that it is seen as a resend or a reuse.
+        the lookup, so its row (and answer) is what this one sees. Only the
+        first message of the batch with a given (sender, MSH-10) is looked up
+        here: a later one is looked up after the first one's row exists, so
+        that it is seen as a resend or a reuse.
         """
-        readings: list[_Reading | None] = []
         keys: list[_Key] = []
         pairs: set[tuple[str, str]] = set()
-        for item in batch:
-            try:
-                decoded = decode_message(item.raw)
-                message = tokenize(decoded.text)
-                header = read_header(message.msh)
-                digest = content_digest(message)
-            except Exception:  # answered (or logged) per message in _process
-                readings.append(None)
+        for reading in readings:
+            if reading is None:
                 continue
-            readings.append(_Reading(decoded, message, header, digest))
+            header = reading.header
             pair = (header.sender, header.control_id)
             if (
                 header.message_code not in {"ACK", "RSP"}
-                and _key_issue(header) is None
+                and check_key(header, JOURNAL_KEY_LIMITS) is None
                 and pair not in pairs
             ):
                 pairs.add(pair)
-                keys.append((*pair, digest))
+                keys.append((*pair, reading.digest))
         if not keys:
-            return readings, {}
+            return {}
         uow.lock(f"message:{sender}:{control_id}" for sender, control_id in pairs)
-        return readings, uow.journal.answers(keys)
+        return uow.journal.answers(keys)
 
     def _process_isolated(
         self,
@@ -572,8 +698,7 @@ class MessagePipeline:
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
-        header = read_header(message.msh)
-        return _Reading(decoded, message, header, content_digest(message))
+        return self._reading_of(decoded, message)
 
     def _batch_in_frame(self, text: str, log: Any) -> Outcome | None:
         """AR for a batch (FHS/BHS … BTS/FTS) sent inside one MLLP frame.
@@ -616,18 +741,14 @@ class MessagePipeline:
         reading: _Reading,
         answers: dict[_Key, JournalLookup],
     ) -> Outcome:
-        decoded, message, header, digest = reading
-        encoding = message.encoding
-        log = log.bind(
-            control_id=header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
-            sender=header.sender[: JOURNAL_KEY_LIMITS["sender"]],
-            message_type=header.message_type[:20],
-        )
+        """One readable message, in a straight line: key, resend, journal, check, apply, answer."""
+        header = reading.header
+        log = self._bind(log, header)
         if header.message_code in {"ACK", "RSP"}:
             # The receiver of an ACK or RSP never acknowledges it (IG, original mode).
             log.info("response_ignored")
             return Outcome(b"", "", None)
-        key_issue = _key_issue(header)
+        key_issue = check_key(header, JOURNAL_KEY_LIMITS)
         if key_issue is not None:
             # Not journaled: the journal cannot key it (DESIGN.md, "Durability").
             log.warning(
@@ -635,130 +756,35 @@ class MessagePipeline:
                 location=str(key_issue.location),
                 reason="header key unusable",
             )
-            return Outcome(self.reject([key_issue], header, encoding), "AR", None)
-
-        # Another node may be handling the same message right now: wait for
-        # it, then its journal row (and response) is visible here. The batch's
-        # look-ups were made together (_prefetch); a key seen a second time in
-        # one batch is looked up again, after the first one's work.
-        key = (header.sender, header.control_id, digest)
-        found = answers.pop(key, None)
-        if found is None:
-            uow.lock([f"message:{header.sender}:{header.control_id}"])
-            found = uow.journal.answers([key])[key]
-        route_of_type = self._routes.get(header.message_code)
-        previous = found.resend_of
-        if (
-            previous is not None
-            and previous.response is not None
-            and previous.ack_code != "AR"
-            and (route_of_type is None or route_of_type.replay_resends)
-        ):
-            log.info(
-                "message_resent", journal_row=previous.id, ack_code=previous.ack_code
-            )
             return Outcome(
-                previous.response
-                if _wants_answer(header, previous.ack_code or "")
-                else b"",
-                previous.ack_code or "",
-                previous.id,
+                self.reject([key_issue], header, reading.message.encoding), "AR", None
             )
+        found = self._look_up(uow, reading, answers)
+        replayed = self._replay(header, found, log)
+        if replayed is not None:
+            return replayed
         if found.other_content:
             log.warning("control_id_reused")
 
         region, known = self._senders.region_of(header.sender)
-        journal_id = self._journal(uow, item, header, region, digest)
+        journal_id = self._journal(uow, item, header, region, reading.digest)
         log = log.bind(region=region or "")
-
-        envelope = self._envelope_issues(header)
-        if region is None and header.sender:
-            envelope.append(
-                _issue(
-                    Hl7Error.TABLE_VALUE_NOT_FOUND,
-                    "MSH",
-                    4,
-                    AppError.TABLE_VALUE_NOT_FOUND,
-                    "MSH-4 (sending facility) is not registered with this registry; rejected",
-                )
-            )
-        elif region is None:
-            envelope.append(
-                _issue(
-                    Hl7Error.REQUIRED_FIELD_MISSING,
-                    "MSH",
-                    4,
-                    AppError.REQUIRED_DATA_MISSING,
-                    "MSH-4 (sending facility) is empty, so the sender cannot be identified; rejected",
-                )
-            )
-        if envelope:
-            response = self.reject(envelope, header, encoding, journal_id)
-            uow.journal.set_response(
-                journal_id,
-                response,
-                "AR",
-                "rejected: " + envelope[0].text,
-                len(envelope),
-                region,
-            )
-            return Outcome(
-                response if _wants_answer(header, "AR") else b"", "AR", journal_id
-            )
+        if reading.check.rejections:
+            return self._refuse(uow, reading, journal_id, region)
         assert region is not None
 
         route = self._routes[header.message_code]
-        now = self._now()
-        ctx = MessageContext(
-            sender=header.sender,
-            region=region,
-            journal_id=journal_id,
-            received_at=now,
-            today=now.date(),
-            sender_known=known,
-        )
-        # A handler that writes registry data (VXU) says so; MSH-11 T and D
-        # then are validated and answered, and nothing is kept.
-        writes = bool(getattr(route.handler, "writes_registry", True))
-        not_stored = writes and header.processing_id in NOT_STORED_PROCESSING_IDS
-        if not_stored:
-            result = self._dry_run(route, message, ctx, uow, log, header)
-        else:
-            result = route.handler.handle(message, ctx, uow, log)
-        extra: list[Issue] = []
-        if decoded.problem:
-            extra.append(
-                Issue(
-                    Severity.WARNING,
-                    Hl7Error.DATA_TYPE_ERROR,
-                    Location("MSH", 1, 18),
-                    AppError.INVALID_VALUE,
-                    f"MSH-18 character set: {decoded.problem}",
-                )
-            )
-        if not header.sending_facility.key:
-            extra.append(
-                Issue(
-                    Severity.WARNING,
-                    Hl7Error.REQUIRED_FIELD_MISSING,
-                    Location("MSH", 1, 4),
-                    AppError.REQUIRED_DATA_MISSING,
-                    "MSH-4 (sending facility) is empty; "
-                    + (
-                        "MSH-3 identifies the sender"
-                        if header.sender
-                        else "the sender is anonymous"
-                    ),
-                )
-            )
+        ctx = self._context(header, region, journal_id, known)
+        result, not_stored = self._apply(uow, route, item, reading, ctx, log)
+        trailing = list(reading.check.trailing)
         if found.other_content:
-            extra.append(_REUSED_ID)
+            trailing.append(_REUSED_ID)
         if not known:
             self._announce_unregistered(header.sender, region, log)
             # Said where it changed what happened: data was filed in the
             # fallback region. A rejected message or a query is not told.
             if result.changed_registry and not not_stored:
-                extra.append(
+                trailing.append(
                     Issue(
                         Severity.WARNING,
                         Hl7Error.MESSAGE_ACCEPTED,
@@ -767,11 +793,140 @@ class MessagePipeline:
                         f"MSH-4 sending facility is not registered; data filed in region {region}",
                     )
                 )
-        result = result.with_issues(extra)
+        result = result.with_issues(trailing, leading=reading.check.leading)
         outcome = result.outcome
         if not_stored:
             outcome = f"not stored (MSH-11 {header.processing_id}): {outcome}"
-        response = result.encode(self._ours(journal_id), header, encoding)
+        return self._store_answer(uow, reading, result, outcome, journal_id, region)
+
+    @staticmethod
+    def _bind(log: Any, header: MessageHeader) -> Any:
+        """The message's log context (cut to the journal's key lengths)."""
+        return log.bind(
+            control_id=header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
+            sender=header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            message_type=header.message_type[:20],
+        )
+
+    def _context(
+        self, header: MessageHeader, region: str, journal_id: int, known: bool
+    ) -> MessageContext:
+        now = self._now()
+        return MessageContext(
+            sender=header.sender,
+            region=region,
+            journal_id=journal_id,
+            received_at=now,
+            today=now.date(),
+            sender_known=known,
+        )
+
+    @staticmethod
+    def _look_up(
+        uow: UnitOfWork, reading: _Reading, answers: dict[_Key, JournalLookup]
+    ) -> JournalLookup:
+        """This message's earlier journal rows (same key, same or other content).
+
+        Another node may be handling the same message right now: wait for
+        it, then its journal row (and response) is visible here. The batch's
+        look-ups were made together (_prefetch); a key seen a second time in
+        one batch is looked up again, after the first one's work.
+        """
+        header = reading.header
+        key = (header.sender, header.control_id, reading.digest)
+        found = answers.pop(key, None)
+        if found is None:
+            uow.lock([f"message:{header.sender}:{header.control_id}"])
+            found = uow.journal.answers([key])[key]
+        return found
+
+    def _replay(
+        self, header: MessageHeader, found: JournalLookup, log: Any
+    ) -> Outcome | None:
+        """The original answer to a resend, or None when the message is new."""
+        route = self._routes.get(header.message_code)
+        previous = found.resend_of
+        if (
+            previous is None
+            or previous.response is None
+            or previous.ack_code == "AR"
+            or (route is not None and not route.replay_resends)
+        ):
+            return None
+        log.info("message_resent", journal_row=previous.id, ack_code=previous.ack_code)
+        return Outcome(
+            previous.response
+            if _wants_answer(header, previous.ack_code or "")
+            else b"",
+            previous.ack_code or "",
+            previous.id,
+        )
+
+    def _refuse(
+        self,
+        uow: UnitOfWork,
+        reading: _Reading,
+        journal_id: int,
+        region: str | None,
+    ) -> Outcome:
+        """AR for a header the registry refuses; journaled with its answer."""
+        header, rejections = reading.header, reading.check.rejections
+        response = self.reject(rejections, header, reading.message.encoding, journal_id)
+        uow.journal.set_response(
+            journal_id,
+            response,
+            "AR",
+            "rejected: " + rejections[0].text,
+            len(rejections),
+            region,
+        )
+        return Outcome(
+            response if _wants_answer(header, "AR") else b"", "AR", journal_id
+        )
+
+    def _apply(
+        self,
+        uow: UnitOfWork,
+        route: Route,
+        item: Inbound,
+        reading: _Reading,
+        ctx: MessageContext,
+        log: Any,
+    ) -> tuple[Response, bool]:
+        """Run the handler in the writer's transaction; (response, not stored).
+
+        A query read beforehand on a reader only records its audit rows here.
+        A handler that writes registry data (VXU) says so; MSH-11 T and D
+        then are validated and answered, and nothing is kept.
+        """
+        header, message = reading.header, reading.message
+        query = route.query
+        prepared = item.prepared
+        if query is not None:
+            if prepared is not None and prepared.ctx is not None:
+                # The read's own clock and region; this message's journal row.
+                read_ctx = replace(prepared.ctx, journal_id=ctx.journal_id)
+                return query.record(prepared.answer, read_ctx, uow), False
+            return query.handle(message, ctx, uow, log), False
+        writes = bool(getattr(route.handler, "writes_registry", True))
+        if writes and header.processing_id in NOT_STORED_PROCESSING_IDS:
+            return self._dry_run(route, message, ctx, uow, log, header), True
+        return route.handler.handle(message, ctx, uow, log), False
+
+    def _store_answer(
+        self,
+        uow: UnitOfWork,
+        reading: _Reading,
+        result: Response,
+        outcome: str,
+        journal_id: int,
+        region: str,
+    ) -> Outcome:
+        """Encode the response and store it with the journal row; what to send back."""
+        header = reading.header
+        response = result.encode(
+            self._ours(journal_id), header, reading.message.encoding
+        )
         uow.journal.set_response(
             journal_id, response, result.ack_code, outcome, len(result.issues), region
         )
@@ -838,53 +993,6 @@ class MessagePipeline:
                 content_digest=digest,
             )
         )
-
-    def _envelope_issues(self, header: MessageHeader) -> list[Issue]:
-        issues: list[Issue] = []
-        route = self._routes.get(header.message_code)
-        if route is None:
-            issues.append(
-                _issue(
-                    Hl7Error.UNSUPPORTED_MESSAGE_TYPE,
-                    "MSH",
-                    9,
-                    AppError.INVALID_VALUE,
-                    f"MSH-9 message type {header.message_code[:8]!r} is not supported (VXU^V04 and QBP^Q11 are)",
-                )
-            )
-            return issues
-        expected_event = route.structure.split("_")[1]
-        if header.trigger_event != expected_event:
-            issues.append(
-                _issue(
-                    Hl7Error.UNSUPPORTED_EVENT_CODE,
-                    "MSH",
-                    9,
-                    AppError.INVALID_VALUE,
-                    f"MSH-9.2 event {header.trigger_event[:8]!r} is not supported for {header.message_code}; expected {expected_event}",
-                )
-            )
-        if header.processing_id not in self._senders.processing_ids:
-            issues.append(
-                _issue(
-                    Hl7Error.UNSUPPORTED_PROCESSING_ID,
-                    "MSH",
-                    11,
-                    AppError.INVALID_VALUE,
-                    f"MSH-11 processing id {header.processing_id[:4]!r} is not supported (P, T or D)",
-                )
-            )
-        if header.version != SUPPORTED_VERSION:
-            issues.append(
-                _issue(
-                    Hl7Error.UNSUPPORTED_VERSION_ID,
-                    "MSH",
-                    12,
-                    AppError.INVALID_VALUE,
-                    f"MSH-12 version {header.version[:8]!r} is not supported; this registry accepts 2.5.1",
-                )
-            )
-        return issues
 
 
 class GroupCommitter:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
@@ -66,6 +66,20 @@ QUERY_NAMES = {
 #: The most candidates this registry lists, whatever RCP-2 asks for, unless
 #: configured otherwise (``query.max_candidates``).
 MAX_CANDIDATES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnswer:
+    """What a query's read step decided: the response and the audit rows to write.
+
+    Attributes:
+        response: the RSP^K11 decision.
+        audits: the disclosures and refused look-ups to audit, in order; their
+            journal row is set when they are written.
+    """
+
+    response: QueryResponse
+    audits: tuple[NewAuditEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +129,59 @@ class QbpHandler:
     def handle(
         self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
     ) -> QueryResponse:
-        """Validate the query, find the patient, apply region and lock, and answer."""
+        """Validate the query, find the patient, apply region and lock, and answer.
+
+        Both steps in the caller's transaction: :meth:`read`, then :meth:`record`.
+        """
+        return self.record(self.read(message, ctx, uow, log), ctx, uow)
+
+    def record(
+        self, answer: QueryAnswer, ctx: MessageContext, uow: UnitOfWork
+    ) -> QueryResponse:
+        """The write step: insert the answer's audit rows under this message's journal row.
+
+        Args:
+            answer: what :meth:`read` decided.
+            ctx: the message's context, with its journal row.
+            uow: the writer's unit of work.
+
+        Returns:
+            The response to encode and store.
+        """
+        for entry in answer.audits:
+            uow.audit.insert(replace(entry, journal_id=ctx.journal_id))
+        return answer.response
+
+    def read(
+        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> QueryAnswer:
+        """The read step: validate, search, apply region and lock, build the answer.
+
+        Writes nothing, so it may run on a read-only unit of work outside the
+        writer's transaction; the audit rows it decides are returned for
+        :meth:`record` (their journal row is set there).
+
+        Args:
+            message: the tokenized QBP^Q11.
+            ctx: the message's context (its journal row may not exist yet).
+            uow: a unit of work to read from (read-only is enough).
+            log: the message's bound logger.
+
+        Returns:
+            The response and the audit rows to insert with it.
+        """
+        audits: list[NewAuditEntry] = []
+        response = self._answer(message, ctx, uow, log, audits)
+        return QueryAnswer(response, tuple(audits))
+
+    def _answer(
+        self,
+        message: Message,
+        ctx: MessageContext,
+        uow: UnitOfWork,
+        log: Logger,
+        audits: list[NewAuditEntry],
+    ) -> QueryResponse:
         view = read_query(message)
         params = view.parameters
         tag = params.query_tag if params else ""
@@ -126,7 +192,7 @@ class QbpHandler:
         def error(
             ack: Literal["AE", "AR"], status: QueryStatus, outcome: str
         ) -> QueryResponse:
-            self._audit(uow, ctx, None, tag, "rejected", "Z33")
+            self._audit(audits, ctx, None, tag, "rejected", "Z33")
             return QueryResponse(
                 ack,
                 status,
@@ -140,17 +206,6 @@ class QbpHandler:
                 ctx.region,
             )
 
-        header = view.header
-        if not header.profiles:
-            issues.append(
-                finding(
-                    Severity.WARNING,
-                    Hl7Error.REQUIRED_FIELD_MISSING,
-                    at=Location("MSH", 1, 21),
-                    app=AppError.REQUIRED_DATA_MISSING,
-                    text="MSH-21 (message profile) is missing; expected Z34 or Z44",
-                )
-            )
         if params is None:
             issues.append(
                 finding(
@@ -174,16 +229,6 @@ class QbpHandler:
                 )
             )
             return error("AR", "AR", "rejected: unknown query name")
-        if header.profiles and query_name not in header.profiles:
-            issues.append(
-                finding(
-                    Severity.WARNING,
-                    Hl7Error.TABLE_VALUE_NOT_FOUND,
-                    at=Location("MSH", 1, 21),
-                    app=AppError.TABLE_VALUE_NOT_FOUND,
-                    text=f"MSH-21 does not name profile {query_name}^CDCPHINVS",
-                )
-            )
         if not params.query_tag:
             issues.append(
                 finding(
@@ -256,7 +301,7 @@ class QbpHandler:
         candidates = self._search(uow, ctx, view, birth.value, refused)
         for record, why in refused:
             self._audit(
-                uow,
+                audits,
                 ctx,
                 Candidate(record, "none", ()),
                 params.query_tag,
@@ -266,19 +311,19 @@ class QbpHandler:
             )
         visible, hidden, access = self._apply_lock(uow, ctx, candidates)
         for cand in hidden:
-            self._audit(uow, ctx, cand, params.query_tag, "locked", "Z33")
+            self._audit(audits, ctx, cand, params.query_tag, "locked", "Z33")
         matches = [c for c in visible if c.outcome == "match"]
         log.info("query_searched", query_name=query_name, candidates=len(visible))
 
         if query_name == "Z44":
             if len(matches) == 1:
                 return self._evaluated(
-                    uow, ctx, view, matches[0], access, tuple(issues)
+                    uow, audits, ctx, view, matches[0], access, tuple(issues)
                 )
             status: QueryStatus = "TM" if len(matches) > 1 else "NF"
             if status == "TM" or not hidden:  # a locked NF is audited as "locked"
                 self._audit(
-                    uow,
+                    audits,
                     ctx,
                     None,
                     params.query_tag,
@@ -299,10 +344,12 @@ class QbpHandler:
             )
 
         if len(matches) == 1:
-            return self._history(uow, ctx, view, matches[0], access, tuple(issues))
+            return self._history(
+                uow, audits, ctx, view, matches[0], access, tuple(issues)
+            )
         if not visible:
             if not hidden:  # a locked NF is audited as "locked", one row as here
-                self._audit(uow, ctx, None, params.query_tag, "not_found", "Z33")
+                self._audit(audits, ctx, None, params.query_tag, "not_found", "Z33")
             return QueryResponse(
                 "AA",
                 "NF",
@@ -316,7 +363,7 @@ class QbpHandler:
                 ctx.region,
             )
         if len(visible) > limit:
-            self._audit(uow, ctx, None, params.query_tag, "too_many", "Z33")
+            self._audit(audits, ctx, None, params.query_tag, "too_many", "Z33")
             return QueryResponse(
                 "AA",
                 "TM",
@@ -337,7 +384,7 @@ class QbpHandler:
                     shown, number, ctx.today, include_pd1=True, text=self._codes.text
                 )
             )
-            self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
+            self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
             "AA",
             "OK",
@@ -456,6 +503,7 @@ class QbpHandler:
     def _history(
         self,
         uow: UnitOfWork,
+        audits: list[NewAuditEntry],
         ctx: MessageContext,
         view: QueryView,
         cand: Candidate,
@@ -471,7 +519,7 @@ class QbpHandler:
             )
         )
         body.extend(vaccination_segments(shown, None, self._codes.text))
-        self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
+        self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
         return QueryResponse(
             "AA",
             "OK",
@@ -488,6 +536,7 @@ class QbpHandler:
     def _evaluated(
         self,
         uow: UnitOfWork,
+        audits: list[NewAuditEntry],
         ctx: MessageContext,
         view: QueryView,
         cand: Candidate,
@@ -527,7 +576,7 @@ class QbpHandler:
                     ctx.today, sum(1 for seg in body if seg.id == "OBX")
                 )
             )
-        self._audit(uow, ctx, cand, params.query_tag, _disclosed(shown), "Z42")
+        self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z42")
         return QueryResponse(
             "AA",
             "OK",
@@ -541,9 +590,9 @@ class QbpHandler:
             ctx.region,
         )
 
+    @staticmethod
     def _audit(
-        self,
-        uow: UnitOfWork,
+        audits: list[NewAuditEntry],
         ctx: MessageContext,
         cand: Candidate | None,
         tag: str,
@@ -551,7 +600,7 @@ class QbpHandler:
         profile: str,
         detail: str = "",
     ) -> None:
-        uow.audit.insert(
+        audits.append(
             NewAuditEntry(
                 at=ctx.received_at,
                 requester=ctx.sender,

@@ -78,7 +78,6 @@ _PID_FIELD_NAMES = {
 }
 
 #: The table rows, per step (handlers.field_rules).
-_MSH_ACK_TYPES = rules_for("MSH", 15, 16)
 _PID_SEX = rules_for("PID", 8)
 _PID_MULTIPLE_BIRTH = rules_for("PID", 24)
 _PID_DEATH_INDICATOR = rules_for("PID", 30)
@@ -369,7 +368,6 @@ class VxuValidator:
             if findings:
                 vxu = read_vxu(checked)
                 fatal = _field_findings(vxu, findings, out)
-        self._header(vxu, out)
         self._structure(vxu, out)
         patient = self._patient(vxu.patient, vxu.patient_additional, today, out)
         if patient is None or fatal:
@@ -411,65 +409,7 @@ class VxuValidator:
             out.add(item)
         return checked.values, checked.effects
 
-    # -- MSH and message structure -------------------------------------------
-
-    def _header(self, vxu: VxuView, out: ValidatedVxu) -> None:
-        header = vxu.header
-        if header.field_separator != "|" or header.encoding_chars != "^~\\&":
-            out.add(
-                warning(
-                    Hl7Error.DATA_TYPE_ERROR,
-                    at=_at("MSH", 1, 2),
-                    app=AppError.INVALID_VALUE,
-                    text="MSH-1/MSH-2 are not the standard |^~\\& delimiters (IZ-12, IZ-13); read as declared",
-                )
-            )
-        if not header.timestamp:
-            out.add(
-                warning(
-                    Hl7Error.REQUIRED_FIELD_MISSING,
-                    at=_at("MSH", 1, 7),
-                    app=AppError.REQUIRED_DATA_MISSING,
-                    text="MSH-7 (date/time of message) is missing",
-                )
-            )
-        elif parse_date(header.timestamp).problem:
-            out.add(
-                warning(
-                    Hl7Error.DATA_TYPE_ERROR,
-                    at=_at("MSH", 1, 7),
-                    app=AppError.INVALID_DATE,
-                    text="MSH-7 (date/time of message) is not a valid HL7 timestamp",
-                )
-            )
-        if header.structure and header.structure != "VXU_V04":
-            out.add(
-                warning(
-                    Hl7Error.DATA_TYPE_ERROR,
-                    at=_component("MSH", 1, 9, 3),
-                    app=AppError.INVALID_VALUE,
-                    text=f"MSH-9.3 message structure should be VXU_V04, got {header.structure[:10]!r}",
-                )
-            )
-        if not header.profiles:
-            out.add(
-                warning(
-                    Hl7Error.REQUIRED_FIELD_MISSING,
-                    at=_at("MSH", 1, 21),
-                    app=AppError.REQUIRED_DATA_MISSING,
-                    text="MSH-21 (message profile) is missing; expected Z22^CDCPHINVS",
-                )
-            )
-        elif "Z22" not in header.profiles:
-            out.add(
-                warning(
-                    Hl7Error.TABLE_VALUE_NOT_FOUND,
-                    at=_at("MSH", 1, 21),
-                    app=AppError.TABLE_VALUE_NOT_FOUND,
-                    text="MSH-21 does not name profile Z22^CDCPHINVS",
-                )
-            )
-        self._rows(_MSH_ACK_TYPES, header, 1, out)
+    # -- message structure (MSH is checked once for every type: parsers/header.py)
 
     def _structure(self, vxu: VxuView, out: ValidatedVxu) -> None:
         """Segments out of place, and segments VXU^V04 does not carry."""

@@ -162,17 +162,21 @@ class QueryResponse:
         """A query changes no registry data (its audit row aside)."""
         return False
 
-    def with_issues(self, extra: Sequence[Issue]) -> QueryResponse:
-        """This response with more findings (the pipeline's own) after its ERRs.
+    def with_issues(
+        self, extra: Sequence[Issue], *, leading: Sequence[Issue] = ()
+    ) -> QueryResponse:
+        """This response with more findings (the pipeline's own) around its ERRs.
 
-        Warnings leave MSA-1 as it is; an error in ``extra`` makes an AA an AE.
+        ``leading`` go before its own findings (the header's), ``extra``
+        after them. Warnings leave MSA-1 as it is; an error added makes an
+        AA an AE.
         """
-        if not extra:
+        if not extra and not leading:
             return self
         code = self.ack_code
-        if code == "AA" and any(i.severity == "E" for i in extra):
+        if code == "AA" and any(i.severity == "E" for i in (*leading, *extra)):
             code = "AE"
-        return replace(self, ack_code=code, issues=(*self.issues, *extra))
+        return replace(self, ack_code=code, issues=(*leading, *self.issues, *extra))
 
 
 def _echo(enc: Encoding, raw: str) -> OutSegment:

@@ -115,14 +115,17 @@ class Acknowledgement:
     #: whether applying the message stored or changed registry data
     changed_registry: bool = False
 
-    def with_issues(self, extra: Sequence[Issue]) -> Acknowledgement:
-        """This acknowledgement with more findings (the pipeline's own) after its ERRs.
+    def with_issues(
+        self, extra: Sequence[Issue], *, leading: Sequence[Issue] = ()
+    ) -> Acknowledgement:
+        """This acknowledgement with more findings (the pipeline's own) around its ERRs.
 
-        MSA-1 follows the worst finding of all (an AR stays AR).
+        ``leading`` go before its own findings (the header's), ``extra``
+        after them. MSA-1 follows the worst finding of all (an AR stays AR).
         """
-        if not extra:
+        if not extra and not leading:
             return self
-        issues = (*self.issues, *extra)
+        issues = (*leading, *self.issues, *extra)
         code = self.ack_code if self.ack_code == "AR" else ack_code_for(issues)
         return replace(self, ack_code=code, issues=issues)
 

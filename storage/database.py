@@ -71,6 +71,30 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        """A read-only unit of work on its own connection, outside any writer.
+
+        For queries that must not wait for ingest, nor ingest for them: SQLite
+        (WAL) begins a plain deferred transaction, a snapshot beside the
+        writer; PostgreSQL a READ ONLY transaction on another pooled
+        connection. Nothing done in it is kept: it is rolled back at the end.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{dialects.READER: True})
+                with conn.begin() as trans:
+                    if self.backend == "postgresql":
+                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    uow = UnitOfWork(conn)
+                    try:
+                        yield uow
+                    finally:
+                        uow.close()
+                        trans.rollback()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
+
+    @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
         """One transaction: committed when the block ends, rolled back on an exception."""
         try:

@@ -44,6 +44,10 @@ SQLITE_SYNCHRONOUS = frozenset({"FULL", "NORMAL", "EXTRA", "OFF"})
 # -- engines ---------------------------------------------------------------
 
 
+#: The execution option that marks a reader connection (Database.reading).
+READER = "cairn_reader"
+
+
 def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         # Let SQLAlchemy own BEGIN so that SAVEPOINT works with pysqlite.
@@ -75,8 +79,12 @@ def create_sqlite_engine(url: URL, *, synchronous: str, memory: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: two writers never
-        # deadlock on a read lock they both try to upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # deadlock on a read lock they both try to upgrade. A reader
+        # (Database.reading) takes none: WAL gives it a snapshot.
+        if conn.get_execution_options().get(READER):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -354,3 +354,56 @@ def test_start_server_takes_the_grace_from_settings(
         assert server.grace == 7.5
     finally:
         server.sink.stop()
+
+
+class _GatedReads:
+    """A real database whose reader connections wait until the test opens the gate."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.gate = threading.Event()
+        self.readers = 0
+        self.first = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        self.readers += 1
+        self.first.set()
+        self.gate.wait(20)
+        with self._db.reading() as uow:
+            yield uow
+
+
+def test_start_server_sizes_the_reader_pool_from_query_reader_threads(
+    db: Database, tmp_path: Path
+) -> None:
+    """query.reader_threads bounds the queries read at once: with one, the second waits."""
+    settings = _settings(
+        tmp_path, server={"listen": "127.0.0.1:0"}, query={"reader_threads": 1}
+    )
+    gated = _GatedReads(db)
+    server = start_server(_Reactor(), settings, gated)  # type: ignore[arg-type]
+    try:
+        first = _results(
+            server.sink.submit(_qbp(name="A^B", dob="20230105").encode(), "p", "l")
+        )
+        second = _results(
+            server.sink.submit(
+                _qbp(name="A^B", dob="20230105", control_id="Q2").encode(), "p", "l"
+            )
+        )
+        assert gated.first.wait(20)
+        time.sleep(0.2)  # a second reader thread, if there were one, would enter
+        assert gated.readers == 1
+        gated.gate.set()
+        deadline = time.monotonic() + 20
+        while not (first and second) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [msa_code(r) for r in (*first, *second)] == ["AA", "AA"]
+        assert gated.readers == 2
+    finally:
+        gated.gate.set()
+        server.sink.stop()
