@@ -317,11 +317,16 @@ class Forecaster:
         history: list[tuple[int, date, str, str]],
     ) -> None:
         series = run.series
+        # A recurring last target dose is tried again for each new dose, but
+        # only once per dose: when it is skipped too, the dose is extraneous
+        # (otherwise the loop would turn forever on a skipped recurring dose).
+        wrapped = False
         while True:
             if run.next_target > len(series.doses):
                 last = series.doses[-1] if series.doses else None
-                if last is not None and last.recurring:
+                if last is not None and last.recurring and not wrapped:
                     run.next_target = len(series.doses)
+                    wrapped = True
                 else:
                     run.evaluations.append(
                         _Evaluated(

@@ -153,3 +153,39 @@ def test_forecast_windows_are_never_impossible(engine: Forecaster) -> None:
                 assert group.earliest <= group.latest, group
 
     check()
+
+
+def test_forecast_recurring_skipped_target_dose_does_not_loop(
+    engine: Forecaster,
+) -> None:
+    """A dose meeting a recurring target dose whose skip holds is extraneous, not a loop.
+
+    Found by the property test above: this history made the engine turn
+    forever on COVID-19's recurring last target dose (a Z44 that never
+    answered). The alarm turns a regression into a failure, not a hang.
+    """
+    import signal
+
+    def too_long(*_: object) -> None:
+        raise TimeoutError("the forecast did not finish in 20 s")
+
+    history = [
+        ("2025-06-29", "208"),
+        ("2025-11-29", "208"),
+        ("2026-04-25", "15"),
+        ("2026-11-14", "212"),
+        ("2027-07-21", "505"),
+        ("2028-04-23", "26"),
+        ("2029-04-10", "39"),
+    ]
+    doses = [AdministeredDose(date.fromisoformat(d), cvx) for d, cvx in history]
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(20)
+    try:
+        result = engine.run(
+            PatientInput(date(2024, 7, 6), "F"), doses, date(2031, 11, 26)
+        )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert _group(result, "COVID-19").status == "Complete"
