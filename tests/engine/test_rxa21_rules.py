@@ -59,6 +59,7 @@ def test_rxa21_add_for_a_stored_orc3_is_an_update_not_a_second_dose(
 def test_rxa21_delete_is_soft_audited_and_leaves_the_consolidated_view(
     registry: InProcessRegistry,
 ) -> None:
+    """A D keeps the dose row marked deleted, drops it from Z34 and audits who deleted it."""
     registry.send(
         vxu(mrn="MRN1", doses=[Dose(filler="D1"), Dose(filler="D2", cvx="20")])
     )
@@ -85,6 +86,7 @@ def test_rxa21_delete_is_soft_audited_and_leaves_the_consolidated_view(
 def test_rxa21_update_or_delete_of_an_unknown_dose_gets_error_204(
     registry: InProcessRegistry, action: str
 ) -> None:
+    """A U or D naming an ORC-3 the registry does not hold gets 204 on ORC-3 and changes nothing."""
     registry.send(vxu(mrn="MRN1", doses=[Dose(filler="D1")]))
     before = _doses(registry)
     reply = registry.send(vxu(mrn="MRN1", doses=[Dose(filler="NOSUCH", action=action)]))
@@ -121,6 +123,7 @@ def test_rxa21_another_organization_cannot_change_a_dose(
 def test_refusals_and_not_administered_are_stored_as_such_never_as_doses(
     registry: InProcessRegistry,
 ) -> None:
+    """A refusal and a not-administered RXA are stored with their status, and the forecast counts only the dose given."""
     reply = registry.send(
         vxu(
             mrn="MRN1",
@@ -179,6 +182,7 @@ def test_the_same_dose_from_two_sources_counts_once(
 def test_another_clinics_typo_and_record_number_find_the_same_patient(
     registry: InProcessRegistry,
 ) -> None:
+    """Another clinic's record number and a one-typo given name match the stored patient, whose name stays as first confirmed."""
     registry.send(vxu(sender="CLINIC1", mrn="MRN1", doses=[Dose(filler="D1")]))
     registry.send(
         vxu(
