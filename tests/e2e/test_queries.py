@@ -152,10 +152,11 @@ def _load(server: ServerProcess) -> None:
     )
 
 
-@pytest.fixture(name="loaded")
-def _loaded(server: ServerProcess) -> ServerProcess:
-    _load(server)
-    return server
+@pytest.fixture(name="loaded", scope="module")
+def _loaded(shared_server: ServerProcess) -> ServerProcess:
+    """One server per backend with the query patients loaded; the tests here only read."""
+    _load(shared_server)
+    return shared_server
 
 
 def test_query_z34_one_match_returns_z32_history(loaded: ServerProcess) -> None:
