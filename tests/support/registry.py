@@ -33,7 +33,6 @@ from tests.e2e.conftest import CONFIG
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
-
 @dataclass
 class InProcessRegistry:
     """The pipeline of ``cairn serve`` on a test database, answered in process."""
