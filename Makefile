@@ -10,7 +10,7 @@ export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
 export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
 export CAIRN_CODES_DIR ?= $(SHARED)/codes
 
-.PHONY: run test lint unit fuzz soak bench clean install
+.PHONY: run test lint unit coverage fuzz soak bench clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e" tests
+
+## coverage: the whole suite under coverage; reports handlers/ and storage/ (e2e servers are subprocesses, not measured)
+coverage: $(STAMP)
+	$(BIN)/coverage run -m pytest -q tests
+	$(BIN)/coverage report
 
 ## fuzz: a long hypothesis campaign over the pipeline (counts go into bench/RESULTS.md by hand)
 fuzz: $(STAMP)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.db import PostgresDatabases
 from tests.support.messages import CANARIES
 from tests.support.mllp import MllpTestClient
 
@@ -185,12 +186,13 @@ def start_server(
     return server
 
 
-@pytest.fixture(name="server", params=["sqlite", "postgresql"])
-def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A running server on SQLite, then on PostgreSQL; stopped with SIGTERM, logs checked for PHI."""
+def _serve(
+    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+) -> Iterator[ServerProcess]:
+    """Start a server on ``backend``; stop it with SIGTERM and check its logs for PHI."""
     extra: list[str] = []
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_databases").new_url()
+    if backend == "postgresql":
+        url = pg_databases.new_url()
         upgraded = subprocess.run(
             [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
             cwd=Path(__file__).resolve().parents[2],
@@ -211,3 +213,26 @@ def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPr
         leaked = [c for c in CANARIES if c in log]
         assert not leaked, f"patient data in server logs: {leaked}"
         assert code == 0, f"server exited with {code}:\n{log[-3000:]}"
+
+
+@pytest.fixture(name="server", params=["sqlite", "postgresql"])
+def _server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A running server on SQLite, then on PostgreSQL; stopped with SIGTERM, logs checked for PHI."""
+    yield from _serve(request.param, tmp_path, request.getfixturevalue("pg_databases"))
+
+
+@pytest.fixture(name="shared_server", scope="module", params=["sqlite", "postgresql"])
+def _shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per module and backend, for tests that do not interfere.
+
+    Starting ``cairn serve`` is most of an e2e test's time. Tests that share
+    it use their own control ids, record numbers and fillers, and assert on
+    what they added (rows after the ones they found), never on whole tables.
+    """
+    yield from _serve(
+        request.param,
+        tmp_path_factory.mktemp("server"),
+        request.getfixturevalue("pg_databases"),
+    )
