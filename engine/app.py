@@ -175,6 +175,7 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
                 forecaster=forecaster,
                 forecaster_error=lambda: why,
                 max_candidates=settings.query.max_candidates,
+                registry=settings.registry.name,
             ),
             "QBP_Q11",
             replay_resends=False,

@@ -104,6 +104,8 @@ class QbpHandler:
         matcher: the patient matcher shared with the VXU path.
         max_candidates: the most patients one answer lists, whatever RCP-2
             asks for.
+        registry: the registry's name (``registry.name``), the assigning
+            authority of its own ids in answers (PID-3 SR, ORC-3).
     """
 
     #: Queries read; MSH-11 T or D does not make them a dry run (their
@@ -118,9 +120,13 @@ class QbpHandler:
         matcher: PatientMatcher | None = None,
         forecaster_error: Callable[[], str] | None = None,
         max_candidates: int = MAX_CANDIDATES,
+        registry: str = "CAIRN",
     ) -> None:
         self._codes = codes
         self._max_candidates = max_candidates
+        #: registry.name: the assigning authority of the registry's own ids
+        #: (PID-3 SR, ORC-3 of returned doses)
+        self._registry = registry
         self._policy = policy
         self._forecaster = forecaster
         self._matcher = matcher or PatientMatcher()
@@ -381,7 +387,12 @@ class QbpHandler:
             shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
             body.extend(
                 patient_segments(
-                    shown, number, ctx.today, include_pd1=True, text=self._codes.text
+                    shown,
+                    number,
+                    ctx.today,
+                    include_pd1=True,
+                    text=self._codes.text,
+                    registry=self._registry,
                 )
             )
             self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
@@ -515,10 +526,15 @@ class QbpHandler:
         shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
         body = list(
             patient_segments(
-                shown, 1, ctx.today, include_pd1=True, text=self._codes.text
+                shown,
+                1,
+                ctx.today,
+                include_pd1=True,
+                text=self._codes.text,
+                registry=self._registry,
             )
         )
-        body.extend(vaccination_segments(shown, None, self._codes.text))
+        body.extend(vaccination_segments(shown, None, self._codes.text, self._registry))
         self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
         return QueryResponse(
             "AA",
@@ -549,7 +565,12 @@ class QbpHandler:
         extra = list(issues)
         body = list(
             patient_segments(
-                shown, 1, ctx.today, include_pd1=True, text=self._codes.text
+                shown,
+                1,
+                ctx.today,
+                include_pd1=True,
+                text=self._codes.text,
+                registry=self._registry,
             )
         )
         outcome = None
@@ -569,11 +590,15 @@ class QbpHandler:
             )
         else:
             outcome = self._forecaster.forecast(shown, ctx.today)
-        body.extend(vaccination_segments(shown, outcome, self._codes.text))
+        body.extend(
+            vaccination_segments(shown, outcome, self._codes.text, self._registry)
+        )
         if outcome is not None:
             body.extend(
                 outcome.recommendation_segments(
-                    ctx.today, sum(1 for seg in body if seg.id == "OBX")
+                    ctx.today,
+                    sum(1 for seg in body if seg.id == "OBX"),
+                    self._registry,
                 )
             )
         self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z42")

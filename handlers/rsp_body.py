@@ -79,14 +79,14 @@ class ForecastOutcome:
     recommendations: tuple[GroupRecommendation, ...] = ()
 
     def recommendation_segments(
-        self, today: date, obx_before: int = 0
+        self, today: date, obx_before: int = 0, registry: str = "CAIRN"
     ) -> list[OutSegment]:
         """The forecast order group: ORC, RXA (998), and one OBX group per vaccine group."""
         if not self.recommendations:
             return []
         stamp = _hl7_date(today)
         out = [
-            OutSegment("ORC", ("RE", "", (PLACEHOLDER_FILLER_ID, "CAIRN"))),
+            OutSegment("ORC", ("RE", "", (PLACEHOLDER_FILLER_ID, registry))),
             OutSegment(
                 "RXA",
                 (
@@ -263,6 +263,7 @@ def patient_segments(
     *,
     include_pd1: bool,
     text: TextOf = _no_text,
+    registry: str = "CAIRN",
 ) -> Iterator[OutSegment]:
     """PID (with the registry's own SR id), PD1 and NK1s of one stored patient.
 
@@ -270,7 +271,8 @@ def patient_segments(
     PD1 is left out when the patient has none of its fields.
     """
     record = view.record
-    ids = [(f"{record.id}", "", "", "CAIRN", "SR")]
+    # The registry's own id (SR), assigned by this registry (registry.name).
+    ids = [(f"{record.id}", "", "", registry, "SR")]
     ids.extend((i.value, "", "", i.authority, i.type) for i in record.identifiers)
     name = (
         record.family_name,
@@ -470,6 +472,7 @@ def vaccination_segments(
     view: PatientView,
     evaluations: ForecastOutcome | None,
     text: TextOf = _no_text,
+    registry: str = "CAIRN",
 ) -> list[OutSegment]:
     """ORC/RXA/RXR/OBX for every consolidated dose, with evaluation OBX when given."""
     out: list[OutSegment] = []
@@ -506,7 +509,7 @@ def vaccination_segments(
         )
     doses: Sequence[VaccinationRecord] = view.doses
     for dose in sorted(doses, key=lambda d: (d.administered_on, d.id)):
-        out.append(OutSegment("ORC", ("RE", "", (str(dose.id), "CAIRN"))))
+        out.append(OutSegment("ORC", ("RE", "", (str(dose.id), registry))))
         out.append(_rxa(dose, text))
         if dose.route or dose.site:
             out.append(

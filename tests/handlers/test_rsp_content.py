@@ -65,3 +65,36 @@ def test_z32_returns_pd1_18_with_the_publicity_code(db: Database) -> None:
     (pd1,) = seg["PD1"]
     assert pd1[11].startswith("02^")
     assert pd1[18] == "20230105"
+
+
+def test_z32_names_the_configured_registry_as_assigning_authority(db: Database) -> None:
+    """PID-3's SR id and each ORC-3 carry registry.name, not a hard-coded CAIRN."""
+    from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
+    from handlers.qbp import QbpHandler, QueryPolicy
+    from handlers.vxu import VxuHandler
+
+    codes = CodeTables.load()
+    pipeline = MessagePipeline(
+        database=db,
+        routes={
+            "VXU": Route(VxuHandler(codes), "VXU_V04"),
+            "QBP": Route(
+                QbpHandler(
+                    codes, QueryPolicy(False, ("BAY",)), None, registry="SACIIS"
+                ),
+                "QBP_Q11",
+                replay_resends=False,
+            ),
+        },
+        senders=SenderPolicy({"CLINIC1": "BAY"}, "reject", "BAY"),
+    )
+
+    def send(message: str) -> bytes:
+        (outcome,) = pipeline.process_batch([Inbound(message.encode(), "t", "mllp")])
+        return outcome.payload
+
+    send(vxu(control_id="C1", doses=[Dose()], **CHILD))
+    seg = _by_id(send(_query("CLINIC1", "Q1", name="Contentfam^Cy", dob="20200505")))
+    assert "^^^SACIIS^SR" in seg["PID"][0][3]
+    assert [orc[3].split("^")[1] for orc in seg["ORC"]] == ["SACIIS"]
+    assert "CAIRN" not in "|".join(seg["PID"][0] + seg["ORC"][0])
