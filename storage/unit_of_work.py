@@ -87,7 +87,7 @@ class UnitOfWork:
         self.patients = PatientRepository(conn, sql, ids)
         self.vaccinations = VaccinationRepository(conn, sql, ids)
         self.observations = ObservationRepository(conn, sql)
-        self.audit = AuditRepository(conn)
+        self.audit = AuditRepository(conn, sql)
         self.review = ReviewRepository(conn, sql)
         self._savepoints = 0
 
