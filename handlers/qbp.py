@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, Literal
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.disclosure import Access, PatientView, access_of, read_view
 from handlers.matching import Candidate, PatientMatcher
-from handlers.rsp_body import ForecastService, patient_segments, vaccination_segments
+from handlers.rsp_body import (
+    ForecastOutcome,
+    ForecastService,
+    patient_segments,
+    vaccination_segments,
+)
 from parsers import (
     AppError,
     Hl7Error,
@@ -385,16 +390,7 @@ class QbpHandler:
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
             shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
-            body.extend(
-                patient_segments(
-                    shown,
-                    number,
-                    ctx.today,
-                    include_pd1=True,
-                    text=self._codes.text,
-                    registry=self._registry,
-                )
-            )
+            body.extend(self._patient_segments(shown, number, ctx.today))
             self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
             "AA",
@@ -410,6 +406,27 @@ class QbpHandler:
         )
 
     # -- parts ---------------------------------------------------------------
+
+    def _patient_segments(
+        self, shown: PatientView, number: int, today: date
+    ) -> list[OutSegment]:
+        """PID, PD1 and NK1 of a patient view, as every answer writes them."""
+        return list(
+            patient_segments(
+                shown,
+                number,
+                today,
+                include_pd1=True,
+                text=self._codes.text,
+                registry=self._registry,
+            )
+        )
+
+    def _dose_segments(
+        self, shown: PatientView, outcome: ForecastOutcome | None
+    ) -> list[OutSegment]:
+        """ORC/RXA/RXR/OBX of every dose of a patient view (evaluated when given)."""
+        return vaccination_segments(shown, outcome, self._codes.text, self._registry)
 
     def _limit(self, view: QueryView, issues: list[Issue]) -> tuple[int, bool]:
         rcp = view.limit
@@ -524,17 +541,8 @@ class QbpHandler:
         params = view.parameters
         assert params is not None
         shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
-        body = list(
-            patient_segments(
-                shown,
-                1,
-                ctx.today,
-                include_pd1=True,
-                text=self._codes.text,
-                registry=self._registry,
-            )
-        )
-        body.extend(vaccination_segments(shown, None, self._codes.text, self._registry))
+        body = self._patient_segments(shown, 1, ctx.today)
+        body.extend(self._dose_segments(shown, None))
         self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
         return QueryResponse(
             "AA",
@@ -563,16 +571,7 @@ class QbpHandler:
         assert params is not None
         shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
         extra = list(issues)
-        body = list(
-            patient_segments(
-                shown,
-                1,
-                ctx.today,
-                include_pd1=True,
-                text=self._codes.text,
-                registry=self._registry,
-            )
-        )
+        body = self._patient_segments(shown, 1, ctx.today)
         outcome = None
         if self._forecaster is None:
             reason = (
@@ -590,9 +589,7 @@ class QbpHandler:
             )
         else:
             outcome = self._forecaster.forecast(shown, ctx.today)
-        body.extend(
-            vaccination_segments(shown, outcome, self._codes.text, self._registry)
-        )
+        body.extend(self._dose_segments(shown, outcome))
         if outcome is not None:
             body.extend(
                 outcome.recommendation_segments(
