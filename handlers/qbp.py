@@ -57,6 +57,7 @@ from parsers.query import (
     QueryView,
     read_query,
 )
+from parsers.tokenizer import CONTROL_CHARACTERS
 from storage import NewAuditEntry
 
 if TYPE_CHECKING:
@@ -640,7 +641,7 @@ class QbpHandler:
 
 
 #: C0, DEL and C1 control characters: never part of a query's values.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def _identifier_values(params: QueryParameters) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from parsers.codes import AppError, Hl7Error
 from parsers.datatypes import parse_date
 from parsers.query import read_query
 from parsers.response import Issue, Location, error, warning
-from parsers.tokenizer import Message
+from parsers.tokenizer import Message, has_control_character
 from parsers.views import MessageHeader
 
 __all__ = [
@@ -116,11 +116,6 @@ class HeaderCheck:
         return (*self.rejections, *self.leading, *self.trailing)
 
 
-def _has_control(value: str) -> bool:
-    """Whether a value holds a C0 or C1 control character (or DEL)."""
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
-
-
 def _msh(field_no: int) -> Location:
     return Location("MSH", 1, field_no)
 
@@ -162,7 +157,7 @@ def check_key(header: MessageHeader, limits: Mapping[str, int]) -> Issue | None:
                 text=f"{name} is {len(value)} characters long; at most {limit} are "
                 "accepted; rejected, nothing stored",
             )
-        if _has_control(value):
+        if has_control_character(value):
             return error(
                 Hl7Error.DATA_TYPE_ERROR,
                 at=_msh(field_no),

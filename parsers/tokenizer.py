@@ -159,6 +159,11 @@ CONTROL_CHARACTERS = "\x00-\x1f\x7f-\x9f"
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
+def has_control_character(value: str) -> bool:
+    """Whether a value holds a control character (C0, DEL or C1)."""
+    return _CONTROL.search(value) is not None
+
+
 @functools.lru_cache(maxsize=64)
 def _special_characters(*delimiters: str) -> re.Pattern[str]:
     """What must be escaped in a value written with these delimiters."""
