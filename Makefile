@@ -26,7 +26,7 @@ run: $(STAMP)
 
 ## test: set up and run the whole suite (lint, types, import rules, tests)
 test: $(STAMP) lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n auto --dist loadfile tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,11 +35,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not e2e" tests
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not e2e" tests
 
 ## coverage: the whole suite under coverage; reports handlers/ and storage/ (e2e servers are subprocesses, not measured)
 coverage: $(STAMP)
-	$(BIN)/coverage run -m pytest -q tests
+	$(BIN)/coverage run -m pytest -q -p no:xdist tests
 	$(BIN)/coverage report
 
 ## fuzz: a long hypothesis campaign over the pipeline (counts go into bench/RESULTS.md by hand)
