@@ -10,7 +10,7 @@ SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
 
 from storage.audit import AuditRepository
-from storage.database import Database, open_database
+from storage.database import JOURNAL_POINTERS, Database, open_database
 from storage.doses import VaccinationRepository
 from storage.errors import (
     DatabaseUnreachable,
@@ -50,6 +50,7 @@ from storage.unit_of_work import UnitOfWork
 
 __all__ = [
     "JOURNAL_KEY_LIMITS",
+    "JOURNAL_POINTERS",
     "AuditEntry",
     "AuditRepository",
     "Database",

@@ -12,11 +12,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
     and_,
+    delete,
+    func,
     select,
 )
 from sqlalchemy.engine import make_url
@@ -39,9 +43,48 @@ from storage.records import (
 )
 from storage.schema import (
     audit_log,
+    match_decisions,
     message_journal,
+    observations,
+    patient_versions,
+    patients,
+    vaccinations,
 )
 from storage.unit_of_work import UnitOfWork, flush_queued, translate_error
+
+#: Every column that points at a journal row. A journal row one of them
+#: points at is the provenance of registry data or of an audit row, and
+#: ``cairn journal prune`` never deletes it (a test checks that every column
+#: of the schema that points at the journal is listed here).
+JOURNAL_POINTERS: tuple[Column[Any], ...] = (
+    audit_log.c.journal_id,
+    vaccinations.c.journal_id,
+    observations.c.journal_id,
+    patients.c.created_by_journal_id,
+    patient_versions.c.journal_id,
+    match_decisions.c.journal_id,
+)
+
+#: Journal rows read (and deleted) at a time by the prune.
+PRUNE_CHUNK = 2000
+
+
+def _unreferenced(low: int | None = None, high: int | None = None) -> Any:
+    """No pointer column holds the journal row's id (optionally within an id range).
+
+    ``NOT IN (SELECT …)`` rather than a correlated ``NOT EXISTS``: the
+    pointer columns have no index (the hot path would pay for one on every
+    insert), and both databases read each pointer table once per statement
+    this way (PostgreSQL hashes the subquery, SQLite builds a temporary
+    index), instead of once per journal row.
+    """
+    conds = []
+    for column in JOURNAL_POINTERS:
+        inner = select(column).where(column.is_not(None))
+        if low is not None and high is not None:
+            inner = inner.where(column.between(low, high))
+        conds.append(message_journal.c.id.not_in(inner))
+    return and_(*conds)
 
 
 class Database:
@@ -159,10 +202,23 @@ class Database:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
+        response_contains: bytes | None = None,
+        before_id: int | None = None,
     ) -> list[JournalEntry]:
-        """Search the journal, newest first."""
-        conds = []
+        """Search the journal, newest first.
+
+        ``response_contains`` keeps rows whose stored response holds those
+        bytes (a coarse filter: the caller reads the response to be exact);
+        ``before_id`` pages backwards through the journal.
+        """
+        conds: list[Any] = []
         c = message_journal.c
+        if response_contains:
+            conds.append(
+                dialects.bytes_contain(c.response, response_contains, self.backend)
+            )
+        if before_id is not None:
+            conds.append(c.id < before_id)
         if sender:
             conds.append(c.sender == sender)
         if control_id:
@@ -190,6 +246,72 @@ class Database:
                 select(message_journal).where(message_journal.c.id == journal_id)
             ).first()
             return record_from_row(JournalEntry, row) if row else None
+
+    def journal_prune_counts(self, before: datetime) -> tuple[int, int]:
+        """(rows received before ``before``, of those the ones nothing points at)."""
+        older = message_journal.c.received_at < before
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(message_journal).where(older)
+            ).scalar_one()
+            free = conn.execute(
+                select(func.count())
+                .select_from(message_journal)
+                .where(older, _unreferenced())
+            ).scalar_one()
+        return int(total), int(free)
+
+    def journal_prunable(
+        self, before: datetime, after_id: int = 0, limit: int = PRUNE_CHUNK
+    ) -> list[JournalEntry]:
+        """Journal rows received before ``before`` that nothing points at, by id.
+
+        Args:
+            before: the cut-off (rows received strictly before it).
+            after_id: page on from this id (exclusive).
+            limit: the most rows returned.
+        """
+        c = message_journal.c
+        query = (
+            select(message_journal)
+            .where(c.received_at < before, c.id > after_id, _unreferenced())
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return [
+                record_from_row(JournalEntry, row) for row in conn.execute(query).all()
+            ]
+
+    def journal_delete(self, ids: Sequence[int], before: datetime) -> int:
+        """Delete these journal rows, except any a pointer reached meanwhile.
+
+        The pointer check is made again in the DELETE itself, in one
+        transaction: a row that gained an audit row (say, someone revealed
+        it) after it was read for the archive stays.
+
+        Returns:
+            How many rows were deleted.
+        """
+        if not ids:
+            return 0
+        c = message_journal.c
+        deleted = 0
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(ids), PRUNE_CHUNK):
+                    chunk = sorted(ids[start : start + PRUNE_CHUNK])
+                    result = conn.execute(
+                        delete(message_journal).where(
+                            c.id.in_(chunk),
+                            c.received_at < before,
+                            _unreferenced(chunk[0], chunk[-1]),
+                        )
+                    )
+                    deleted += int(result.rowcount or 0)
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
+        return deleted
 
     def audit_search(
         self,

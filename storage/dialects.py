@@ -23,7 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Insert, Table, bindparam, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Insert,
+    LargeBinary,
+    Table,
+    bindparam,
+    event,
+    func,
+    literal,
+    text,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -341,3 +353,14 @@ def refresh_statistics(engine: Engine) -> list[str]:
 def partitions_by_region(dialect: Dialect) -> bool:
     """Whether tables are partitioned per region (PostgreSQL; SQLite has no partitions)."""
     return dialect.name == POSTGRESQL
+
+
+def bytes_contain(column: Column[Any], needle: bytes, backend: str) -> Any:
+    """``column`` (BLOB / bytea) holds ``needle`` somewhere.
+
+    SQLite's ``instr`` and PostgreSQL's ``position`` both search bytes as
+    bytes (no collation, no LIKE wildcards, no text decoding).
+    """
+    if backend == SQLITE:
+        return func.instr(column, needle) > 0
+    return func.position(literal(needle, LargeBinary).op("IN")(column)) > 0
