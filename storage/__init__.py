@@ -10,9 +10,11 @@ SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
 
 from storage.audit import AuditRepository
+from storage.backup import BackupInfo
 from storage.database import JOURNAL_POINTERS, Database, open_database
 from storage.doses import VaccinationRepository
 from storage.errors import (
+    BackupUnsupported,
     DatabaseUnreachable,
     PermanentStorageError,
     SchemaOutOfDate,
@@ -53,6 +55,8 @@ __all__ = [
     "JOURNAL_POINTERS",
     "AuditEntry",
     "AuditRepository",
+    "BackupInfo",
+    "BackupUnsupported",
     "Database",
     "DatabaseUnreachable",
     "JournalAnswer",

@@ -33,6 +33,7 @@ from storage import dialects
 from storage._records import (
     record_from_row,
 )
+from storage.backup import BackupInfo, backup_sqlite, restore_sqlite
 from storage.errors import (
     SchemaOutOfDate,
     StorageError,
@@ -343,6 +344,15 @@ class Database:
             return [
                 record_from_row(AuditEntry, row) for row in conn.execute(query).all()
             ]
+
+    def backup(self, target: Path) -> BackupInfo:
+        """A consistent copy of the live SQLite database (see :mod:`storage.backup`)."""
+        return backup_sqlite(self.engine, target)
+
+    def restore(self, backup: Path, *, replace: bool = False) -> BackupInfo:
+        """Copy a backup over this SQLite database (the server must be stopped)."""
+        self.engine.dispose()
+        return restore_sqlite(backup, self.engine, replace=replace)
 
     def close(self) -> None:
         """Release every connection."""
