@@ -248,6 +248,40 @@ class Database:
             ).first()
             return record_from_row(JournalEntry, row) if row else None
 
+    def journal_patients(self, journal_id: int) -> list[tuple[int, str]]:
+        """The patients a journaled message is about: (patient id, region), sorted.
+
+        Found through what the message left: the patient it created, its
+        doses, its demographic versions, its matching decisions, and the
+        audit rows of the patients a query disclosed. A message that left
+        nothing (rejected, test mode) names no one.
+        """
+        sources = [
+            select(patients.c.id, patients.c.region).where(
+                patients.c.created_by_journal_id == journal_id
+            ),
+            select(vaccinations.c.patient_id, vaccinations.c.region).where(
+                vaccinations.c.journal_id == journal_id
+            ),
+            select(patient_versions.c.patient_id, patient_versions.c.region).where(
+                patient_versions.c.journal_id == journal_id
+            ),
+            select(match_decisions.c.patient_id, match_decisions.c.region).where(
+                match_decisions.c.journal_id == journal_id,
+                match_decisions.c.patient_id.is_not(None),
+            ),
+            select(audit_log.c.patient_id, audit_log.c.patient_region).where(
+                audit_log.c.journal_id == journal_id,
+                audit_log.c.patient_id.is_not(None),
+                audit_log.c.patient_region.is_not(None),
+            ),
+        ]
+        found: set[tuple[int, str]] = set()
+        with self._reading() as conn:
+            for query in sources:
+                found.update((int(p), str(r)) for p, r in conn.execute(query).all())
+        return sorted(found)
+
     def journal_prune_counts(self, before: datetime) -> tuple[int, int]:
         """(rows received before ``before``, of those the ones nothing points at)."""
         older = message_journal.c.received_at < before

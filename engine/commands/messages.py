@@ -212,23 +212,31 @@ def _shown(data: bytes | None, reveal: bool) -> str:
 
 
 def _audit_reveal(db: Database, entry: JournalEntry, why: str) -> None:
-    """Record who revealed which journal row and why, before anything is shown."""
+    """Record who revealed which journal row and why, before anything is shown.
+
+    One row per patient the message is about (what it created, changed or
+    disclosed), so that ``cairn audit --patient ID`` accounts for the
+    reveal too; one row without a patient when it left nothing behind.
+    """
+    about: list[tuple[int | None, str | None]] = list(db.journal_patients(entry.id))
+    who, now = _operator()[:180], datetime.now(UTC)
     with db.transaction() as uow:
-        uow.audit.insert(
-            NewAuditEntry(
-                at=datetime.now(UTC),
-                requester=_operator()[:180],
-                requester_region=entry.region or "",
-                patient_id=None,
-                patient_region=entry.region,
-                journal_id=entry.id,
-                query_tag="",
-                action=REVEAL_ACTION,
-                outcome="disclosed",
-                profile="",
-                detail=why[:300],
+        for patient_id, region in about or [(None, entry.region)]:
+            uow.audit.insert(
+                NewAuditEntry(
+                    at=now,
+                    requester=who,
+                    requester_region=entry.region or "",
+                    patient_id=patient_id,
+                    patient_region=region,
+                    journal_id=entry.id,
+                    query_tag="",
+                    action=REVEAL_ACTION,
+                    outcome="disclosed",
+                    profile="",
+                    detail=why[:300],
+                )
             )
-        )
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ def _journal_id(registry: InProcessRegistry, control_id: str) -> int:
 
 
 def _reveal_rows(registry: InProcessRegistry) -> list[tuple[object, ...]]:
+    """The reveal audit rows (patient aside)."""
     return registry.query(
         "SELECT requester, journal_id, action, outcome, detail FROM audit_log "
         "WHERE action = 'journal-reveal' ORDER BY id"
@@ -119,9 +120,33 @@ def test_messages_show_reveal_shows_phi_and_writes_the_audit_row(
     assert requester == getpass.getuser()
     assert int(str(audited_row)) == journal_id
     assert (action, outcome, detail) == ("journal-reveal", "disclosed", reason)
-    assert main(["audit", "--requester", getpass.getuser(), *_db_args(registry)]) == 0
+    ((patient_id,),) = registry.query("SELECT id FROM patients")
+    args = ["audit", "--patient", str(patient_id), "--requester", getpass.getuser()]
+    assert main([*args, *_db_args(registry)]) == 0
     listing = capsys.readouterr().out
     assert "1 audit row(s)" in listing
+
+
+def test_a_revealed_query_is_audited_against_the_patient_it_disclosed(
+    registry: InProcessRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Revealing a Z34 names the disclosed patient; revealing an AR names no one."""
+    registry.send(vxu(control_id="V1", doses=[Dose()]))
+    registry.send(
+        qbp(control_id="Q1", name=f"{CANARY_FAMILY}^Qqcanarygiv", dob="20230105")
+    )
+    registry.send(vxu(control_id="AR1", sender="NOBODY", doses=[Dose()]))
+    ((patient_id,),) = registry.query("SELECT id FROM patients")
+    for control_id in ("Q1", "AR1"):
+        journal_id = _journal_id(registry, control_id)
+        args = ["messages", "show", str(journal_id), "--reveal", "--reason", "audit"]
+        assert main([*args, *_db_args(registry)]) == 0
+    rows = registry.query(
+        "SELECT m.control_id, a.patient_id FROM audit_log a "
+        "JOIN message_journal m ON m.id = a.journal_id "
+        "WHERE a.action = 'journal-reveal' ORDER BY a.id"
+    )
+    assert rows == [("Q1", patient_id), ("AR1", None)]
 
 
 def test_messages_show_of_junk_hides_it_whole(
