@@ -205,12 +205,14 @@ class Database:
         limit: int = 50,
         response_contains: bytes | None = None,
         before_id: int | None = None,
+        outcome_prefix: str | None = None,
     ) -> list[JournalEntry]:
         """Search the journal, newest first.
 
         ``response_contains`` keeps rows whose stored response holds those
         bytes (a coarse filter: the caller reads the response to be exact);
-        ``before_id`` pages backwards through the journal.
+        ``before_id`` pages backwards through the journal;
+        ``outcome_prefix`` keeps rows whose outcome starts so.
         """
         conds: list[Any] = []
         c = message_journal.c
@@ -220,6 +222,8 @@ class Database:
             )
         if before_id is not None:
             conds.append(c.id < before_id)
+        if outcome_prefix:
+            conds.append(c.outcome.startswith(outcome_prefix, autoescape=True))
         if sender:
             conds.append(c.sender == sender)
         if control_id:

@@ -13,6 +13,7 @@ from typing import Any
 from config import Settings
 from engine.app import database_url
 from engine.commands._common import add_database_options, settings_from
+from engine.pipeline import NOT_STORED
 from parsers import decode_message
 from parsers.journal_view import error_codes, mask_message
 from parsers.tokenizer import has_control_character
@@ -77,6 +78,12 @@ def register(subparsers: Any) -> None:
         metavar="CODE",
         help="only messages whose answer has an ERR with this HL7 code in ERR-3 "
         "(table 0357), e.g. 103 (table value not found)",
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="only test-mode messages (MSH-11 T/D, a test sender or the test "
+        "listener): validated and answered, not stored",
     )
     parser.add_argument("--since", type=when, help="received at or after (ISO)")
     parser.add_argument("--until", type=when, help="received at or before (ISO)")
@@ -143,6 +150,7 @@ def _search(db: Database, args: argparse.Namespace) -> list[JournalEntry]:
         "ack_code": args.outcome,
         "since": args.since,
         "until": args.until,
+        "outcome_prefix": NOT_STORED if getattr(args, "test", False) else None,
     }
     if code is None:
         return db.journal_search(**filters, limit=args.limit)

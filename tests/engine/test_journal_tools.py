@@ -202,6 +202,19 @@ def test_messages_error_filter_pages_back_until_the_limit(
     assert out.rstrip().endswith("2 message(s)")
 
 
+def test_messages_test_lists_only_test_mode_messages(
+    registry: InProcessRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--test lists the MSH-11 T message, marked, and not the stored one."""
+    registry.send(vxu(control_id="PROD1", doses=[Dose()]))
+    registry.send(vxu(control_id="TRAIN1", processing_id="T", doses=[Dose()]))
+    capsys.readouterr()
+    assert main(["messages", "--test", *_db_args(registry)]) == 0
+    out = capsys.readouterr().out
+    assert "TRAIN1" in out and "not stored (MSH-11 T)" in out
+    assert "PROD1" not in out
+
+
 def test_messages_error_code_must_be_digits(capsys: pytest.CaptureFixture[str]) -> None:
     """A code such as 10% (a LIKE wildcard) is a usage error naming ERR-3."""
     with pytest.raises(SystemExit) as exc:
