@@ -375,7 +375,7 @@ def not_stored_reason(
 
 
 class _Discard(Exception):
-    """Raised inside a savepoint to roll back what a T or D message changed."""
+    """Raised inside a savepoint to roll back what a test-mode message changed."""
 
 
 @dataclass(frozen=True, slots=True)
