@@ -23,7 +23,8 @@ Masked (HL7 2.5.1 positions; the CDC IG's VXU, QBP and RSP):
 - QPD-3 to QPD-6, QPD-8, QPD-9 (the queried identifier, name, mother's
   maiden name, birth date, address, phone);
 - PV1-19 (visit number); OBX-5 when OBX-2 says it is free text (ST, TX,
-  FT); NTE-3 (comment);
+  FT) or a name, address, phone or identifier (XPN, XAD, XTN, CX); NTE-3
+  (comment);
 - GT1, IN1, IN3: every field but the set id; IN2 and every segment this
   module does not know (Z-segments included): every field.
 
@@ -110,8 +111,9 @@ _SHOWN = frozenset(
     }
 )
 
-#: OBX-2 value types whose OBX-5 is free text, which may name anyone.
-_FREE_TEXT = frozenset({"ST", "TX", "FT"})
+#: OBX-2 value types whose OBX-5 is free text, which may name anyone, or a
+#: person's name, address, phone or identifier.
+_FREE_TEXT = frozenset({"ST", "TX", "FT", "XPN", "XAD", "XTN", "CX"})
 
 
 def _mask_leaf(value: str, enc: Encoding) -> str:

@@ -70,22 +70,14 @@ JOURNAL_POINTERS: tuple[Column[Any], ...] = (
 PRUNE_CHUNK = 2000
 
 
-def _unreferenced(low: int | None = None, high: int | None = None) -> Any:
-    """No pointer column holds the journal row's id (optionally within an id range).
-
-    ``NOT IN (SELECT …)`` rather than a correlated ``NOT EXISTS``: the
-    pointer columns have no index (the hot path would pay for one on every
-    insert), and both databases read each pointer table once per statement
-    this way (PostgreSQL hashes the subquery, SQLite builds a temporary
-    index), instead of once per journal row.
-    """
-    conds = []
-    for column in JOURNAL_POINTERS:
-        inner = select(column).where(column.is_not(None))
-        if low is not None and high is not None:
-            inner = inner.where(column.between(low, high))
-        conds.append(message_journal.c.id.not_in(inner))
-    return and_(*conds)
+def _unreferenced(backend: str, low: int | None = None, high: int | None = None) -> Any:
+    """No pointer column holds the journal row's id (optionally within an id range)."""
+    return and_(
+        *(
+            dialects.not_pointed_at(message_journal.c.id, column, backend, low, high)
+            for column in JOURNAL_POINTERS
+        )
+    )
 
 
 class Database:
@@ -296,7 +288,7 @@ class Database:
             free = conn.execute(
                 select(func.count())
                 .select_from(message_journal)
-                .where(older, _unreferenced())
+                .where(older, _unreferenced(self.backend))
             ).scalar_one()
         return int(total), int(free)
 
@@ -313,7 +305,11 @@ class Database:
         c = message_journal.c
         query = (
             select(message_journal)
-            .where(c.received_at < before, c.id > after_id, _unreferenced())
+            .where(
+                c.received_at < before,
+                c.id > after_id,
+                _unreferenced(self.backend),
+            )
             .order_by(c.id)
             .limit(limit)
         )
@@ -344,7 +340,7 @@ class Database:
                         delete(message_journal).where(
                             c.id.in_(chunk),
                             c.received_at < before,
-                            _unreferenced(chunk[0], chunk[-1]),
+                            _unreferenced(self.backend, chunk[0], chunk[-1]),
                         )
                     )
                     deleted += int(result.rowcount or 0)

@@ -32,8 +32,10 @@ from sqlalchemy import (
     Table,
     bindparam,
     event,
+    exists,
     func,
     literal,
+    select,
     text,
 )
 from sqlalchemy import create_engine as sa_create_engine
@@ -364,3 +366,29 @@ def bytes_contain(column: Column[Any], needle: bytes, backend: str) -> Any:
     if backend == SQLITE:
         return func.instr(column, needle) > 0
     return func.position(literal(needle, LargeBinary).op("IN")(column)) > 0
+
+
+def not_pointed_at(
+    target: Column[Any],
+    pointer: Column[Any],
+    backend: str,
+    low: int | None = None,
+    high: int | None = None,
+) -> Any:
+    """No row holds ``target`` in ``pointer`` (optionally for targets in [low, high]).
+
+    The pointer columns (``journal_id`` and the like) have no index: the
+    hot path would pay for one on every insert. So each backend gets the
+    form it reads each pointer table once for: SQLite ``NOT IN (SELECT
+    …)``, whose subquery it materializes with a temporary index (a
+    correlated ``NOT EXISTS`` would scan the table once per row);
+    PostgreSQL ``NOT EXISTS``, a hash anti-join that spills to disk when
+    large (``NOT IN`` is hashed only while the subquery fits in
+    ``work_mem``, and is then re-scanned for every row).
+    """
+    ranged = (
+        [pointer.between(low, high)] if low is not None and high is not None else []
+    )
+    if backend == SQLITE:
+        return target.not_in(select(pointer).where(pointer.is_not(None), *ranged))
+    return ~exists().where(pointer == target, *ranged)
