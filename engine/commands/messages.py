@@ -275,7 +275,12 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"cairn: no journal row {args.id}", file=sys.stderr)
         return 1
     print(_row(entry))
-    print("--- message" + ("" if args.reveal else " (PHI masked; --reveal shows it)"))
+    if not args.reveal:
+        print(
+            "(names, birth dates, addresses, phones and identifiers masked as ***; "
+            "--reveal --reason TEXT shows them, audited)"
+        )
+    print("--- message")
     print(_shown(entry.raw, args.reveal))
     print("--- response")
     print(_shown(entry.response, args.reveal))
