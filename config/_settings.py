@@ -57,6 +57,9 @@ class Facility:
     id: str
     region: str
     name: str = ""
+    #: Test mode: this sender's messages are validated and answered as
+    #: usual, journaled and marked, and nothing reaches the registry.
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class ServerSettings:
     """The MLLP listener."""
 
     listen: str = "127.0.0.1:2575"
+    #: A second MLLP listener in test mode (HOST:PORT; empty: none): every
+    #: message it receives is validated and answered, and nothing is stored.
+    test_listen: str = ""
     data_dir: str = "var"
     max_message_bytes: int = 1024 * 1024
     idle_timeout_seconds: float = 300.0
@@ -423,6 +429,19 @@ def _check(settings: Settings, source: str) -> None:
             "server.listen",
             f"expected HOST:PORT, got {settings.server.listen!r}",
         )
+    test_listen = settings.server.test_listen
+    if test_listen:
+        host, sep, port = test_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(
+                source, "server.test_listen", f"expected HOST:PORT, got {test_listen!r}"
+            )
+        if test_listen == settings.server.listen and not test_listen.endswith(":0"):
+            raise ConfigError(
+                source,
+                "server.test_listen",
+                "must differ from server.listen (it is a second listener)",
+            )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
     for key, value, low, high in (

@@ -51,6 +51,10 @@ from storage import Database, open_database
 logger = structlog.get_logger()
 
 
+#: The name of the test-mode MLLP listener (``server.test_listen``).
+TEST_LISTENER = "mllp-test"
+
+
 class StartupError(Exception):
     """The engine cannot start; the message says why in one line."""
 
@@ -186,6 +190,10 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
         unknown_sender=settings.registry.unknown_sender,
         unknown_sender_region=settings.registry.unknown_sender_region,
         processing_ids=frozenset(settings.registry.processing_ids),
+        test_senders=frozenset(f.id for f in settings.facilities if f.test),
+        test_listeners=frozenset(
+            {TEST_LISTENER} if settings.server.test_listen else set()
+        ),
     )
     return MessagePipeline(
         database=db,
@@ -379,6 +387,9 @@ class RunningServer:
     clock: Any  # IReactorTime; zope interfaces do not type-check
     grace: float
     statistics: StatisticsKeeper | None = None
+    #: the test-mode listener (``server.test_listen``), when configured
+    test_port: Any = None
+    test_factory: MllpFactory | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -395,20 +406,30 @@ class RunningServer:
         def left() -> float:
             return max(0.0, deadline - float(self.clock.seconds()))
 
+        factories = [self.factory]
         logger.info("shutdown_started", in_flight=self.factory.in_flight)
         yield self.port.stopListening()
+        if self.test_port is not None and self.test_factory is not None:
+            factories.append(self.test_factory)
+            yield self.test_port.stopListening()
         if self.statistics is not None:
             yield self.statistics.stop()
         try:
-            yield self.factory.quiesce().addTimeout(left(), self.clock)
+            # One after the other: cancelling the chain (the grace timer)
+            # cancels whichever quiesce it is waiting on.
+            quiet: Deferred[None] = self.factory.quiesce()
+            for other in factories[1:]:
+                quiet = quiet.addCallback(_then_quiesce, other)
+            yield quiet.addTimeout(left(), self.clock)
         except defer.TimeoutError:
             logger.warning(
                 "shutdown_grace_expired",
-                in_flight=self.factory.in_flight,
+                in_flight=sum(factory.in_flight for factory in factories),
                 seconds=self.grace,
             )
-            for proto in list(self.factory.connections):
-                proto.close()
+            for factory in factories:
+                for proto in list(factory.connections):
+                    proto.close()
         self.sink.stop(left())
         self.db.close()
         logger.info("shutdown_finished")
@@ -438,19 +459,33 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         idle_timeout=settings.server.idle_timeout_seconds,
         max_pipelined=settings.server.max_pipelined,
     )
-    host, _, port_text = settings.server.listen.rpartition(":")
     try:
-        port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
-    except CannotListenError as exc:
+        port = _listen(
+            reactor, settings.server.listen, factory, "--listen or server.listen"
+        )
+        test_port = test_factory = None
+        if settings.server.test_listen:
+            test_factory = MllpFactory(
+                sink,
+                reactor,
+                name=TEST_LISTENER,
+                max_message_bytes=settings.server.max_message_bytes,
+                idle_timeout=settings.server.idle_timeout_seconds,
+                max_pipelined=settings.server.max_pipelined,
+            )
+            try:
+                test_port = _listen(
+                    reactor,
+                    settings.server.test_listen,
+                    test_factory,
+                    "server.test_listen",
+                )
+            except StartupError:
+                port.stopListening()
+                raise
+    except StartupError:
         sink.stop()
-        error = exc.socketError
-        reason = getattr(error, "strerror", None) or str(error)
-        if getattr(error, "errno", None) == errno.EADDRINUSE:
-            reason += " (another program listens there: stop it, or choose"
-            reason += " another address with --listen or server.listen)"
-        raise StartupError(
-            f"cannot listen on {settings.server.listen}: {reason}"
-        ) from None
+        raise
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:
@@ -464,7 +499,27 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         clock=reactor,
         grace=settings.server.shutdown_grace_seconds,
         statistics=statistics,
+        test_port=test_port,
+        test_factory=test_factory,
     )
+
+
+def _listen(reactor: Any, address: str, factory: MllpFactory, setting: str) -> Any:
+    """Listen on HOST:PORT; a one-line StartupError naming the setting when we cannot."""
+    host, _, port_text = address.rpartition(":")
+    try:
+        return reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    except CannotListenError as exc:
+        error = exc.socketError
+        reason = getattr(error, "strerror", None) or str(error)
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            reason += " (another program listens there: stop it, or choose"
+            reason += f" another address with {setting})"
+        raise StartupError(f"cannot listen on {address}: {reason}") from None
+
+
+def _then_quiesce(_result: None, factory: MllpFactory) -> Deferred[None]:
+    return factory.quiesce()
 
 
 def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
@@ -479,7 +534,8 @@ def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", server.shutdown)
 
 
-def listening_address(server: RunningServer) -> tuple[str, int]:
-    """The host and port actually bound (port 0 picks a free one)."""
-    address = server.port.getHost()
+def listening_address(server: RunningServer, *, test: bool = False) -> tuple[str, int]:
+    """The host and port actually bound (port 0 picks a free one); ``test``: the test listener's."""
+    port = server.test_port if test else server.port
+    address = port.getHost()
     return str(getattr(address, "host", "")), int(getattr(address, "port", 0))

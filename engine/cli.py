@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.send",
     "engine.commands.load",
     "engine.commands.messages",
+    "engine.commands.journal",
     "engine.commands.audit",
     "engine.commands.cdsi",
     "engine.commands.codes",

@@ -207,6 +207,10 @@ class SenderPolicy:
     unknown_sender: str  # "accept" or "reject"
     unknown_sender_region: str
     processing_ids: frozenset[str] = frozenset({"P", "T", "D"})
+    #: senders in test mode (``[[facilities]] test = true``)
+    test_senders: frozenset[str] = frozenset()
+    #: listeners in test mode (``server.test_listen``), by listener name
+    test_listeners: frozenset[str] = frozenset()
 
     def region_of(self, sender: str) -> tuple[str | None, bool]:
         """(region, known) for a sender; region None means reject."""
@@ -348,9 +352,30 @@ def _failure_issue(exc: Exception) -> tuple[Issue, str]:
 #: then the registry's changes are rolled back; the journal keeps them.
 NOT_STORED_PROCESSING_IDS = frozenset({"T", "D"})
 
+#: The journal outcome of a message kept out of the registry starts so.
+NOT_STORED = "not stored ("
+
+
+def not_stored_reason(
+    header: MessageHeader, listener: str, senders: SenderPolicy
+) -> str | None:
+    """Why a message's registry changes are not kept (test mode), or None.
+
+    MSH-11 ``T`` or ``D``, a sender marked ``test``, or a listener marked
+    ``test``: each is validated and answered as usual, journaled with its
+    outcome marked, and nothing reaches the registry's tables.
+    """
+    if header.processing_id in NOT_STORED_PROCESSING_IDS:
+        return f"MSH-11 {header.processing_id}"
+    if header.sender in senders.test_senders:
+        return "test sender"
+    if listener in senders.test_listeners:
+        return "test listener"
+    return None
+
 
 class _Discard(Exception):
-    """Raised inside a savepoint to roll back what a T or D message changed."""
+    """Raised inside a savepoint to roll back what a test-mode message changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,7 +785,8 @@ class MessagePipeline:
                 self.reject([key_issue], header, reading.message.encoding), "AR", None
             )
         found = self._look_up(uow, reading, answers)
-        replayed = self._replay(header, found, log)
+        test_mode = not_stored_reason(header, item.listener, self._senders)
+        replayed = self._replay(header, found, log, test_mode is not None)
         if replayed is not None:
             return replayed
         if found.other_content:
@@ -775,7 +801,7 @@ class MessagePipeline:
 
         route = self._routes[header.message_code]
         ctx = self._context(header, region, journal_id, known)
-        result, not_stored = self._apply(uow, route, item, reading, ctx, log)
+        result, not_stored = self._apply(uow, route, item, reading, ctx, log, test_mode)
         trailing = list(reading.check.trailing)
         if found.other_content:
             trailing.append(_REUSED_ID)
@@ -796,7 +822,7 @@ class MessagePipeline:
         result = result.with_issues(trailing, leading=reading.check.leading)
         outcome = result.outcome
         if not_stored:
-            outcome = f"not stored (MSH-11 {header.processing_id}): {outcome}"
+            outcome = f"{NOT_STORED}{test_mode}): {outcome}"
         return self._store_answer(uow, reading, result, outcome, journal_id, region)
 
     @staticmethod
@@ -841,9 +867,14 @@ class MessagePipeline:
         return found
 
     def _replay(
-        self, header: MessageHeader, found: JournalLookup, log: Any
+        self, header: MessageHeader, found: JournalLookup, log: Any, test_mode: bool
     ) -> Outcome | None:
-        """The original answer to a resend, or None when the message is new."""
+        """The original answer to a resend, or None when the message is new.
+
+        A resend in the other mode is new: a sender that went live resends
+        what it sent in test mode, and that must now be stored (and a
+        stored message sent again through a test listener stays a test).
+        """
         route = self._routes.get(header.message_code)
         previous = found.resend_of
         if (
@@ -851,6 +882,7 @@ class MessagePipeline:
             or previous.response is None
             or previous.ack_code == "AR"
             or (route is not None and not route.replay_resends)
+            or previous.outcome.startswith(NOT_STORED) != test_mode
         ):
             return None
         log.info("message_resent", journal_row=previous.id, ack_code=previous.ack_code)
@@ -892,14 +924,17 @@ class MessagePipeline:
         reading: _Reading,
         ctx: MessageContext,
         log: Any,
+        test_mode: str | None,
     ) -> tuple[Response, bool]:
         """Run the handler in the writer's transaction; (response, not stored).
 
         A query read beforehand on a reader only records its audit rows here.
-        A handler that writes registry data (VXU) says so; MSH-11 T and D
-        then are validated and answered, and nothing is kept.
+        A handler that writes registry data (VXU) says so; in test mode
+        (:func:`not_stored_reason`) it is validated and answered, and nothing
+        is kept. A query is answered from the registry in any mode, and its
+        audit rows are kept: it disclosed real data.
         """
-        header, message = reading.header, reading.message
+        message = reading.message
         query = route.query
         prepared = item.prepared
         if query is not None:
@@ -909,8 +944,11 @@ class MessagePipeline:
                 return query.record(prepared.answer, read_ctx, uow), False
             return query.handle(message, ctx, uow, log), False
         writes = bool(getattr(route.handler, "writes_registry", True))
-        if writes and header.processing_id in NOT_STORED_PROCESSING_IDS:
-            return self._dry_run(route, message, ctx, uow, log, header), True
+        if writes and test_mode is not None:
+            answer = self._dry_run(
+                route, message, ctx, uow, log, reading.header, test_mode
+            )
+            return answer, True
         return route.handler.handle(message, ctx, uow, log), False
 
     def _store_answer(
@@ -944,8 +982,9 @@ class MessagePipeline:
         uow: UnitOfWork,
         log: Any,
         header: MessageHeader,
+        test_mode: str,
     ) -> Response:
-        """Apply a T or D message in a savepoint, keep its answer, roll it back."""
+        """Apply a test-mode message in a savepoint, keep its answer, roll it back."""
         answer: list[Response] = []
         try:
             with uow.savepoint():
@@ -953,15 +992,28 @@ class MessagePipeline:
                 raise _Discard
         except _Discard:
             pass
-        log.info("message_not_stored", processing_id=header.processing_id)
-        kind = "training" if header.processing_id == "T" else "debugging"
+        log.info(
+            "message_not_stored",
+            processing_id=header.processing_id[:4],
+            reason=test_mode,
+        )
+        if test_mode.startswith("MSH-11"):
+            kind = "training" if header.processing_id == "T" else "debugging"
+            location = Location("MSH", 1, 11)
+            why = f"MSH-11 processing id {header.processing_id} ({kind})"
+        elif test_mode == "test sender":
+            location = Location("MSH", 1, 4)
+            why = "this sending facility is in test mode"
+        else:
+            location = None
+            why = "this connection is a test listener"
         note = Issue(
             Severity.INFORMATION,
             Hl7Error.MESSAGE_ACCEPTED,
-            Location("MSH", 1, 11),
+            location,
             None,
-            f"MSH-11 processing id {header.processing_id} ({kind}): validated and "
-            "answered as if stored, but nothing was kept in the registry",
+            f"{why}: validated and answered as if stored, but nothing was kept "
+            "in the registry",
         )
         return answer[0].with_issues([note])
 

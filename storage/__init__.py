@@ -10,9 +10,11 @@ SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
 
 from storage.audit import AuditRepository
-from storage.database import Database, open_database
+from storage.backup import BackupInfo
+from storage.database import JOURNAL_POINTERS, Database, open_database
 from storage.doses import VaccinationRepository
 from storage.errors import (
+    BackupUnsupported,
     DatabaseUnreachable,
     PermanentStorageError,
     SchemaOutOfDate,
@@ -50,8 +52,11 @@ from storage.unit_of_work import UnitOfWork
 
 __all__ = [
     "JOURNAL_KEY_LIMITS",
+    "JOURNAL_POINTERS",
     "AuditEntry",
     "AuditRepository",
+    "BackupInfo",
+    "BackupUnsupported",
     "Database",
     "DatabaseUnreachable",
     "JournalAnswer",

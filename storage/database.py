@@ -12,11 +12,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
     and_,
+    delete,
+    func,
     select,
 )
 from sqlalchemy.engine import make_url
@@ -29,6 +33,7 @@ from storage import dialects
 from storage._records import (
     record_from_row,
 )
+from storage.backup import BackupInfo, backup_sqlite, restore_sqlite
 from storage.errors import (
     SchemaOutOfDate,
     StorageError,
@@ -39,9 +44,40 @@ from storage.records import (
 )
 from storage.schema import (
     audit_log,
+    match_decisions,
     message_journal,
+    observations,
+    patient_versions,
+    patients,
+    vaccinations,
 )
 from storage.unit_of_work import UnitOfWork, flush_queued, translate_error
+
+#: Every column that points at a journal row. A journal row one of them
+#: points at is the provenance of registry data or of an audit row, and
+#: ``cairn journal prune`` never deletes it (a test checks that every column
+#: of the schema that points at the journal is listed here).
+JOURNAL_POINTERS: tuple[Column[Any], ...] = (
+    audit_log.c.journal_id,
+    vaccinations.c.journal_id,
+    observations.c.journal_id,
+    patients.c.created_by_journal_id,
+    patient_versions.c.journal_id,
+    match_decisions.c.journal_id,
+)
+
+#: Journal rows read (and deleted) at a time by the prune.
+PRUNE_CHUNK = 2000
+
+
+def _unreferenced(backend: str, low: int | None = None, high: int | None = None) -> Any:
+    """No pointer column holds the journal row's id (optionally within an id range)."""
+    return and_(
+        *(
+            dialects.not_pointed_at(message_journal.c.id, column, backend, low, high)
+            for column in JOURNAL_POINTERS
+        )
+    )
 
 
 class Database:
@@ -159,10 +195,27 @@ class Database:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
+        response_contains: bytes | None = None,
+        before_id: int | None = None,
+        outcome_prefix: str | None = None,
     ) -> list[JournalEntry]:
-        """Search the journal, newest first."""
-        conds = []
+        """Search the journal, newest first.
+
+        ``response_contains`` keeps rows whose stored response holds those
+        bytes (a coarse filter: the caller reads the response to be exact);
+        ``before_id`` pages backwards through the journal;
+        ``outcome_prefix`` keeps rows whose outcome starts so.
+        """
+        conds: list[Any] = []
         c = message_journal.c
+        if response_contains:
+            conds.append(
+                dialects.bytes_contain(c.response, response_contains, self.backend)
+            )
+        if before_id is not None:
+            conds.append(c.id < before_id)
+        if outcome_prefix:
+            conds.append(c.outcome.startswith(outcome_prefix, autoescape=True))
         if sender:
             conds.append(c.sender == sender)
         if control_id:
@@ -190,6 +243,110 @@ class Database:
                 select(message_journal).where(message_journal.c.id == journal_id)
             ).first()
             return record_from_row(JournalEntry, row) if row else None
+
+    def journal_patients(self, journal_id: int) -> list[tuple[int, str]]:
+        """The patients a journaled message is about: (patient id, region), sorted.
+
+        Found through what the message left: the patient it created, its
+        doses, its demographic versions, its matching decisions, and the
+        audit rows of the patients a query disclosed. A message that left
+        nothing (rejected, test mode) names no one.
+        """
+        sources = [
+            select(patients.c.id, patients.c.region).where(
+                patients.c.created_by_journal_id == journal_id
+            ),
+            select(vaccinations.c.patient_id, vaccinations.c.region).where(
+                vaccinations.c.journal_id == journal_id
+            ),
+            select(patient_versions.c.patient_id, patient_versions.c.region).where(
+                patient_versions.c.journal_id == journal_id
+            ),
+            select(match_decisions.c.patient_id, match_decisions.c.region).where(
+                match_decisions.c.journal_id == journal_id,
+                match_decisions.c.patient_id.is_not(None),
+            ),
+            select(audit_log.c.patient_id, audit_log.c.patient_region).where(
+                audit_log.c.journal_id == journal_id,
+                audit_log.c.patient_id.is_not(None),
+                audit_log.c.patient_region.is_not(None),
+            ),
+        ]
+        found: set[tuple[int, str]] = set()
+        with self._reading() as conn:
+            for query in sources:
+                found.update((int(p), str(r)) for p, r in conn.execute(query).all())
+        return sorted(found)
+
+    def journal_prune_counts(self, before: datetime) -> tuple[int, int]:
+        """(rows received before ``before``, of those the ones nothing points at)."""
+        older = message_journal.c.received_at < before
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(message_journal).where(older)
+            ).scalar_one()
+            free = conn.execute(
+                select(func.count())
+                .select_from(message_journal)
+                .where(older, _unreferenced(self.backend))
+            ).scalar_one()
+        return int(total), int(free)
+
+    def journal_prunable(
+        self, before: datetime, after_id: int = 0, limit: int = PRUNE_CHUNK
+    ) -> list[JournalEntry]:
+        """Journal rows received before ``before`` that nothing points at, by id.
+
+        Args:
+            before: the cut-off (rows received strictly before it).
+            after_id: page on from this id (exclusive).
+            limit: the most rows returned.
+        """
+        c = message_journal.c
+        query = (
+            select(message_journal)
+            .where(
+                c.received_at < before,
+                c.id > after_id,
+                _unreferenced(self.backend),
+            )
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return [
+                record_from_row(JournalEntry, row) for row in conn.execute(query).all()
+            ]
+
+    def journal_delete(self, ids: Sequence[int], before: datetime) -> int:
+        """Delete these journal rows, except any a pointer reached meanwhile.
+
+        The pointer check is made again in the DELETE itself, in one
+        transaction: a row that gained an audit row (say, someone revealed
+        it) after it was read for the archive stays.
+
+        Returns:
+            How many rows were deleted.
+        """
+        if not ids:
+            return 0
+        c = message_journal.c
+        deleted = 0
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(ids), PRUNE_CHUNK):
+                    chunk = sorted(ids[start : start + PRUNE_CHUNK])
+                    result = conn.execute(
+                        delete(message_journal).where(
+                            c.id.in_(chunk),
+                            c.received_at < before,
+                            _unreferenced(self.backend, chunk[0], chunk[-1]),
+                        )
+                    )
+                    deleted += int(result.rowcount or 0)
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
+        return deleted
 
     def audit_search(
         self,
@@ -221,6 +378,15 @@ class Database:
             return [
                 record_from_row(AuditEntry, row) for row in conn.execute(query).all()
             ]
+
+    def backup(self, target: Path) -> BackupInfo:
+        """A consistent copy of the live SQLite database (see :mod:`storage.backup`)."""
+        return backup_sqlite(self.engine, target)
+
+    def restore(self, backup: Path, *, replace: bool = False) -> BackupInfo:
+        """Copy a backup over this SQLite database (the server must be stopped)."""
+        self.engine.dispose()
+        return restore_sqlite(backup, self.engine, replace=replace)
 
     def close(self) -> None:
         """Release every connection."""

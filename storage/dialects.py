@@ -23,7 +23,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Insert, Table, bindparam, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Insert,
+    LargeBinary,
+    Table,
+    bindparam,
+    event,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -341,3 +355,40 @@ def refresh_statistics(engine: Engine) -> list[str]:
 def partitions_by_region(dialect: Dialect) -> bool:
     """Whether tables are partitioned per region (PostgreSQL; SQLite has no partitions)."""
     return dialect.name == POSTGRESQL
+
+
+def bytes_contain(column: Column[Any], needle: bytes, backend: str) -> Any:
+    """``column`` (BLOB / bytea) holds ``needle`` somewhere.
+
+    SQLite's ``instr`` and PostgreSQL's ``position`` both search bytes as
+    bytes (no collation, no LIKE wildcards, no text decoding).
+    """
+    if backend == SQLITE:
+        return func.instr(column, needle) > 0
+    return func.position(literal(needle, LargeBinary).op("IN")(column)) > 0
+
+
+def not_pointed_at(
+    target: Column[Any],
+    pointer: Column[Any],
+    backend: str,
+    low: int | None = None,
+    high: int | None = None,
+) -> Any:
+    """No row holds ``target`` in ``pointer`` (optionally for targets in [low, high]).
+
+    The pointer columns (``journal_id`` and the like) have no index: the
+    hot path would pay for one on every insert. So each backend gets the
+    form it reads each pointer table once for: SQLite ``NOT IN (SELECT
+    …)``, whose subquery it materializes with a temporary index (a
+    correlated ``NOT EXISTS`` would scan the table once per row);
+    PostgreSQL ``NOT EXISTS``, a hash anti-join that spills to disk when
+    large (``NOT IN`` is hashed only while the subquery fits in
+    ``work_mem``, and is then re-scanned for every row).
+    """
+    ranged = (
+        [pointer.between(low, high)] if low is not None and high is not None else []
+    )
+    if backend == SQLITE:
+        return target.not_in(select(pointer).where(pointer.is_not(None), *ranged))
+    return ~exists().where(pointer == target, *ranged)

@@ -64,3 +64,7 @@ class DatabaseUnreachable(TransientStorageError):
         self.url = url
         StorageError.__init__(self, f"cannot connect to the database {url}: {reason}")
         self.reason = reason
+
+
+class BackupUnsupported(StorageError):
+    """``cairn db backup`` does not copy this kind of database (PostgreSQL, in memory)."""

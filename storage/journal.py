@@ -81,8 +81,14 @@ _JOURNAL_ANSWERS = StatementFamily(
             message_journal.c.id,
             message_journal.c.response,
             message_journal.c.ack_code,
+            message_journal.c.outcome,
         ).where(in_list(message_journal.c.id, "i", n)),
-        [message_journal.c.id, message_journal.c.response, message_journal.c.ack_code],
+        [
+            message_journal.c.id,
+            message_journal.c.response,
+            message_journal.c.ack_code,
+            message_journal.c.outcome,
+        ],
     )
 )
 _JOURNAL_INSERT = dialects.insert_statement(
@@ -170,10 +176,12 @@ class JournalRepository:
         stored: dict[int, JournalAnswer] = {}
         for start in range(0, len(hits), 200):
             ids = hits[start : start + 200]
-            for id_, response, ack_code in self._sql.all(
+            for id_, response, ack_code, outcome in self._sql.all(
                 _JOURNAL_ANSWERS[len(ids)], in_values("i", ids)
             ):
-                stored[int(id_)] = JournalAnswer(int(id_), response, ack_code)
+                stored[int(id_)] = JournalAnswer(
+                    int(id_), response, ack_code, outcome or ""
+                )
         found: dict[tuple[str, str, str], JournalLookup] = {}
         for sender, control_id, digest in wanted:
             row = newest.get((sender, control_id, digest))

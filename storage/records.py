@@ -49,6 +49,8 @@ class JournalAnswer:
     id: int
     response: bytes | None
     ack_code: str | None
+    #: the journal outcome: "not stored (…)" marks a test-mode answer
+    outcome: str = ""
 
 
 @dataclass(frozen=True, slots=True)

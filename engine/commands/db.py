@@ -1,14 +1,15 @@
-"""``cairn db upgrade``: create or migrate the schema (the only thing that changes it)."""
+"""``cairn db``: upgrade the schema (the only thing that changes it), back up, restore."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from engine.app import database_url
 from engine.commands._common import add_database_options, settings_from
-from storage import StorageError, open_database
+from storage import BackupInfo, StorageError, open_database
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +22,66 @@ def register(subparsers: Any) -> None:
     )
     add_database_options(upgrade)
     upgrade.set_defaults(func=run_upgrade)
+    backup = sub.add_parser(
+        "backup",
+        help="copy the SQLite database, consistently, while the server runs "
+        "(PostgreSQL: use pg_dump or WAL archiving, see the README)",
+    )
+    backup.add_argument("path", type=Path, help="the backup file to create")
+    add_database_options(backup)
+    backup.set_defaults(func=run_backup)
+    restore = sub.add_parser(
+        "restore",
+        help="copy a backup made by `cairn db backup` over the SQLite database "
+        "(stop the server first)",
+    )
+    restore.add_argument("path", type=Path, help="the backup file")
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite an existing database (required when one exists)",
+    )
+    add_database_options(restore)
+    restore.set_defaults(func=run_restore)
+
+
+def _summary(info: BackupInfo) -> str:
+    return (
+        f"{info.size:,} bytes, {info.journal_rows} journal row(s), last journal id "
+        f"{info.last_journal_id}, schema revision {info.revision}"
+    )
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    """Take a consistent online copy of the SQLite database."""
+    settings = settings_from(args)
+    try:
+        db = open_database(database_url(settings))
+        try:
+            info = db.backup(args.path)
+        finally:
+            db.close()
+    except StorageError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    print(f"cairn: backup written to {info.path} ({_summary(info)})")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    """Copy a backup over the SQLite database."""
+    settings = settings_from(args)
+    try:
+        db = open_database(database_url(settings))
+        try:
+            info = db.restore(args.path, replace=args.replace)
+        finally:
+            db.close()
+    except StorageError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    print(f"cairn: restored {args.path} into {info.path} ({_summary(info)})")
+    return 0
 
 
 def register_region(subparsers: Any) -> None:

@@ -53,6 +53,20 @@ def run(args: argparse.Namespace) -> int:
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
     print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    if server.test_port is not None:
+        host, port = listening_address(server, test=True)
+        print(
+            f"cairn: test-mode MLLP listener on {host}:{port}: messages are "
+            "validated and answered, nothing is stored",
+            flush=True,
+        )
+    testing = [f.id for f in settings.facilities if f.test]
+    if testing:
+        print(
+            f"cairn: sending facilities in test mode (nothing they send is "
+            f"stored): {', '.join(testing)}",
+            flush=True,
+        )
     registry = settings.registry
     if registry.unknown_sender == "accept":
         # Said once here (and once per sender in the log), not in every ACK.
