@@ -84,6 +84,20 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The engine's HTTP listener (/metrics, /healthz, /readyz, and what mounts on it).
+
+    Off by default, so that two engines on one machine (or tests in
+    parallel) never fight for a port nobody asked for; ``make run`` and the
+    production example turn it on. Plain HTTP: keep it on a private address
+    (TLS keys belong in this section when HTTPS is added).
+    """
+
+    #: HOST:PORT to listen on; empty: no HTTP listener.
+    listen: str = ""
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     """Where the registry's data lives; empty URL means SQLite in data_dir."""
 
@@ -174,6 +188,7 @@ class Settings:
     """The whole settings tree."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -423,6 +438,14 @@ def _check(settings: Settings, source: str) -> None:
             "server.listen",
             f"expected HOST:PORT, got {settings.server.listen!r}",
         )
+    if settings.http.listen:
+        host, sep, port = settings.http.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(
+                source,
+                "http.listen",
+                f"expected HOST:PORT or empty (no HTTP listener), got {settings.http.listen!r}",
+            )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
     for key, value, low, high in (

@@ -45,6 +45,7 @@ from handlers.matching import PatientMatcher
 from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
+from listeners.http import HttpRoot, ProbeResult, StatusResource, build_site
 from listeners.mllp import MllpFactory
 from storage import Database, open_database
 
@@ -379,6 +380,10 @@ class RunningServer:
     clock: Any  # IReactorTime; zope interfaces do not type-check
     grace: float
     statistics: StatisticsKeeper | None = None
+    #: The HTTP port (None when ``http.listen`` is empty) and the root its
+    #: features are mounted on (listeners/http.py).
+    http_port: Any = None
+    http_root: HttpRoot | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -397,6 +402,8 @@ class RunningServer:
 
         logger.info("shutdown_started", in_flight=self.factory.in_flight)
         yield self.port.stopListening()
+        if self.http_port is not None:
+            yield self.http_port.stopListening()
         if self.statistics is not None:
             yield self.statistics.stop()
         try:
@@ -414,12 +421,46 @@ class RunningServer:
         logger.info("shutdown_finished")
 
 
+def _listen(reactor: Any, address: str, factory: Any, flag: str) -> Any:
+    """``listenTCP`` on HOST:PORT, or StartupError in one line naming the address.
+
+    ``flag`` names the option and key that choose the address, for the hint
+    when another program holds the port.
+    """
+    host, _, port_text = address.rpartition(":")
+    try:
+        return reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    except CannotListenError as exc:
+        error = exc.socketError
+        reason = getattr(error, "strerror", None) or str(error)
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            reason += " (another program listens there: stop it, or choose"
+            reason += f" another address with {flag})"
+        raise StartupError(f"cannot listen on {address}: {reason}") from None
+
+
+def _alive() -> Deferred[ProbeResult]:
+    """``/healthz``: the reactor answered, so the process is alive."""
+    return defer.succeed((True, {"status": "alive"}))
+
+
+def build_http_root() -> HttpRoot:
+    """The HTTP root with the engine's own endpoints mounted (listeners/http.py).
+
+    A feature served over HTTP mounts itself here, e.g.
+    ``root.mount("soap", SoapResource(...))``.
+    """
+    root = HttpRoot()
+    root.mount("healthz", StatusResource(_alive))
+    return root
+
+
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
-    """Wire the pipeline to an MLLP listener and start listening.
+    """Wire the pipeline to an MLLP listener (and the HTTP listener) and start listening.
 
     Raises:
-        StartupError: the address cannot be listened on (in use, not ours,
-            not permitted); the writer thread is stopped again first.
+        StartupError: an address cannot be listened on (in use, not ours,
+            not permitted); what was started is stopped again first.
     """
     pipeline = build_pipeline(settings, db)
     sink = PipelineSink(
@@ -438,19 +479,27 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         idle_timeout=settings.server.idle_timeout_seconds,
         max_pipelined=settings.server.max_pipelined,
     )
-    host, _, port_text = settings.server.listen.rpartition(":")
     try:
-        port = reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
-    except CannotListenError as exc:
+        port = _listen(
+            reactor, settings.server.listen, factory, "--listen or server.listen"
+        )
+    except StartupError:
         sink.stop()
-        error = exc.socketError
-        reason = getattr(error, "strerror", None) or str(error)
-        if getattr(error, "errno", None) == errno.EADDRINUSE:
-            reason += " (another program listens there: stop it, or choose"
-            reason += " another address with --listen or server.listen)"
-        raise StartupError(
-            f"cannot listen on {settings.server.listen}: {reason}"
-        ) from None
+        raise
+    http_root = build_http_root()
+    http_port = None
+    if settings.http.listen:
+        try:
+            http_port = _listen(
+                reactor,
+                settings.http.listen,
+                build_site(http_root),
+                "--http-listen or http.listen",
+            )
+        except StartupError:
+            port.stopListening()
+            sink.stop()
+            raise
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:
@@ -464,6 +513,8 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         clock=reactor,
         grace=settings.server.shutdown_grace_seconds,
         statistics=statistics,
+        http_port=http_port,
+        http_root=http_root,
     )
 
 
@@ -482,4 +533,12 @@ def install_graceful_shutdown(reactor: Any, server: RunningServer) -> None:
 def listening_address(server: RunningServer) -> tuple[str, int]:
     """The host and port actually bound (port 0 picks a free one)."""
     address = server.port.getHost()
+    return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
+
+
+def http_address(server: RunningServer) -> tuple[str, int] | None:
+    """The HTTP listener's bound host and port, or None when it is off."""
+    if server.http_port is None:
+        return None
+    address = server.http_port.getHost()
     return str(getattr(address, "host", "")), int(getattr(address, "port", 0))

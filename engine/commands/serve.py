@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.app import (
     StartupError,
+    http_address,
     install_graceful_shutdown,
     listening_address,
     open_registry_database,
@@ -28,6 +29,12 @@ def register(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2575; port 0 picks a"
         " free one and prints it)",
+    )
+    parser.add_argument(
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="address of the HTTP listener (/metrics, /healthz, /readyz);"
+        " default http.listen, which is empty: no HTTP listener",
     )
     add_database_options(parser)
     parser.set_defaults(func=run)
@@ -53,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
     print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    http = http_address(server)
+    if http is not None:
+        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
     registry = settings.registry
     if registry.unknown_sender == "accept":
         # Said once here (and once per sender in the log), not in every ACK.

@@ -294,6 +294,28 @@ def test_cli_serve_busy_port_is_one_line(tmp_path: Path) -> None:
     assert f"cannot listen on {address}: Address already in use" in done.stderr
 
 
+def test_cli_serve_busy_http_port_is_one_line(tmp_path: Path) -> None:
+    """serve whose HTTP port another program holds prints one line naming it, and exits 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = _cairn(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            address,
+            "--data-dir",
+            str(tmp_path),
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert f"cannot listen on {address}: Address already in use" in done.stderr
+    assert "--http-listen or http.listen" in done.stderr
+
+
 def _parsers(
     parser: argparse.ArgumentParser, path: str = "cairn"
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
