@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from config import Settings
+from engine.health import ReadinessProbe, alive
 from engine.logging import exception_summary
+from engine.metrics import EngineMetrics
 from engine.pipeline import (
     GroupCommitter,
     Inbound,
@@ -45,7 +48,7 @@ from handlers.matching import PatientMatcher
 from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
-from listeners.http import HttpRoot, ProbeResult, StatusResource, build_site
+from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
 from listeners.mllp import MllpFactory
 from storage import Database, open_database
 
@@ -144,10 +147,27 @@ def load_code_tables(settings: Settings) -> CodeTables:
     return tables.with_release(release)
 
 
-def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
-    """Build the pipeline and its handlers from settings."""
+def build_pipeline(
+    settings: Settings,
+    db: Database,
+    *,
+    metrics: EngineMetrics | None = None,
+    forecast: tuple[CdsiForecastService | None, str] | None = None,
+) -> MessagePipeline:
+    """Build the pipeline and its handlers from settings.
+
+    Args:
+        settings: the configuration.
+        db: the registry's database.
+        metrics: where the pipeline counts (a private registry by default).
+        forecast: the forecast service and why it is missing, as
+            :func:`load_forecaster` returns them (loaded here by default).
+    """
+    metrics = metrics if metrics is not None else EngineMetrics()
     codes = load_code_tables(settings)
-    forecaster, why = load_forecaster(settings)
+    service, why = forecast if forecast is not None else load_forecaster(settings)
+    metrics.cdsi(service is not None)
+    forecaster = metrics.timed_forecast(service) if service is not None else None
     policy = QueryPolicy(
         settings.registry.statewide, tuple(r.code for r in settings.regions)
     )
@@ -194,6 +214,7 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
         senders=senders,
         application=settings.registry.name,
         facility=settings.registry.facility_id,
+        metrics=metrics,
     )
 
 
@@ -240,6 +261,12 @@ class PipelineSink:
             deliver_many=self._deliver_many,
         )
         self._max_queue = max_queue
+        self._metrics = pipeline.metrics
+        self._metrics.watch_queue(self.in_flight)
+
+    def in_flight(self) -> int:
+        """Messages waiting for the writer or a reader."""
+        return self._committer.pending() + self._reading
 
     def start(self) -> None:
         """Start the writer thread and the reader pool."""
@@ -255,7 +282,7 @@ class PipelineSink:
     def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
         """Queue a message; the Deferred fires with the response after commit."""
         d: Deferred[bytes] = Deferred()
-        in_flight = self._committer.pending() + self._reading
+        in_flight = self.in_flight()
         if in_flight >= self._max_queue:
             logger.warning(
                 "overloaded", in_flight=in_flight, peer=peer, listener=listener
@@ -263,11 +290,19 @@ class PipelineSink:
             d.errback(RuntimeError("engine overloaded"))
             return d
         item = Inbound(raw, peer, listener)
+        started = time.perf_counter()
         if self._pipeline.reads_only(raw):
+            d.addCallback(self._answered, started, "query")
             self._read_then_write(item, d)
         else:
+            d.addCallback(self._answered, started, "ingest")
             self._committer.submit(item, d)
         return d
+
+    def _answered(self, payload: bytes, started: float, path: str) -> bytes:
+        """Record the ACK latency of one answer; pass the answer on."""
+        self._metrics.answered(path, time.perf_counter() - started)
+        return payload
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
         """A query's read step on a reader thread, then its writes on the writer."""
@@ -384,6 +419,10 @@ class RunningServer:
     #: features are mounted on (listeners/http.py).
     http_port: Any = None
     http_root: HttpRoot | None = None
+    #: The engine's metrics (``/metrics``) and the CDSi release it forecasts
+    #: with (None: Z44 carries no forecast).
+    metrics: EngineMetrics | None = None
+    cdsi_release: str | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -439,19 +478,19 @@ def _listen(reactor: Any, address: str, factory: Any, flag: str) -> Any:
         raise StartupError(f"cannot listen on {address}: {reason}") from None
 
 
-def _alive() -> Deferred[ProbeResult]:
-    """``/healthz``: the reactor answered, so the process is alive."""
-    return defer.succeed((True, {"status": "alive"}))
-
-
-def build_http_root() -> HttpRoot:
+def build_http_root(
+    reactor: Any, db: Database, metrics: EngineMetrics, cdsi_release: str | None
+) -> HttpRoot:
     """The HTTP root with the engine's own endpoints mounted (listeners/http.py).
 
-    A feature served over HTTP mounts itself here, e.g.
-    ``root.mount("soap", SoapResource(...))``.
+    ``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz``
+    (engine/health.py). A feature served over HTTP mounts itself here too,
+    e.g. ``root.mount("soap", SoapResource(...))``.
     """
     root = HttpRoot()
-    root.mount("healthz", StatusResource(_alive))
+    root.mount("metrics", BytesResource(metrics.render))
+    root.mount("healthz", StatusResource(alive))
+    root.mount("readyz", StatusResource(ReadinessProbe(reactor, db, cdsi_release)))
     return root
 
 
@@ -462,7 +501,10 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         StartupError: an address cannot be listened on (in use, not ours,
             not permitted); what was started is stopped again first.
     """
-    pipeline = build_pipeline(settings, db)
+    metrics = EngineMetrics()
+    forecast = load_forecaster(settings)
+    pipeline = build_pipeline(settings, db, metrics=metrics, forecast=forecast)
+    release = forecast[0].release if forecast[0] is not None else None
     sink = PipelineSink(
         reactor,
         pipeline,
@@ -486,7 +528,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
     except StartupError:
         sink.stop()
         raise
-    http_root = build_http_root()
+    http_root = build_http_root(reactor, db, metrics, release)
     http_port = None
     if settings.http.listen:
         try:
@@ -515,6 +557,8 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         statistics=statistics,
         http_port=http_port,
         http_root=http_root,
+        metrics=metrics,
+        cdsi_release=release,
     )
 
 

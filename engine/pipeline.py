@@ -47,6 +47,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import structlog
 
 from engine.logging import exception_summary
+from engine.metrics import EngineMetrics
 from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
@@ -405,6 +406,8 @@ class MessagePipeline:
         application: our MSH-3.
         facility: our MSH-5/4 value.
         now: the clock (UTC).
+        metrics: where messages answered and failures are counted
+            (``self.metrics``); a private one by default.
     """
 
     def __init__(
@@ -416,8 +419,10 @@ class MessagePipeline:
         application: str = "CAIRN",
         facility: str = "CAIRN",
         now: Callable[[], datetime] | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._db = database
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self._routes = dict(routes)
         self._senders = senders
         self._application = application
@@ -458,12 +463,7 @@ class MessagePipeline:
             header = read_header(tokenize(text.split("\r")[0].split("\n")[0]).msh)
         except ParseError:
             header = None
-        log = logger.bind(
-            peer=peer,
-            listener=listener,
-            control_id=header.control_id if header else "",
-            sender=header.sender if header else "",
-        )
+        log = logger.bind(peer=peer, listener=listener, **self._log_fields(header))
         log.warning("message_too_large")
         issue = _issue(
             Hl7Error.APPLICATION_INTERNAL_ERROR,
@@ -493,7 +493,42 @@ class MessagePipeline:
             answers = self._prefetch(uow, readings)
             for item, reading in zip(batch, readings, strict=True):
                 outcomes.append(self._process_isolated(uow, item, reading, answers))
+        # Counted once committed: an answer that never left is not counted.
+        self.metrics.messages_answered(
+            [
+                self._metric_labels(reading, outcome)
+                for reading, outcome in zip(readings, outcomes, strict=True)
+            ]
+        )
         return outcomes
+
+    def _metric_labels(
+        self, reading: _Reading | None, outcome: Outcome
+    ) -> tuple[str, str, bool, str]:
+        """(message type, sender, registered, MSA-1) of one answered message."""
+        if reading is None:
+            return "unreadable", "_none", True, outcome.ack_code
+        header = reading.header
+        code = header.message_code if header.message_code in self._routes else "other"
+        sender = header.sender[: JOURNAL_KEY_LIMITS["sender"]]
+        return code, sender, self._senders.region_of(sender)[1], outcome.ack_code
+
+    def _log_fields(self, header: MessageHeader | None) -> dict[str, str]:
+        """What every log line about a message carries (empty when unreadable).
+
+        The control id, sender and message type cut to the journal's key
+        lengths, and the region the sender's data goes to ("" when refused).
+        Metadata only: never a field of the message's content.
+        """
+        if header is None:
+            return {"control_id": "", "sender": "", "message_type": "", "region": ""}
+        region, _known = self._senders.region_of(header.sender)
+        return {
+            "control_id": header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
+            "sender": header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            "message_type": header.message_type[:20],
+            "region": region or "",
+        }
 
     def reads_only(self, raw: bytes) -> bool:
         """Whether a message is a query, whose read step runs on a reader.
@@ -541,14 +576,16 @@ class MessagePipeline:
             or check_key(header, JOURNAL_KEY_LIMITS) is not None
         ):
             return decoded_only
-        log = self._bind(logger.bind(peer=item.peer, listener=item.listener), header)
-        log = log.bind(region=region)
+        log = logger.bind(
+            peer=item.peer, listener=item.listener, **self._log_fields(header)
+        )
         ctx = self._context(header, region, 0, known)
         try:
             with self._db.reading() as reader:
                 answer = query.read(reading.message, ctx, reader, log)
         except Exception as exc:  # the writer reads it again, and answers AE if it must
             log.warning("query_read_failed", **exception_summary(exc))
+            self.metrics.message_failed(exc)
             return decoded_only
         return replace(item, prepared=Prepared(reading, ctx, answer))
 
@@ -619,15 +656,13 @@ class MessagePipeline:
         answers: dict[_Key, JournalLookup] | None = None,
     ) -> Outcome:
         started = time.perf_counter()
-        log = logger.bind(peer=item.peer, listener=item.listener)
-        if reading is not None:
-            # So that a failure's log line says which message it was.
-            log = log.bind(
-                control_id=reading.header.control_id[
-                    : JOURNAL_KEY_LIMITS["control_id"]
-                ],
-                sender=reading.header.sender[: JOURNAL_KEY_LIMITS["sender"]],
-            )
+        # Every line about the message (message_done, message_failed, the
+        # handler's) says which message it was.
+        log = logger.bind(
+            peer=item.peer,
+            listener=item.listener,
+            **self._log_fields(reading.header if reading is not None else None),
+        )
         try:
             with uow.savepoint():
                 outcome = self._process(uow, item, log, reading, answers or {})
@@ -636,6 +671,7 @@ class MessagePipeline:
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
             # Type and place only: an exception's text can quote patient data.
             log.error("message_failed", **exception_summary(exc))
+            self.metrics.message_failed(exc)
             encoding, header = self._peek(item.raw)
             issue, outcome_text = _failure_issue(exc)
             ack = Acknowledgement(
@@ -743,7 +779,7 @@ class MessagePipeline:
     ) -> Outcome:
         """One readable message, in a straight line: key, resend, journal, check, apply, answer."""
         header = reading.header
-        log = self._bind(log, header)
+        log = log.bind(**self._log_fields(header))
         if header.message_code in {"ACK", "RSP"}:
             # The receiver of an ACK or RSP never acknowledges it (IG, original mode).
             log.info("response_ignored")
@@ -768,7 +804,6 @@ class MessagePipeline:
 
         region, known = self._senders.region_of(header.sender)
         journal_id = self._journal(uow, item, header, region, reading.digest)
-        log = log.bind(region=region or "")
         if reading.check.rejections:
             return self._refuse(uow, reading, journal_id, region)
         assert region is not None
@@ -798,15 +833,6 @@ class MessagePipeline:
         if not_stored:
             outcome = f"not stored (MSH-11 {header.processing_id}): {outcome}"
         return self._store_answer(uow, reading, result, outcome, journal_id, region)
-
-    @staticmethod
-    def _bind(log: Any, header: MessageHeader) -> Any:
-        """The message's log context (cut to the journal's key lengths)."""
-        return log.bind(
-            control_id=header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
-            sender=header.sender[: JOURNAL_KEY_LIMITS["sender"]],
-            message_type=header.message_type[:20],
-        )
 
     def _context(
         self, header: MessageHeader, region: str, journal_id: int, known: bool
@@ -1025,6 +1051,7 @@ class GroupCommitter:
         | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._metrics = pipeline.metrics
         self._deliver = deliver
         self._deliver_many = deliver_many
         self._max_batch = max_batch
@@ -1079,6 +1106,7 @@ class GroupCommitter:
                 return
 
     def _process(self, batch: list[tuple[Inbound, Any]]) -> None:
+        started = time.perf_counter()
         try:
             outcomes: Sequence[Outcome | BaseException] = self._pipeline.process_batch(
                 [item for item, _ in batch]
@@ -1088,6 +1116,11 @@ class GroupCommitter:
                 "batch_failed", batch_size=len(batch), **exception_summary(exc)
             )
             outcomes = [exc] * len(batch)
+        self._metrics.batch_done(
+            len(batch),
+            time.perf_counter() - started,
+            committed=not isinstance(outcomes[0], BaseException),
+        )
         if self._deliver_many is not None:
             self._deliver_many(
                 [
