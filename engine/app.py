@@ -285,7 +285,11 @@ class PipelineSink:
         in_flight = self.in_flight()
         if in_flight >= self._max_queue:
             logger.warning(
-                "overloaded", in_flight=in_flight, peer=peer, listener=listener
+                "overloaded",
+                in_flight=in_flight,
+                peer=peer,
+                listener=listener,
+                **self._pipeline.log_fields(raw),
             )
             d.errback(RuntimeError("engine overloaded"))
             return d
@@ -321,6 +325,7 @@ class PipelineSink:
                     "query_read_failed",
                     peer=item.peer,
                     listener=item.listener,
+                    **self._pipeline.log_fields(item.raw),
                     **exception_summary(prepared.value),
                 )
             # A read step that failed outright leaves the query to the writer.
@@ -503,6 +508,13 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
     """
     metrics = EngineMetrics()
     forecast = load_forecaster(settings)
+    if forecast[0] is None:
+        # Loud on purpose: a registry without CDSi data answers every Z44
+        # without a forecast, and /readyz reports it not ready.
+        logger.warning(
+            "cdsi_unavailable",
+            reason=f"{forecast[1]}: Z44 queries are answered without a forecast",
+        )
     pipeline = build_pipeline(settings, db, metrics=metrics, forecast=forecast)
     release = forecast[0].release if forecast[0] is not None else None
     sink = PipelineSink(
@@ -578,6 +590,37 @@ def listening_address(server: RunningServer) -> tuple[str, int]:
     """The host and port actually bound (port 0 picks a free one)."""
     address = server.port.getHost()
     return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
+
+
+def auth_mode(settings: Settings) -> str:
+    """Who may send, in one phrase (the sender check on MSH-4)."""
+    registry = settings.registry
+    if registry.unknown_sender == "accept":
+        return (
+            "open: any MSH-4 accepted, unregistered senders into region"
+            f" {registry.unknown_sender_region}"
+        )
+    return "registered senders only (MSH-4)"
+
+
+def startup_summary(settings: Settings, server: RunningServer) -> dict[str, Any]:
+    """What ``cairn serve`` says once at startup (the ``engine_started`` event).
+
+    The listeners, who may send, the database (its URL without password),
+    the CDSi release, the regions and the registered sending facilities.
+    Configuration only: nothing from a message.
+    """
+    host, port = listening_address(server)
+    http = http_address(server)
+    return {
+        "mllp": f"{host}:{port}",
+        "http": f"{http[0]}:{http[1]}" if http is not None else "off",
+        "auth": auth_mode(settings),
+        "database": server.db.url,
+        "cdsi_release": server.cdsi_release or "none (Z44 carries no forecast)",
+        "regions": [region.code for region in settings.regions],
+        "senders": [f"{f.id}:{f.region}" for f in settings.facilities],
+    }
 
 
 def http_address(server: RunningServer) -> tuple[str, int] | None:

@@ -535,14 +535,25 @@ class MessagePipeline:
 
         Reads MSH alone; anything unreadable goes to the writer, which answers it.
         """
-        try:
-            text = decode_message(raw).text
-            first = re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]
-            header = read_header(tokenize(first).msh)
-        except Exception:  # the writer reads it again and answers it
+        header = self._msh_of(raw)
+        if header is None:  # the writer reads it again and answers it
             return False
         route = self._routes.get(header.message_code)
         return route is not None and route.query is not None
+
+    def log_fields(self, raw: bytes) -> dict[str, str]:
+        """The log fields of a message not processed (yet), read from its MSH alone."""
+        return self._log_fields(self._msh_of(raw))
+
+    @staticmethod
+    def _msh_of(raw: bytes) -> MessageHeader | None:
+        """The header of a raw message, from its first line; None when unreadable."""
+        try:
+            text = decode_message(raw).text
+            first = re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]
+            return read_header(tokenize(first).msh)
+        except Exception:  # unreadable: the caller decides what that means
+            return None
 
     def read_step(self, item: Inbound) -> Inbound:
         """A query's read step, on a reader connection outside the writer's transaction.

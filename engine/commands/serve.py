@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, TextIO
 
+import structlog
+
+from config import Settings
 from engine.app import (
+    RunningServer,
     StartupError,
     http_address,
     install_graceful_shutdown,
     listening_address,
     open_registry_database,
     start_server,
+    startup_summary,
 )
 from engine.commands._common import add_database_options, settings_from
 from engine.logging import configure_logging
 from storage import StorageError
+
+logger = structlog.get_logger()
 
 
 def register(subparsers: Any) -> None:
@@ -58,11 +65,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1
     install_graceful_shutdown(reactor, server)
+    announce(settings, server)
+    reactor.run()  # type: ignore[misc] # zope interface method
+    return 0
+
+
+def announce(
+    settings: Settings,
+    server: RunningServer,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> None:
+    """Say once, at startup, where the engine listens and how it is set up.
+
+    Plain lines for the person who started it (the addresses, the open
+    sender policy, a loud warning when no CDSi data is loaded), then one
+    ``engine_started`` log event with the whole summary for the log.
+    """
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
     host, port = listening_address(server)
-    print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    print(f"cairn: listening for MLLP on {host}:{port}", file=out, flush=True)
     http = http_address(server)
     if http is not None:
-        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
+        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", file=out, flush=True)
     registry = settings.registry
     if registry.unknown_sender == "accept":
         # Said once here (and once per sender in the log), not in every ACK.
@@ -71,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
             "sending facilities; messages from any other MSH-4 are accepted into "
             f"region {registry.unknown_sender_region} (development default; set "
             'registry.unknown_sender = "reject" in production)',
+            file=out,
             flush=True,
         )
-    reactor.run()  # type: ignore[misc] # zope interface method
-    return 0
+    if server.cdsi_release is None:
+        print(
+            "cairn: WARNING: no CDSi supporting data is loaded: every Z44 query will"
+            " be answered WITHOUT a forecast, and /readyz reports not ready"
+            " (install it with `cairn cdsi import PATH`, or set cdsi.supporting_data)",
+            file=err,
+            flush=True,
+        )
+    logger.info("engine_started", **startup_summary(settings, server))
