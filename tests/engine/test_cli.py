@@ -396,6 +396,18 @@ def test_systemd_unit_exec_start_is_a_valid_cairn_command_line() -> None:
     assert args.command == "serve"
 
 
+def test_systemd_unit_waits_for_healthz_on_the_example_http_address() -> None:
+    """ExecStartPost polls /healthz at the production example's http.listen, so the two stay in step."""
+    from config import load_settings
+
+    example = load_settings(
+        REPO / "config" / "examples" / "cairn.production.toml", environ={}
+    )
+    (post,) = _unit_values("ExecStartPost")
+    assert post.split()[-1] == f"http://{example.http.listen}/healthz"
+    assert "--fail" in post.split()
+
+
 def _cdsi_data() -> str:
     from tests.conftest import SHARED, shared_path
 
