@@ -291,6 +291,7 @@ class PipelineSink:
                 listener=listener,
                 **self._pipeline.log_fields(raw),
             )
+            self._metrics.refused("overloaded")
             d.errback(RuntimeError("engine overloaded"))
             return d
         item = Inbound(raw, peer, listener)
@@ -547,7 +548,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
             http_port = _listen(
                 reactor,
                 settings.http.listen,
-                build_site(http_root),
+                build_site(http_root, reactor=reactor),
                 "--http-listen or http.listen",
             )
         except StartupError:

@@ -18,6 +18,10 @@ Metrics (all names start with ``cairn_``):
     ``sender`` is MSH-4 for a registered facility; unregistered ones keep
     their own label up to :data:`UNREGISTERED_SENDER_LABELS` of them, then
     share ``_other`` (junk MSH-4 values must not grow the page forever).
+``cairn_messages_refused_total{reason}``
+    Messages refused without an answer: ``overloaded`` (``server.max_in_flight``
+    messages were already waiting; the connection is closed and the sender
+    resends later).
 ``cairn_ack_latency_seconds{path}``
     From the listener handing a message over to its answer being handed
     back, for answered messages; ``path`` is ``ingest`` (the writer) or
@@ -106,6 +110,12 @@ class EngineMetrics:
             ["message_type", "outcome", "sender"],
             registry=r,
         )
+        self._refused = Counter(
+            "cairn_messages_refused",
+            "Messages refused without an answer (overloaded: resent later)",
+            ["reason"],
+            registry=r,
+        )
         self._ack_latency = Histogram(
             "cairn_ack_latency_seconds",
             "From a message handed over by the listener to its answer handed back",
@@ -150,6 +160,7 @@ class EngineMetrics:
             self._database_errors.labels(kind)  # present at 0 from the start
         for path in ("ingest", "query"):
             self._ack_latency.labels(path)
+        self._refused.labels("overloaded")
         self._unregistered: set[str] = set()
         self._lock = threading.Lock()
 
@@ -166,6 +177,10 @@ class EngineMetrics:
             self._messages.labels(
                 message_type, ack_code or "none", self._sender_label(sender, known)
             ).inc()
+
+    def refused(self, reason: str) -> None:
+        """A message refused without an answer (``overloaded``)."""
+        self._refused.labels(reason).inc()
 
     def message_failed(self, exc: BaseException) -> None:
         """A message failed inside: count it if the database was the cause."""

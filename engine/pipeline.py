@@ -472,7 +472,9 @@ class MessagePipeline:
             AppError.ILLOGICAL_VALUE,
             "message exceeds the maximum message size; rejected, nothing stored",
         )
-        return self.reject([issue], header, encoding)
+        answer = self.reject([issue], header, encoding)
+        self.metrics.messages_answered([self._metric_labels_of(header, "AR")])
+        return answer
 
     # -- processing --------------------------------------------------------
 
@@ -506,12 +508,17 @@ class MessagePipeline:
         self, reading: _Reading | None, outcome: Outcome
     ) -> tuple[str, str, bool, str]:
         """(message type, sender, registered, MSA-1) of one answered message."""
-        if reading is None:
-            return "unreadable", "_none", True, outcome.ack_code
-        header = reading.header
+        header = reading.header if reading is not None else None
+        return self._metric_labels_of(header, outcome.ack_code)
+
+    def _metric_labels_of(
+        self, header: MessageHeader | None, ack_code: str
+    ) -> tuple[str, str, bool, str]:
+        if header is None:
+            return "unreadable", "_none", True, ack_code
         code = header.message_code if header.message_code in self._routes else "other"
         sender = header.sender[: JOURNAL_KEY_LIMITS["sender"]]
-        return code, sender, self._senders.region_of(sender)[1], outcome.ack_code
+        return code, sender, self._senders.region_of(sender)[1], ack_code
 
     def _log_fields(self, header: MessageHeader | None) -> dict[str, str]:
         """What every log line about a message carries (empty when unreadable).

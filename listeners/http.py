@@ -17,7 +17,7 @@ as ``RunningServer.http_root``::
     root = HttpRoot()
     root.mount("healthz", StatusResource(probe))   # GET /healthz
     root.mount("soap", soap_resource)              # /soap and /soap/...
-    site = build_site(root)
+    site = build_site(root, reactor=reactor)
 
 - ``mount(name, resource)`` is ``Resource.putChild`` with a str name and
   one rule: a name is mounted once (a second feature claiming the same path
@@ -46,6 +46,7 @@ from typing import Any, cast
 
 import structlog
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -194,8 +195,11 @@ class _QuietSite(Site):
         """No access log line."""
 
 
-def build_site(root: HttpRoot, *, timeout: float = 60.0) -> Site:
-    """The Site serving ``root``; idle connections close after ``timeout`` seconds."""
-    site = _QuietSite(root, timeout=timeout)
+def build_site(root: HttpRoot, *, reactor: IReactorTime, timeout: float = 60.0) -> Site:
+    """The Site serving ``root``; idle connections close after ``timeout`` seconds.
+
+    ``reactor`` times the idle timeouts (the engine's; a test's clock).
+    """
+    site = _QuietSite(root, timeout=timeout, reactor=reactor)
     site.displayTracebacks = False  # a traceback can quote a message
     return site

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
 from config import load_settings, with_overrides
 from engine.app import start_server
@@ -286,10 +287,10 @@ def _wait_for(results: list[list[Any]]) -> None:
 def test_queue_depth_and_ack_latency_through_the_sink(
     db: Database, tmp_path: Path
 ) -> None:
-    """Two messages behind a busy writer are the queue depth; every answer is one latency sample per path."""
+    """Two messages behind a busy writer are the queue depth, a third is refused; every answer is one latency sample per path."""
     settings = with_overrides(
         load_settings(None, environ={}),
-        server={"data_dir": str(tmp_path), "listen": "127.0.0.1:0"},
+        server={"data_dir": str(tmp_path), "listen": "127.0.0.1:0", "max_in_flight": 2},
     )
     gated = _Gated(db)
     server = start_server(_Reactor(), settings, gated)  # type: ignore[arg-type]
@@ -309,7 +310,14 @@ def test_queue_depth_and_ack_latency_through_the_sink(
         submit(vxu(control_id="L2", doses=[Dose()]))
         submit(vxu(control_id="L3", doses=[Dose()]))
         assert metrics.value("cairn_queue_depth") == 2
+        submit(vxu(control_id="L4", doses=[Dose()]))  # one more than max_in_flight
+        refused = results.pop()
+        assert len(refused) == 1 and isinstance(refused[0], Failure)
+        assert (
+            metrics.value("cairn_messages_refused_total", {"reason": "overloaded"}) == 1
+        )
         gated.gate.set()
+        _wait_for(results)
         submit(qbp(control_id="LQ", name="Nobody^None", dob="20200101"))
         _wait_for(results)
         assert [msa_code(r[0]) for r in results] == ["AA", "AA", "AA", "AA"]
@@ -340,3 +348,20 @@ def test_forecast_time_is_observed_once_per_z44(
     )
     assert msa_code(registry.send(z44)) == "AA"
     assert metrics.value("cairn_forecast_seconds_count") == 1
+
+
+def test_an_oversize_message_counts_as_answered_ar() -> None:
+    """The reject of a message over the size limit is counted like any AR, under its MSH's sender."""
+    pipeline = _pipeline(None)
+    pipeline.oversize(vxu(control_id="BIG1").encode()[:300], "p", "mllp")
+    pipeline.oversize(b"\x00\x01 not even HL7", "p", "mllp")
+    assert (
+        _messages(pipeline.metrics, message_type="VXU", outcome="AR", sender="CLINIC1")
+        == 1
+    )
+    assert (
+        _messages(
+            pipeline.metrics, message_type="unreadable", outcome="AR", sender="_none"
+        )
+        == 1
+    )

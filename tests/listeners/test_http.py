@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -28,7 +28,7 @@ from listeners.http import (
 
 def _request(root: HttpRoot, path: str, method: str = "GET") -> StringTransport:
     """Send one request to a Site over ``root``; the transport holds the reply."""
-    site = build_site(root)
+    site = build_site(root, reactor=MemoryReactorClock())
     proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     assert proto is not None
     transport = StringTransport()
@@ -135,7 +135,7 @@ def test_status_resource_survives_a_client_that_left_before_the_answer() -> None
     pending: Deferred[ProbeResult] = Deferred()
     root = HttpRoot()
     root.mount("readyz", StatusResource(lambda: pending))
-    site = build_site(root)
+    site = build_site(root, reactor=MemoryReactorClock())
     proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     assert proto is not None
     transport = StringTransport()
@@ -157,3 +157,17 @@ def test_bytes_resource_serves_the_rendered_body_with_its_type() -> None:
     assert head.startswith(b"HTTP/1.1 200")
     assert b"content-type: text/plain; version=0.0.4" in head.lower()
     assert body == b"up 1\n"
+
+
+def test_an_idle_connection_is_closed_after_the_timeout_on_the_given_clock() -> None:
+    """A client that connects and says nothing is dropped after the timeout, timed by the injected reactor."""
+    clock = MemoryReactorClock()
+    site = build_site(HttpRoot(), reactor=clock, timeout=30)
+    proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    assert proto is not None
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
