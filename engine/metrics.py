@@ -17,7 +17,8 @@ Metrics (all names start with ``cairn_``):
     ``AR``) or ``none`` when no answer is due (an ACK received, MSH-16).
     ``sender`` is MSH-4 for a registered facility; unregistered ones keep
     their own label up to :data:`UNREGISTERED_SENDER_LABELS` of them, then
-    share ``_other`` (junk MSH-4 values must not grow the page forever).
+    share ``_other`` (junk MSH-4 values must not grow the page forever);
+    ``_none`` when MSH-4 is empty or unreadable.
 ``cairn_messages_refused_total{reason}``
     Messages refused without an answer: ``overloaded`` (``server.max_in_flight``
     messages were already waiting; the connection is closed and the sender
@@ -225,6 +226,8 @@ class EngineMetrics:
         return float(found) if found is not None else 0.0
 
     def _sender_label(self, sender: str, known: bool) -> str:
+        if not sender:
+            return "_none"  # an empty label would read as no label at all
         if known:
             return sender
         with self._lock:  # the writer and the readers count

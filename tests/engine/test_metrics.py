@@ -124,13 +124,14 @@ def test_each_engine_counts_on_its_own_registry(db: Database) -> None:
 
 
 def test_unregistered_senders_share_one_label_beyond_the_cap() -> None:
-    """Junk MSH-4 values cannot grow the page without bound; registered senders always keep theirs."""
+    """Junk MSH-4 values cannot grow the page without bound; registered senders always keep theirs; an empty MSH-4 is _none."""
     metrics = EngineMetrics()
     strangers = [(f"X{i}", False) for i in range(UNREGISTERED_SENDER_LABELS + 5)]
     metrics.messages_answered(
         [("VXU", sender, known, "AR") for sender, known in strangers]
-        + [("VXU", "CLINIC1", True, "AA")]
+        + [("VXU", "CLINIC1", True, "AA"), ("VXU", "", False, "AE")]
     )
+    assert _messages(metrics, message_type="VXU", outcome="AE", sender="_none") == 1
     assert _messages(metrics, message_type="VXU", outcome="AR", sender="X0") == 1
     assert _messages(metrics, message_type="VXU", outcome="AR", sender="_other") == 5
     assert _messages(metrics, message_type="VXU", outcome="AA", sender="CLINIC1") == 1
