@@ -514,6 +514,7 @@ class MessagePipeline:
     def _metric_labels_of(
         self, header: MessageHeader | None, ack_code: str
     ) -> tuple[str, str, bool, str]:
+        """The same from a header (None: the message could not be read)."""
         if header is None:
             return "unreadable", "_none", True, ack_code
         code = header.message_code if header.message_code in self._routes else "other"
