@@ -1,23 +1,33 @@
-"""The HTTP listener as an operator meets it: a real ``cairn serve``, curl-like requests."""
+"""The HTTP listener as an operator meets it: a real ``cairn serve``, curl-like requests.
+
+On PostgreSQL, the production backend, where "the database is down" is an
+event an operator meets: the registry's database is dropped under the
+running engine (its connections killed) and restored.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SHARED, shared_path
 from tests.e2e.conftest import ServerProcess, start_server
+from tests.support.db import PG_ADMIN_URL, PostgresDatabases
 from tests.support.messages import CANARIES, Dose, vxu
 from tests.support.mllp import msa_code
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+ROOT = Path(__file__).resolve().parents[2]
 
 _HTTP = re.compile(r"listening for HTTP on ([^:\s]+):(\d+)")
 
@@ -42,10 +52,31 @@ def _get(url: str) -> tuple[int, str, bytes]:
         return err.code, err.headers["content-type"], err.read()
 
 
-def test_metrics_health_and_readiness_over_http(tmp_path: Path) -> None:
-    """/healthz and /readyz answer 200 with JSON; /metrics counts exactly what was sent."""
+def _upgrade(url: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", url],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(
+        PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    ) as admin:
+        admin.execute(sql)
+
+
+def test_metrics_health_and_readiness_over_http(
+    tmp_path: Path, pg_databases: PostgresDatabases
+) -> None:
+    """/healthz and /readyz answer JSON; /metrics counts exactly what was sent; /readyz is 503 while the database is gone."""
     shared_path("CAIRN_CDSI_DIR", SHARED / "cdsi" / "supporting-data", "CDSi data")
-    server = start_server(tmp_path, "--http-listen", "127.0.0.1:0")
+    url = pg_databases.new_url()
+    name = url.rsplit("/", 1)[1]
+    _upgrade(url)
+    server = start_server(tmp_path, "--database", url, "--http-listen", "127.0.0.1:0")
     try:
         base = _http_base(server)
         assert _get(f"{base}/healthz") == (
@@ -104,6 +135,23 @@ def test_metrics_health_and_readiness_over_http(tmp_path: Path) -> None:
         for canary in CANARIES:
             assert canary.encode() not in page
         assert _get(f"{base}/nothing-here")[0] == 404
+
+        # The database goes away under the running engine.
+        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        status, _type, body = _get(f"{base}/readyz")
+        assert status == 503
+        assert json.loads(body) == {
+            "ok": False,
+            "database": "unreachable",
+            "schema": "unknown",
+            "cdsi": ready["cdsi"],
+        }
+        assert _get(f"{base}/healthz")[0] == 200  # alive: do not restart it
+        # Restored (an empty database brought to the schema): ready again.
+        _admin(f'CREATE DATABASE "{name}"')
+        _upgrade(url)
+        assert _get(f"{base}/readyz")[0] == 200
+        assert msa_code(server.send(vxu(control_id="H4", doses=[Dose()]))) == "AA"
     finally:
         code = server.stop()
     log = "".join(server.output)
