@@ -282,7 +282,7 @@ class PipelineSink:
     def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
         """Queue a message; the Deferred fires with the response after commit."""
         d: Deferred[bytes] = Deferred()
-        in_flight = self.in_flight()
+        in_flight = self._committer.pending() + self._reading
         if in_flight >= self._max_queue:
             logger.warning(
                 "overloaded",

@@ -65,30 +65,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1
     install_graceful_shutdown(reactor, server)
-    announce(settings, server)
-    reactor.run()  # type: ignore[misc] # zope interface method
-    return 0
-
-
-def announce(
-    settings: Settings,
-    server: RunningServer,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> None:
-    """Say once, at startup, where the engine listens and how it is set up.
-
-    Plain lines for the person who started it (the addresses, the open
-    sender policy, a loud warning when no CDSi data is loaded), then one
-    ``engine_started`` log event with the whole summary for the log.
-    """
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
     host, port = listening_address(server)
-    print(f"cairn: listening for MLLP on {host}:{port}", file=out, flush=True)
+    print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
     http = http_address(server)
     if http is not None:
-        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", file=out, flush=True)
+        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
     registry = settings.registry
     if registry.unknown_sender == "accept":
         # Said once here (and once per sender in the log), not in every ACK.
@@ -97,15 +78,28 @@ def announce(
             "sending facilities; messages from any other MSH-4 are accepted into "
             f"region {registry.unknown_sender_region} (development default; set "
             'registry.unknown_sender = "reject" in production)',
-            file=out,
             flush=True,
         )
+    announce(settings, server)
+    reactor.run()  # type: ignore[misc] # zope interface method
+    return 0
+
+
+def announce(
+    settings: Settings, server: RunningServer, err: TextIO | None = None
+) -> None:
+    """After the addresses: the loud CDSi warning if due, and the ``engine_started`` event.
+
+    The event says once, for the log, how the engine is set up: listeners,
+    auth mode, database (without password), CDSi release, regions and
+    registered senders (:func:`engine.app.startup_summary`).
+    """
     if server.cdsi_release is None:
         print(
             "cairn: WARNING: no CDSi supporting data is loaded: every Z44 query will"
             " be answered WITHOUT a forecast, and /readyz reports not ready"
             " (install it with `cairn cdsi import PATH`, or set cdsi.supporting_data)",
-            file=err,
+            file=err if err is not None else sys.stderr,
             flush=True,
         )
     logger.info("engine_started", **startup_summary(settings, server))
