@@ -94,6 +94,21 @@ def test_every_line_about_a_message_carries_its_fields_and_no_phi(
     failing.process_batch(
         [Inbound(vxu(control_id="LOG5", dob=DOB, doses=[Dose()]).encode(), "p", "mllp")]
     )
+    # A query read on a reader connection first, as the server does.
+    read = registry.pipeline.read_step(
+        Inbound(
+            qbp(
+                control_id="LOG6",
+                sender="LACLINIC",
+                name=f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+                dob=DOB,
+            ).encode(),
+            "127.0.0.1:9",
+            "mllp",
+        )
+    )
+    assert read.prepared is not None and read.prepared.answer is not None
+    registry.pipeline.process_batch([read])
     text = capsys.readouterr().out
     _assert_no_phi(text)
     lines = _lines(text)
@@ -123,12 +138,15 @@ def test_every_line_about_a_message_carries_its_fields_and_no_phi(
         "",
         "LOG4",
         "LOG1",
+        "LOG6",
     ]
     assert summary("message_done", "LOG2") == ("LACLINIC", "LAO", "VXU^V04", "AE")
     assert summary("message_done", "LOG3") == ("STRANGER", "", "VXU^V04", "AR")
     assert summary("message_done", "LOG4") == ("CLINIC1", "BAY", "QBP^Q11", "AA")
     assert summary("message_resent", "LOG1") == ("CLINIC1", "BAY", "VXU^V04", "AA")
     assert summary("message_failed", "LOG5") == ("CLINIC1", "BAY", "VXU^V04", "")
+    assert summary("query_searched", "LOG6") == ("LACLINIC", "LAO", "QBP^Q11", "")
+    assert summary("message_done", "LOG6") == ("LACLINIC", "LAO", "QBP^Q11", "AA")
     (failed,) = [line for line in lines if line["event"] == "message_failed"]
     assert failed["error_type"] == "RuntimeError"
     unreadable = [line for line in lines if line["event"] == "message_unreadable"]
