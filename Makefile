@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## run: set up and start the engine on the embedded SQLite database under ./var/
+## (MLLP on 2575; /metrics, /healthz and /readyz on http://127.0.0.1:8080)
 run: $(STAMP)
-	$(BIN)/cairn serve --data-dir var --listen 127.0.0.1:2575
+	$(BIN)/cairn serve --data-dir var --listen 127.0.0.1:2575 --http-listen 127.0.0.1:8080
 
 ## test: set up and run the whole suite (lint, types, import rules, tests)
 test: $(STAMP) lint

@@ -4,7 +4,8 @@ Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
 sections: forecast, ingest, ingest-pg, spy, query, batch, memory, matching, lock-timing,
-fuzz.
+fuzz, dashboard (the Grafana panels over a load run, drawn to
+contrib/grafana/cairn-dashboard.png).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batch, forecast, ingest, lock_timing, matching, query, spy
+from bench import batch, dashboard, forecast, ingest, lock_timing, matching, query, spy
 from bench._common import ROOT, header
 from bench.synth import Synth
 
@@ -129,6 +130,7 @@ SECTIONS = (
     "matching",
     "lock-timing",
     "fuzz",
+    "dashboard",
 )
 
 
@@ -288,6 +290,30 @@ def main() -> None:
             (
                 f"Fuzzing (`CAIRN_FUZZ_EXAMPLES={examples} .venv/bin/pytest -q -p no:randomly tests/fuzz`, as `make fuzz`)",
                 fuzz(examples),
+            )
+        )
+    if "dashboard" in only:
+        m = 3000 if args.quick else 6000
+        sys.argv = [str(ROOT / "bench" / "dashboard.py"), "--messages", str(m)]
+        sections.append(
+            (
+                f"Dashboard (`.venv/bin/python -m bench.dashboard --messages {m}`: the Grafana panels over a load run, drawn to contrib/grafana/cairn-dashboard.png)",
+                dashboard.run(
+                    argparse.Namespace(
+                        messages=m,
+                        patients=100,
+                        rate=150.0,
+                        query_rate=10.0,
+                        interval=1.0,
+                        window=5.0,
+                        out=str(
+                            dashboard.ROOT
+                            / "contrib"
+                            / "grafana"
+                            / "cairn-dashboard.png"
+                        ),
+                    )
+                ),
             )
         )
     write(sections)

@@ -90,6 +90,20 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The engine's HTTP listener (/metrics, /healthz, /readyz, and what mounts on it).
+
+    Off by default, so that two engines on one machine (or tests in
+    parallel) never fight for a port nobody asked for; ``make run`` and the
+    production example turn it on. Plain HTTP: keep it on a private address
+    (TLS keys belong in this section when HTTPS is added).
+    """
+
+    #: HOST:PORT to listen on; empty: no HTTP listener.
+    listen: str = ""
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     """Where the registry's data lives; empty URL means SQLite in data_dir."""
 
@@ -180,6 +194,7 @@ class Settings:
     """The whole settings tree."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -392,6 +407,14 @@ def _apply_environment(
     return table, overridden
 
 
+def _check_address(source: str, key: str, value: str, alternative: str = "") -> None:
+    """A listening address must be HOST:PORT, with a port from 0 to 65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        expected = f"HOST:PORT {alternative}".strip()
+        raise ConfigError(source, key, f"expected {expected}, got {value!r}")
+
+
 def _check(settings: Settings, source: str) -> None:
     """Cross-field rules: regions unique, facilities point at known regions."""
     seen: set[str] = set()
@@ -422,26 +445,20 @@ def _check(settings: Settings, source: str) -> None:
             "registry.unknown_sender_region",
             f"unknown region {settings.registry.unknown_sender_region!r}",
         )
-    host, sep, port = settings.server.listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(
-            source,
-            "server.listen",
-            f"expected HOST:PORT, got {settings.server.listen!r}",
-        )
+    _check_address(source, "server.listen", settings.server.listen)
     test_listen = settings.server.test_listen
     if test_listen:
-        host, sep, port = test_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError(
-                source, "server.test_listen", f"expected HOST:PORT, got {test_listen!r}"
-            )
+        _check_address(source, "server.test_listen", test_listen)
         if test_listen == settings.server.listen and not test_listen.endswith(":0"):
             raise ConfigError(
                 source,
                 "server.test_listen",
                 "must differ from server.listen (it is a second listener)",
             )
+    if settings.http.listen:
+        _check_address(
+            source, "http.listen", settings.http.listen, "or empty (no HTTP listener)"
+        )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")
     for key, value, low, high in (

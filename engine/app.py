@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from config import Settings
+from engine.health import ReadinessProbe, alive
 from engine.logging import exception_summary
+from engine.metrics import EngineMetrics
 from engine.pipeline import (
     GroupCommitter,
     Inbound,
@@ -45,6 +48,7 @@ from handlers.matching import PatientMatcher
 from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
+from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
 from listeners.mllp import MllpFactory
 from storage import Database, open_database
 
@@ -147,10 +151,27 @@ def load_code_tables(settings: Settings) -> CodeTables:
     return tables.with_release(release)
 
 
-def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
-    """Build the pipeline and its handlers from settings."""
+def build_pipeline(
+    settings: Settings,
+    db: Database,
+    *,
+    metrics: EngineMetrics | None = None,
+    forecast: tuple[CdsiForecastService | None, str] | None = None,
+) -> MessagePipeline:
+    """Build the pipeline and its handlers from settings.
+
+    Args:
+        settings: the configuration.
+        db: the registry's database.
+        metrics: where the pipeline counts (a private registry by default).
+        forecast: the forecast service and why it is missing, as
+            :func:`load_forecaster` returns them (loaded here by default).
+    """
+    metrics = metrics if metrics is not None else EngineMetrics()
     codes = load_code_tables(settings)
-    forecaster, why = load_forecaster(settings)
+    service, why = forecast if forecast is not None else load_forecaster(settings)
+    metrics.cdsi(service is not None)
+    forecaster = metrics.timed_forecast(service) if service is not None else None
     policy = QueryPolicy(
         settings.registry.statewide, tuple(r.code for r in settings.regions)
     )
@@ -201,6 +222,7 @@ def build_pipeline(settings: Settings, db: Database) -> MessagePipeline:
         senders=senders,
         application=settings.registry.name,
         facility=settings.registry.facility_id,
+        metrics=metrics,
     )
 
 
@@ -247,6 +269,12 @@ class PipelineSink:
             deliver_many=self._deliver_many,
         )
         self._max_queue = max_queue
+        self._metrics = pipeline.metrics
+        self._metrics.watch_queue(self.in_flight)
+
+    def in_flight(self) -> int:
+        """Messages waiting for the writer or a reader."""
+        return self._committer.pending() + self._reading
 
     def start(self) -> None:
         """Start the writer thread and the reader pool."""
@@ -265,16 +293,29 @@ class PipelineSink:
         in_flight = self._committer.pending() + self._reading
         if in_flight >= self._max_queue:
             logger.warning(
-                "overloaded", in_flight=in_flight, peer=peer, listener=listener
+                "overloaded",
+                in_flight=in_flight,
+                peer=peer,
+                listener=listener,
+                **self._pipeline.log_fields(raw),
             )
+            self._metrics.refused("overloaded")
             d.errback(RuntimeError("engine overloaded"))
             return d
         item = Inbound(raw, peer, listener)
+        started = time.perf_counter()
         if self._pipeline.reads_only(raw):
+            d.addCallback(self._answered, started, "query")
             self._read_then_write(item, d)
         else:
+            d.addCallback(self._answered, started, "ingest")
             self._committer.submit(item, d)
         return d
+
+    def _answered(self, payload: bytes, started: float, path: str) -> bytes:
+        """Record the ACK latency of one answer; pass the answer on."""
+        self._metrics.answered(path, time.perf_counter() - started)
+        return payload
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
         """A query's read step on a reader thread, then its writes on the writer."""
@@ -293,6 +334,7 @@ class PipelineSink:
                     "query_read_failed",
                     peer=item.peer,
                     listener=item.listener,
+                    **self._pipeline.log_fields(item.raw),
                     **exception_summary(prepared.value),
                 )
             # A read step that failed outright leaves the query to the writer.
@@ -390,6 +432,14 @@ class RunningServer:
     #: the test-mode listener (``server.test_listen``), when configured
     test_port: Any = None
     test_factory: MllpFactory | None = None
+    #: The HTTP port (None when ``http.listen`` is empty) and the root its
+    #: features are mounted on (listeners/http.py).
+    http_port: Any = None
+    http_root: HttpRoot | None = None
+    #: The engine's metrics (``/metrics``) and the CDSi release it forecasts
+    #: with (None: Z44 carries no forecast).
+    metrics: EngineMetrics | None = None
+    cdsi_release: str | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -412,6 +462,8 @@ class RunningServer:
         if self.test_port is not None and self.test_factory is not None:
             factories.append(self.test_factory)
             yield self.test_port.stopListening()
+        if self.http_port is not None:
+            yield self.http_port.stopListening()
         if self.statistics is not None:
             yield self.statistics.stop()
         try:
@@ -435,14 +487,58 @@ class RunningServer:
         logger.info("shutdown_finished")
 
 
+def _listen(reactor: Any, address: str, factory: Any, flag: str) -> Any:
+    """``listenTCP`` on HOST:PORT, or StartupError in one line naming the address.
+
+    ``flag`` names the option and key that choose the address, for the hint
+    when another program holds the port.
+    """
+    host, _, port_text = address.rpartition(":")
+    try:
+        return reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
+    except CannotListenError as exc:
+        error = exc.socketError
+        reason = getattr(error, "strerror", None) or str(error)
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            reason += " (another program listens there: stop it, or choose"
+            reason += f" another address with {flag})"
+        raise StartupError(f"cannot listen on {address}: {reason}") from None
+
+
+def build_http_root(
+    reactor: Any, db: Database, metrics: EngineMetrics, cdsi_release: str | None
+) -> HttpRoot:
+    """The HTTP root with the engine's own endpoints mounted (listeners/http.py).
+
+    ``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz``
+    (engine/health.py). A feature served over HTTP mounts itself here too,
+    e.g. ``root.mount("soap", SoapResource(...))``.
+    """
+    root = HttpRoot()
+    root.mount("metrics", BytesResource(metrics.render))
+    root.mount("healthz", StatusResource(alive))
+    root.mount("readyz", StatusResource(ReadinessProbe(reactor, db, cdsi_release)))
+    return root
+
+
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
-    """Wire the pipeline to an MLLP listener and start listening.
+    """Wire the pipeline to an MLLP listener (and the HTTP listener) and start listening.
 
     Raises:
-        StartupError: the address cannot be listened on (in use, not ours,
-            not permitted); the writer thread is stopped again first.
+        StartupError: an address cannot be listened on (in use, not ours,
+            not permitted); what was started is stopped again first.
     """
-    pipeline = build_pipeline(settings, db)
+    metrics = EngineMetrics()
+    forecast = load_forecaster(settings)
+    if forecast[0] is None:
+        # Loud on purpose: a registry without CDSi data answers every Z44
+        # without a forecast, and /readyz reports it not ready.
+        logger.warning(
+            "cdsi_unavailable",
+            reason=f"{forecast[1]}: Z44 queries are answered without a forecast",
+        )
+    pipeline = build_pipeline(settings, db, metrics=metrics, forecast=forecast)
+    release = forecast[0].release if forecast[0] is not None else None
     sink = PipelineSink(
         reactor,
         pipeline,
@@ -486,6 +582,22 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
     except StartupError:
         sink.stop()
         raise
+    http_root = build_http_root(reactor, db, metrics, release)
+    http_port = None
+    if settings.http.listen:
+        try:
+            http_port = _listen(
+                reactor,
+                settings.http.listen,
+                build_site(http_root, reactor=reactor),
+                "--http-listen or http.listen",
+            )
+        except StartupError:
+            port.stopListening()
+            if test_port is not None:
+                test_port.stopListening()
+            sink.stop()
+            raise
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:
@@ -501,21 +613,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         statistics=statistics,
         test_port=test_port,
         test_factory=test_factory,
+        http_port=http_port,
+        http_root=http_root,
+        metrics=metrics,
+        cdsi_release=release,
     )
-
-
-def _listen(reactor: Any, address: str, factory: MllpFactory, setting: str) -> Any:
-    """Listen on HOST:PORT; a one-line StartupError naming the setting when we cannot."""
-    host, _, port_text = address.rpartition(":")
-    try:
-        return reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
-    except CannotListenError as exc:
-        error = exc.socketError
-        reason = getattr(error, "strerror", None) or str(error)
-        if getattr(error, "errno", None) == errno.EADDRINUSE:
-            reason += " (another program listens there: stop it, or choose"
-            reason += f" another address with {setting})"
-        raise StartupError(f"cannot listen on {address}: {reason}") from None
 
 
 def _then_quiesce(_result: None, factory: MllpFactory) -> Deferred[None]:
@@ -538,4 +640,43 @@ def listening_address(server: RunningServer, *, test: bool = False) -> tuple[str
     """The host and port actually bound (port 0 picks a free one); ``test``: the test listener's."""
     port = server.test_port if test else server.port
     address = port.getHost()
+    return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
+
+
+def auth_mode(settings: Settings) -> str:
+    """Who may send, in one phrase (the sender check on MSH-4)."""
+    registry = settings.registry
+    if registry.unknown_sender == "accept":
+        return (
+            "open: any MSH-4 accepted, unregistered senders into region"
+            f" {registry.unknown_sender_region}"
+        )
+    return "registered senders only (MSH-4)"
+
+
+def startup_summary(settings: Settings, server: RunningServer) -> dict[str, Any]:
+    """What ``cairn serve`` says once at startup (the ``engine_started`` event).
+
+    The listeners, who may send, the database (its URL without password),
+    the CDSi release, the regions and the registered sending facilities.
+    Configuration only: nothing from a message.
+    """
+    host, port = listening_address(server)
+    http = http_address(server)
+    return {
+        "mllp": f"{host}:{port}",
+        "http": f"{http[0]}:{http[1]}" if http is not None else "off",
+        "auth": auth_mode(settings),
+        "database": server.db.url,
+        "cdsi_release": server.cdsi_release or "none (Z44 carries no forecast)",
+        "regions": [region.code for region in settings.regions],
+        "senders": [f"{f.id}:{f.region}" for f in settings.facilities],
+    }
+
+
+def http_address(server: RunningServer) -> tuple[str, int] | None:
+    """The HTTP listener's bound host and port, or None when it is off."""
+    if server.http_port is None:
+        return None
+    address = server.http_port.getHost()
     return str(getattr(address, "host", "")), int(getattr(address, "port", 0))

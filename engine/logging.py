@@ -86,6 +86,13 @@ ALLOWED_KEYS = frozenset(
         "seconds",
         "revision",
         "score",
+        # the startup summary (engine_started): configuration, not messages
+        "mllp",
+        "http",
+        "auth",
+        "cdsi_release",
+        "regions",
+        "senders",
     }
 )
 

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import structlog
 
 from engine.logging import exception_summary
+from engine.metrics import EngineMetrics
 from handlers.context import MessageContext
 from parsers import (
     STANDARD_ENCODING,
@@ -430,6 +431,8 @@ class MessagePipeline:
         application: our MSH-3.
         facility: our MSH-5/4 value.
         now: the clock (UTC).
+        metrics: where messages answered and failures are counted
+            (``self.metrics``); a private one by default.
     """
 
     def __init__(
@@ -441,8 +444,10 @@ class MessagePipeline:
         application: str = "CAIRN",
         facility: str = "CAIRN",
         now: Callable[[], datetime] | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._db = database
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self._routes = dict(routes)
         self._senders = senders
         self._application = application
@@ -483,12 +488,7 @@ class MessagePipeline:
             header = read_header(tokenize(text.split("\r")[0].split("\n")[0]).msh)
         except ParseError:
             header = None
-        log = logger.bind(
-            peer=peer,
-            listener=listener,
-            control_id=header.control_id if header else "",
-            sender=header.sender if header else "",
-        )
+        log = logger.bind(peer=peer, listener=listener, **self._log_fields(header))
         log.warning("message_too_large")
         issue = _issue(
             Hl7Error.APPLICATION_INTERNAL_ERROR,
@@ -497,7 +497,9 @@ class MessagePipeline:
             AppError.ILLOGICAL_VALUE,
             "message exceeds the maximum message size; rejected, nothing stored",
         )
-        return self.reject([issue], header, encoding)
+        answer = self.reject([issue], header, encoding)
+        self.metrics.messages_answered([self._metric_labels_of(header, "AR")])
+        return answer
 
     # -- processing --------------------------------------------------------
 
@@ -518,21 +520,73 @@ class MessagePipeline:
             answers = self._prefetch(uow, readings)
             for item, reading in zip(batch, readings, strict=True):
                 outcomes.append(self._process_isolated(uow, item, reading, answers))
+        # Counted once committed: an answer that never left is not counted.
+        self.metrics.messages_answered(
+            [
+                self._metric_labels(reading, outcome)
+                for reading, outcome in zip(readings, outcomes, strict=True)
+            ]
+        )
         return outcomes
+
+    def _metric_labels(
+        self, reading: _Reading | None, outcome: Outcome
+    ) -> tuple[str, str, bool, str]:
+        """(message type, sender, registered, MSA-1) of one answered message."""
+        header = reading.header if reading is not None else None
+        return self._metric_labels_of(header, outcome.ack_code)
+
+    def _metric_labels_of(
+        self, header: MessageHeader | None, ack_code: str
+    ) -> tuple[str, str, bool, str]:
+        """The same from a header (None: the message could not be read)."""
+        if header is None:
+            return "unreadable", "_none", True, ack_code
+        code = header.message_code if header.message_code in self._routes else "other"
+        sender = header.sender[: JOURNAL_KEY_LIMITS["sender"]]
+        return code, sender, self._senders.region_of(sender)[1], ack_code
+
+    def _log_fields(self, header: MessageHeader | None) -> dict[str, str]:
+        """What every log line about a message carries (empty when unreadable).
+
+        The control id, sender and message type cut to the journal's key
+        lengths, and the region the sender's data goes to ("" when refused).
+        Metadata only: never a field of the message's content.
+        """
+        if header is None:
+            return {"control_id": "", "sender": "", "message_type": "", "region": ""}
+        region, _known = self._senders.region_of(header.sender)
+        return {
+            "control_id": header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
+            "sender": header.sender[: JOURNAL_KEY_LIMITS["sender"]],
+            "message_type": header.message_type[:20],
+            "region": region or "",
+        }
 
     def reads_only(self, raw: bytes) -> bool:
         """Whether a message is a query, whose read step runs on a reader.
 
         Reads MSH alone; anything unreadable goes to the writer, which answers it.
         """
-        try:
-            text = decode_message(raw).text
-            first = re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]
-            header = read_header(tokenize(first).msh)
-        except Exception:  # the writer reads it again and answers it
+        header = self._msh_of(raw)
+        if header is None:  # the writer reads it again and answers it
             return False
         route = self._routes.get(header.message_code)
         return route is not None and route.query is not None
+
+    def log_fields(self, raw: bytes) -> dict[str, str]:
+        """The log fields of a message not processed (yet), read from its MSH alone."""
+        return self._log_fields(self._msh_of(raw))
+
+    @staticmethod
+    def _msh_of(raw: bytes) -> MessageHeader | None:
+        """The header of a raw message, from its first line; None when unreadable."""
+        try:
+            text = decode_message(raw).text
+            first = re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]
+            return read_header(tokenize(first).msh)
+        except Exception:  # unreadable: the caller decides what that means
+            return None
 
     def read_step(self, item: Inbound) -> Inbound:
         """A query's read step, on a reader connection outside the writer's transaction.
@@ -566,14 +620,16 @@ class MessagePipeline:
             or check_key(header, JOURNAL_KEY_LIMITS) is not None
         ):
             return decoded_only
-        log = self._bind(logger.bind(peer=item.peer, listener=item.listener), header)
-        log = log.bind(region=region)
+        log = logger.bind(
+            peer=item.peer, listener=item.listener, **self._log_fields(header)
+        )
         ctx = self._context(header, region, 0, known)
         try:
             with self._db.reading() as reader:
                 answer = query.read(reading.message, ctx, reader, log)
         except Exception as exc:  # the writer reads it again, and answers AE if it must
             log.warning("query_read_failed", **exception_summary(exc))
+            self.metrics.message_failed(exc)
             return decoded_only
         return replace(item, prepared=Prepared(reading, ctx, answer))
 
@@ -644,15 +700,13 @@ class MessagePipeline:
         answers: dict[_Key, JournalLookup] | None = None,
     ) -> Outcome:
         started = time.perf_counter()
-        log = logger.bind(peer=item.peer, listener=item.listener)
-        if reading is not None:
-            # So that a failure's log line says which message it was.
-            log = log.bind(
-                control_id=reading.header.control_id[
-                    : JOURNAL_KEY_LIMITS["control_id"]
-                ],
-                sender=reading.header.sender[: JOURNAL_KEY_LIMITS["sender"]],
-            )
+        # Every line about the message (message_done, message_failed, the
+        # handler's) says which message it was.
+        log = logger.bind(
+            peer=item.peer,
+            listener=item.listener,
+            **self._log_fields(reading.header if reading is not None else None),
+        )
         try:
             with uow.savepoint():
                 outcome = self._process(uow, item, log, reading, answers or {})
@@ -661,6 +715,7 @@ class MessagePipeline:
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
             # Type and place only: an exception's text can quote patient data.
             log.error("message_failed", **exception_summary(exc))
+            self.metrics.message_failed(exc)
             encoding, header = self._peek(item.raw)
             issue, outcome_text = _failure_issue(exc)
             ack = Acknowledgement(
@@ -768,7 +823,7 @@ class MessagePipeline:
     ) -> Outcome:
         """One readable message, in a straight line: key, resend, journal, check, apply, answer."""
         header = reading.header
-        log = self._bind(log, header)
+        log = log.bind(**self._log_fields(header))
         if header.message_code in {"ACK", "RSP"}:
             # The receiver of an ACK or RSP never acknowledges it (IG, original mode).
             log.info("response_ignored")
@@ -794,7 +849,6 @@ class MessagePipeline:
 
         region, known = self._senders.region_of(header.sender)
         journal_id = self._journal(uow, item, header, region, reading.digest)
-        log = log.bind(region=region or "")
         if reading.check.rejections:
             return self._refuse(uow, reading, journal_id, region)
         assert region is not None
@@ -824,15 +878,6 @@ class MessagePipeline:
         if not_stored:
             outcome = f"{NOT_STORED}{test_mode}): {outcome}"
         return self._store_answer(uow, reading, result, outcome, journal_id, region)
-
-    @staticmethod
-    def _bind(log: Any, header: MessageHeader) -> Any:
-        """The message's log context (cut to the journal's key lengths)."""
-        return log.bind(
-            control_id=header.control_id[: JOURNAL_KEY_LIMITS["control_id"]],
-            sender=header.sender[: JOURNAL_KEY_LIMITS["sender"]],
-            message_type=header.message_type[:20],
-        )
 
     def _context(
         self, header: MessageHeader, region: str, journal_id: int, known: bool
@@ -1077,6 +1122,7 @@ class GroupCommitter:
         | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._metrics = pipeline.metrics
         self._deliver = deliver
         self._deliver_many = deliver_many
         self._max_batch = max_batch
@@ -1131,6 +1177,7 @@ class GroupCommitter:
                 return
 
     def _process(self, batch: list[tuple[Inbound, Any]]) -> None:
+        started = time.perf_counter()
         try:
             outcomes: Sequence[Outcome | BaseException] = self._pipeline.process_batch(
                 [item for item, _ in batch]
@@ -1140,6 +1187,11 @@ class GroupCommitter:
                 "batch_failed", batch_size=len(batch), **exception_summary(exc)
             )
             outcomes = [exc] * len(batch)
+        self._metrics.batch_done(
+            len(batch),
+            time.perf_counter() - started,
+            committed=not isinstance(outcomes[0], BaseException),
+        )
         if self._deliver_many is not None:
             self._deliver_many(
                 [

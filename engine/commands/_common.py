@@ -42,4 +42,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     database: dict[str, Any] = {}
     if getattr(args, "database", None):
         database["url"] = args.database
-    return with_overrides(settings, server=server, database=database)
+    http: dict[str, Any] = {}
+    if getattr(args, "http_listen", None) is not None:
+        http["listen"] = args.http_listen
+    return with_overrides(settings, server=server, database=database, http=http)

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, TextIO
 
+import structlog
+
+from config import Settings
 from engine.app import (
+    RunningServer,
     StartupError,
+    http_address,
     install_graceful_shutdown,
     listening_address,
     open_registry_database,
     start_server,
+    startup_summary,
 )
 from engine.commands._common import add_database_options, settings_from
 from engine.logging import configure_logging
 from storage import StorageError
+
+logger = structlog.get_logger()
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +36,12 @@ def register(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2575; port 0 picks a"
         " free one and prints it)",
+    )
+    parser.add_argument(
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="address of the HTTP listener (/metrics, /healthz, /readyz);"
+        " default http.listen, which is empty: no HTTP listener",
     )
     add_database_options(parser)
     parser.set_defaults(func=run)
@@ -53,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
     print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    http = http_address(server)
+    if http is not None:
+        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
     if server.test_port is not None:
         host, port = listening_address(server, test=True)
         print(
@@ -77,5 +94,26 @@ def run(args: argparse.Namespace) -> int:
             'registry.unknown_sender = "reject" in production)',
             flush=True,
         )
+    announce(settings, server)
     reactor.run()  # type: ignore[misc] # zope interface method
     return 0
+
+
+def announce(
+    settings: Settings, server: RunningServer, err: TextIO | None = None
+) -> None:
+    """After the addresses: the loud CDSi warning if due, and the ``engine_started`` event.
+
+    The event says once, for the log, how the engine is set up: listeners,
+    auth mode, database (without password), CDSi release, regions and
+    registered senders (:func:`engine.app.startup_summary`).
+    """
+    if server.cdsi_release is None:
+        print(
+            "cairn: WARNING: no CDSi supporting data is loaded: every Z44 query will"
+            " be answered WITHOUT a forecast, and /readyz reports not ready"
+            " (install it with `cairn cdsi import PATH`, or set cdsi.supporting_data)",
+            file=err if err is not None else sys.stderr,
+            flush=True,
+        )
+    logger.info("engine_started", **startup_summary(settings, server))

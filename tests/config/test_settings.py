@@ -342,3 +342,14 @@ def test_settings_tls_keys_cannot_be_set_by_command_line_overrides() -> None:
     settings = load_settings(None, environ={})
     with pytest.raises(TypeError):
         with_overrides(settings, server={"tls_certificate": "c.pem"})
+
+
+def test_settings_http_listener_is_off_by_default_and_checked(tmp_path: Path) -> None:
+    """http.listen is empty (no HTTP port) unless set; a set value must be HOST:PORT."""
+    assert load_settings(None, environ={}).http.listen == ""
+    on = load_settings(None, environ={"CAIRN_HTTP__LISTEN": "127.0.0.1:8080"})
+    assert on.http.listen == "127.0.0.1:8080"
+    path = tmp_path / "cairn.toml"
+    path.write_text("[http]\nlisten = '8080'\n")
+    with pytest.raises(ConfigError, match=r"http\.listen: expected HOST:PORT"):
+        load_settings(path, environ={})

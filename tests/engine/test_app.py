@@ -14,6 +14,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
 from config import Settings, load_settings, with_overrides
 from engine.app import RunningServer, build_pipeline, start_server
@@ -406,4 +407,31 @@ def test_start_server_sizes_the_reader_pool_from_query_reader_threads(
         assert gated.readers == 2
     finally:
         gated.gate.set()
+        server.sink.stop()
+
+
+def test_start_server_opens_the_http_listener_only_when_configured(
+    db: Database, tmp_path: Path
+) -> None:
+    """http.listen empty: MLLP only; set: a second port serving the HTTP root, closed on shutdown."""
+    off = start_server(
+        _Reactor(), _settings(tmp_path, server={"listen": "127.0.0.1:0"}), db
+    )
+    try:
+        assert off.http_port is None
+    finally:
+        off.sink.stop()
+    reactor = _Reactor()
+    settings = _settings(
+        tmp_path, server={"listen": "127.0.0.1:0"}, http={"listen": "127.0.0.1:0"}
+    )
+    server = start_server(reactor, settings, db)
+    try:
+        assert [entry[0] for entry in reactor.tcpServers] == [0, 0]
+        site = reactor.tcpServers[1][1]
+        assert isinstance(site, Site)
+        assert site.resource is server.http_root
+        assert server.http_root is not None
+        assert "healthz" in server.http_root.mounted
+    finally:
         server.sink.stop()

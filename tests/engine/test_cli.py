@@ -294,6 +294,28 @@ def test_cli_serve_busy_port_is_one_line(tmp_path: Path) -> None:
     assert f"cannot listen on {address}: Address already in use" in done.stderr
 
 
+def test_cli_serve_busy_http_port_is_one_line(tmp_path: Path) -> None:
+    """serve whose HTTP port another program holds prints one line naming it, and exits 1."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = _cairn(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            address,
+            "--data-dir",
+            str(tmp_path),
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert f"cannot listen on {address}: Address already in use" in done.stderr
+    assert "--http-listen or http.listen" in done.stderr
+
+
 def _parsers(
     parser: argparse.ArgumentParser, path: str = "cairn"
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
@@ -372,6 +394,18 @@ def test_systemd_unit_exec_start_is_a_valid_cairn_command_line() -> None:
     argv = exec_start.split()[1:]
     args = build_parser().parse_args(argv)
     assert args.command == "serve"
+
+
+def test_systemd_unit_waits_for_healthz_on_the_example_http_address() -> None:
+    """ExecStartPost polls /healthz at the production example's http.listen, so the two stay in step."""
+    from config import load_settings
+
+    example = load_settings(
+        REPO / "config" / "examples" / "cairn.production.toml", environ={}
+    )
+    (post,) = _unit_values("ExecStartPost")
+    assert post.split()[-1] == f"http://{example.http.listen}/healthz"
+    assert "--fail" in post.split()
 
 
 def _cdsi_data() -> str:

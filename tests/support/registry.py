@@ -24,6 +24,7 @@ import pytest
 
 from config import Settings, load_settings
 from engine import app
+from engine.metrics import EngineMetrics
 from engine.pipeline import Inbound, MessagePipeline
 from storage import Database
 
@@ -109,6 +110,7 @@ def build_registry(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     config_text: str = CONFIG,
+    metrics: EngineMetrics | None = None,
 ) -> InProcessRegistry:
     """Build the server's pipeline from ``config_text`` on ``db``.
 
@@ -117,6 +119,7 @@ def build_registry(
         tmp_path: where the configuration file and data directory go.
         monkeypatch: used to share the code tables and CDSi data per session.
         config_text: the TOML configuration, by default the e2e servers' one.
+        metrics: where the pipeline counts (a private registry by default).
 
     Returns:
         The registry, ready to ``send`` messages to.
@@ -133,7 +136,9 @@ def build_registry(
     settings = _with_data_dir(settings, tmp_path / "var")
     monkeypatch.setattr(app, "load_code_tables", _code_tables)
     monkeypatch.setattr(app, "load_forecaster", _forecaster)
-    return InProcessRegistry(app.build_pipeline(settings, db), db, settings)
+    return InProcessRegistry(
+        app.build_pipeline(settings, db, metrics=metrics), db, settings
+    )
 
 
 def _with_data_dir(settings: Settings, data_dir: Path) -> Settings:
