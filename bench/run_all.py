@@ -331,7 +331,11 @@ def _capture(fn: object) -> list[str]:
 
 
 def _existing() -> dict[str, tuple[str, list[str]]]:
-    """The sections already in RESULTS.md, by their key (the title before its command)."""
+    """The sections already in RESULTS.md, by key, each with its lines as written.
+
+    Lines are kept verbatim, figures (indented) and notes a person wrote
+    between them (prose) alike: a section not rerun comes back unchanged.
+    """
     found: dict[str, tuple[str, list[str]]] = {}
     if not RESULTS.exists():
         return found
@@ -342,8 +346,8 @@ def _existing() -> dict[str, tuple[str, list[str]]]:
             if title:
                 found[_key(title)] = (title, body)
             title, body = line[3:], []
-        elif title and line.startswith("    "):
-            body.append(line[4:])
+        elif title:
+            body.append(line)
     if title:
         found[_key(title)] = (title, body)
     return found
@@ -357,7 +361,7 @@ def write(sections: list[tuple[str, list[str]]]) -> None:
     """Write bench/RESULTS.md, keeping the sections not rerun (the analysis lives in ANALYSIS.md)."""
     merged = _existing()
     for title, lines in sections:
-        merged[_key(title)] = (title, lines)
+        merged[_key(title)] = (title, ["", *(f"    {line}" for line in lines)])
     out = [
         "# Benchmark results",
         "",
@@ -369,9 +373,10 @@ def write(sections: list[tuple[str, list[str]]]) -> None:
         "",
     ]
     for title, lines in merged.values():
+        while lines and not lines[-1].strip():
+            lines = lines[:-1]
         out.append(f"## {title}")
-        out.append("")
-        out.extend(f"    {line}" for line in lines)
+        out.extend(lines)
         out.append("")
     RESULTS.write_text("\n".join(out))
     print(f"wrote {RESULTS}")
