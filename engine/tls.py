@@ -58,6 +58,7 @@ __all__ = [
     "listen_tls",
     "load_server_tls",
     "peer_certificate",
+    "peer_certificate_of",
 ]
 
 logger = structlog.get_logger()
@@ -292,10 +293,12 @@ def listen_tls(reactor: Any, listen: str, factory: Any, tls: ServerTls) -> Any:
 def peer_certificate(transport: Any) -> PeerCertificate | None:
     """The client certificate of a TLS transport after its handshake, or None."""
     get = getattr(transport, "getPeerCertificate", None)
-    if get is None:
-        return None
-    cert = get()
-    if cert is None:
+    return peer_certificate_of(get() if get is not None else None)
+
+
+def peer_certificate_of(cert: Any) -> PeerCertificate | None:
+    """Describe a peer certificate as ``getPeerCertificate`` gives it (pyOpenSSL X509)."""
+    if cert is None or not hasattr(cert, "to_cryptography"):
         return None
     crypto_cert = cert.to_cryptography()
     fingerprint = hashlib.sha256(
