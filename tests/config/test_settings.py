@@ -38,6 +38,20 @@ def test_settings_example_production_config_rejects_unknown_senders() -> None:
     assert settings.facility_region("SUTTERPEDS") == "SAC"
 
 
+def test_settings_example_production_config_is_authenticated() -> None:
+    """The production example authenticates every connection by client certificate."""
+    settings = load_settings(EXAMPLE, environ={})
+    assert settings.server.auth == "tls"
+    assert settings.server.tls_client_ca_file
+
+
+def test_settings_defaults_are_open_for_development() -> None:
+    """Without a file the listener is open (development), with no TLS files."""
+    settings = load_settings(None, environ={})
+    assert settings.server.auth == "open"
+    assert settings.server.tls_certificate == ""
+
+
 def test_settings_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     """An unknown key is an error naming the file and the dotted key."""
     path = tmp_path / "cairn.toml"
