@@ -97,6 +97,7 @@ def test_tls_listener_authenticates_by_client_certificate(tmp_path: Path) -> Non
     ca = CertificateAuthority(tmp_path)
     server_cert = ca.issue("localhost", server=True)
     good, expired = ca.issue("sutter-ehr"), ca.expired("old-ehr")
+    unmapped = ca.issue("unmapped-ehr")
     foreign = CertificateAuthority(tmp_path, name="Mallory CA").issue("mallory")
     data = ["--data-dir", str(tmp_path / "var")]
     add = ["org", "add", "SUTTER", "--type", "provider", "--region", "BAY"]
@@ -134,9 +135,14 @@ def test_tls_listener_authenticates_by_client_certificate(tmp_path: Path) -> Non
             _tls_send(server, ca, foreign, vxu(sender="CLINIC1", doses=[Dose()])) == b""
         )
         assert _tls_send(server, ca, None, vxu(sender="CLINIC1", doses=[Dose()])) == b""
+        assert (
+            _tls_send(server, ca, unmapped, vxu(sender="CLINIC1", doses=[Dose()]))
+            == b""
+        )
         refused = [str(d) for _, d in _audit(server, "refused")]
         assert any("client certificate has expired" in d for d in refused), refused
         assert any("unknown issuer" in d for d in refused), refused
+        assert any("unknown_certificate" in d for d in refused), refused
         assert _audit(server, "refused-msh4")
         assert server.query("SELECT count(*) FROM vaccinations") == [(1,)]
     finally:

@@ -194,3 +194,18 @@ def test_authenticated_sender_ignores_the_unregistered_facility_policy(
     assert not [s for s in segments(reply) if s[0] == "PID"], (
         "the locked patient stays hidden"
     )
+
+
+def test_spoofed_query_is_not_read_on_a_reader(scene: Scene) -> None:
+    """The query read step (outside the writer) reads nothing for a spoofed MSH-4."""
+    from engine.pipeline import Inbound
+
+    message = qbp(control_id="S-R", sender="CLINIC1", **KEYS).encode()
+    item = scene.registry.pipeline.read_step(
+        Inbound(message, "203.0.113.9:4444", "mllp", principal=scene.attacker)
+    )
+    assert item.prepared is not None and item.prepared.answer is None
+    honest = scene.registry.pipeline.read_step(
+        Inbound(message, "198.51.100.1:1", "mllp", principal=scene.victim)
+    )
+    assert honest.prepared is not None and honest.prepared.answer is not None
