@@ -124,3 +124,65 @@ def test_user_short_password_refused(data, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["user", "add", "SUTTER", "nurse1", "--password-stdin", *data]) == 1
     assert "password: expected at least 12 characters" in capsys.readouterr().err
+
+
+def test_load_as_an_organization_applies_its_facility_ids_and_role(
+    tmp_path, data, capsys
+):
+    """cairn load --org files as that organization: a foreign MSH-4 gets AR, as on an authenticated listener."""
+    from tests.support.messages import Dose, vxu
+
+    assert (
+        main(
+            [
+                "org",
+                "add",
+                "SUTTER",
+                "--type",
+                "provider",
+                "--region",
+                "SAC",
+                "--facility",
+                "CLINIC1",
+                *data,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "org",
+                "add",
+                "SCHOOL1",
+                "--type",
+                "school",
+                "--region",
+                "SAC",
+                "--facility",
+                "SCH1",
+                *data,
+            ]
+        )
+        == 0
+    )
+    batch = tmp_path / "batch.hl7"
+    batch.write_text(
+        vxu(control_id="L1", sender="CLINIC1", doses=[Dose()])
+        + vxu(control_id="L2", sender="CLINIC2", doses=[Dose()])
+    )
+    assert main(["load", str(batch), "--org", "SUTTER", *data]) == 0
+    acks = (tmp_path / "batch.hl7.ack").read_text().splitlines()
+    codes = [
+        line.split("|")[1]
+        for ack in acks
+        for line in ack.split("\r")
+        if line.startswith("MSA")
+    ]
+    assert codes == ["AA", "AR"]
+    school = tmp_path / "school.hl7"
+    school.write_text(vxu(control_id="S1", sender="SCH1", doses=[Dose()]))
+    assert main(["load", str(school), "--org", "SCHOOL1", *data]) == 0
+    assert "not authorized" in (tmp_path / "school.hl7.ack").read_text()
+    assert main(["load", str(school), "--org", "NOBODY", *data]) == 1
+    assert "no enabled organization 'NOBODY'" in capsys.readouterr().err
