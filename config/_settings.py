@@ -115,6 +115,11 @@ class IdentitySettings:
     #: limit, never a silent drop.
     messages_per_minute: int = 6000
     max_connections: int = 8
+    #: How often an authenticated listener looks its open connections'
+    #: certificates and addresses up again, so that disabling an
+    #: organization (or removing a credential) reaches connections already
+    #: open: their next messages get AR.
+    revalidate_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -503,6 +508,7 @@ def _check(settings: Settings, source: str) -> None:
             10_000_000,
         ),
         ("identity.max_connections", settings.identity.max_connections, 1, 100_000),
+        ("identity.revalidate_seconds", settings.identity.revalidate_seconds, 1, 3600),
     ):
         # Written so that NaN (a float setting from the environment) fails too.
         if not low <= value <= high:

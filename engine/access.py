@@ -47,6 +47,8 @@ class Session:
     #: non-empty: every message of the connection gets AR with this text
     refusal: str = ""
     counted: bool = field(default=False, repr=False)
+    #: what admitted it: the certificate fingerprint or the peer address
+    credential: str = field(default="", repr=False)
 
 
 class RateLimiter:
@@ -113,6 +115,8 @@ class ListenerGate:
         self._in_thread = in_thread
         self._default_max = default_max_connections
         self._open: dict[int, int] = {}
+        #: admitted sessions still open, checked again by :meth:`revalidate`
+        self._sessions: set[Session] = set()
 
     def admit(
         self, peer: str, certificate: object | None, listener: str
@@ -125,16 +129,20 @@ class ListenerGate:
                 # this is the belt to its braces.
                 self.handshake_refused(peer, "no client certificate", "")
                 return succeed(None)
-            d = self._in_thread(
-                self._identity.principal_for_certificate, described.fingerprint
-            )
+            credential = described.fingerprint
         else:
-            host = peer.rsplit(":", 1)[0].strip("[]")
-            d = self._in_thread(self._identity.principal_for_address, host)
-        return d.addCallback(self._session, peer, listener)
+            credential = peer.rsplit(":", 1)[0].strip("[]")
+        d = self._in_thread(self._look_up, credential)
+        return d.addCallback(self._session, peer, listener, credential)
+
+    def _look_up(self, credential: str) -> Principal | Refusal:
+        """The organization of a certificate fingerprint or an address (blocking)."""
+        if self.mode == "tls":
+            return self._identity.principal_for_certificate(credential)
+        return self._identity.principal_for_address(credential)
 
     def _session(
-        self, found: Principal | Refusal, peer: str, listener: str
+        self, found: Principal | Refusal, peer: str, listener: str, credential: str
     ) -> Session | None:
         if isinstance(found, Refusal):
             # The identity service has audited it.
@@ -148,7 +156,8 @@ class ListenerGate:
             return None
         limit = found.max_connections or self._default_max
         count = self._open.get(found.organization_id, 0)
-        session = Session(found)
+        session = Session(found, credential=credential)
+        self._sessions.add(session)
         if count >= limit:
             logger.warning(
                 "connection_limit_reached",
@@ -176,12 +185,55 @@ class ListenerGate:
 
     def release(self, session: object) -> None:
         """An admitted connection closed: it no longer counts against its limit."""
-        if not isinstance(session, Session) or not session.counted:
+        if not isinstance(session, Session):
+            return
+        self._sessions.discard(session)
+        if not session.counted:
             return
         assert session.principal is not None
         key = session.principal.organization_id
         self._open[key] = max(0, self._open.get(key, 0) - 1)
         session.counted = False
+
+    def revalidate(self) -> Deferred[None]:
+        """Look every open session's credential up again (an organization disabled, a credential removed).
+
+        Run every ``identity.revalidate_seconds`` by the engine. A session
+        whose organization is no longer authorized has every further message
+        answered AR saying so; one whose organization changed (facility ids,
+        limits) carries the new principal. Each credential is looked up once.
+        """
+        # A session already refused (over its limit, or revoked) stays so.
+        live = [s for s in self._sessions if not s.refusal]
+        credentials = sorted({s.credential for s in live})
+        if not credentials:
+            return succeed(None)
+
+        def look_up_all() -> dict[str, Principal | Refusal]:
+            return {c: self._look_up(c) for c in credentials}
+
+        def apply(found: dict[str, Principal | Refusal]) -> None:
+            for session in live:
+                now = found.get(session.credential)
+                if isinstance(now, Principal):
+                    session.principal = now
+                elif now is not None and session.principal is not None:
+                    logger.warning(
+                        "session_revoked",
+                        organization=session.principal.organization,
+                        auth=self.mode,
+                        reason=now.reason,
+                    )
+                    session.refusal = (
+                        f"not authorized: {now.text} (organization "
+                        f"{session.principal.organization}); this message was "
+                        "rejected and nothing was stored"
+                    )
+
+        d: Deferred[dict[str, Principal | Refusal]] = self._in_thread(look_up_all)
+        # A failed look-up (the database away) keeps the sessions as they
+        # are and is tried again next time; the loop must not stop.
+        return d.addCallbacks(apply, _revalidation_failed)
 
     def open_connections(self, principal: Principal) -> int:
         """The organization's admitted connections on this listener."""
@@ -196,6 +248,13 @@ class ListenerGate:
             self._identity.audit_refusal, peer or "unknown peer", "tls", detail
         )
         d.addErrback(_audit_failed, peer)
+
+
+def _revalidation_failed(failure: Failure) -> None:
+    logger.warning(
+        "revalidation_failed",
+        error_type=failure.type.__name__ if failure.type else "",
+    )
 
 
 def _audit_failed(failure: Failure, peer: str) -> None:

@@ -496,6 +496,8 @@ class RunningServer:
     #: with (None: Z44 carries no forecast).
     metrics: EngineMetrics | None = None
     cdsi_release: str | None = None
+    #: an authenticated listener's periodic look-up of its open sessions
+    revalidation: LoopingCall | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -520,6 +522,8 @@ class RunningServer:
             yield self.test_port.stopListening()
         if self.http_port is not None:
             yield self.http_port.stopListening()
+        if self.revalidation is not None and self.revalidation.running:
+            self.revalidation.stop()
         if self.statistics is not None:
             yield self.statistics.stop()
         try:
@@ -703,6 +707,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                 test_port.stopListening()
             sink.stop()
             raise
+    revalidation = None
+    if gate is not None:
+        revalidation = LoopingCall(gate.revalidate)
+        revalidation.clock = reactor
+        revalidation.start(settings.identity.revalidate_seconds, now=False)
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:
@@ -722,6 +731,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         http_root=http_root,
         metrics=metrics,
         cdsi_release=release,
+        revalidation=revalidation,
     )
 
 

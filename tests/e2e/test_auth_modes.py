@@ -192,7 +192,8 @@ def test_ip_listener_authenticates_by_address(tmp_path: Path) -> None:
         "CLINIC1",
     ]
     assert main([*add, *data]) == 0
-    server = start_server(tmp_path, config_text=CONFIG + '\n[server]\nauth = "ip"\n')
+    config = CONFIG + '\n[server]\nauth = "ip"\n[identity]\nrevalidate_seconds = 1\n'
+    server = start_server(tmp_path, config_text=config)
     try:
         with server.client() as stranger:
             assert (
@@ -205,6 +206,17 @@ def test_ip_listener_authenticates_by_address(tmp_path: Path) -> None:
         assert msa_code(server.send(vxu(sender="CLINIC1", doses=[Dose()]))) == "AA"
         spoofed = server.send(vxu(sender="CLINIC2", doses=[Dose()]))
         assert msa_code(spoofed) == "AR" and "MSH-4" in errs(spoofed)[0][8]
+        # Disabled while connected: the open connection is cut off too.
+        with server.client() as client:
+            assert msa_code(client.send_message(vxu(sender="CLINIC1").encode())) == "AA"
+            assert main(["org", "disable", "SUTTER", *data]) == 0
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                reply = client.send_message(vxu(sender="CLINIC1").encode())
+                if msa_code(reply) == "AR":
+                    break
+                time.sleep(0.2)
+            assert msa_code(reply) == "AR" and "not authorized" in errs(reply)[0][8]
     finally:
         log = _stop(server)
     assert "authenticated listener (auth = 'ip')" in log

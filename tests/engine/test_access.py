@@ -136,3 +136,54 @@ def test_sink_answers_ar_naming_the_limit(
     reply = _result(sink.submit(message.encode(), "10.0.0.1:2", "mllp", session=full))
     assert msa_code(reply) == "AR" and "connection limit" in errs(reply)[0][8]
     assert registry.query("SELECT count(*) FROM message_journal") == [(0,)]
+
+
+class SwitchableIdentity(FakeIdentity):
+    """An identity whose one organization can be disabled, and that counts look-ups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.disabled = False
+        self.look_ups = 0
+
+    def principal_for_address(self, address: str) -> Principal | Refusal:
+        self.look_ups += 1
+        if self.disabled:
+            return Refusal("disabled", "the account or its organization is disabled")
+        return _principal(1, max_connections=2)
+
+
+def test_gate_revalidation_revokes_an_open_session_of_a_disabled_organization() -> None:
+    """Disabling an organization reaches its open connection: the next look-up marks it refused, once."""
+    identity = SwitchableIdentity()
+    gate = _gate("ip", identity)
+    session = _result(gate.admit("10.0.0.1:5000", None, "mllp"))
+    _result(gate.revalidate())
+    assert session.refusal == ""
+    identity.disabled = True
+    _result(gate.revalidate())
+    assert "not authorized" in session.refusal and "ORG1" in session.refusal
+    looked = identity.look_ups
+    _result(gate.revalidate())
+    assert identity.look_ups == looked, "a revoked session is not looked up again"
+    gate.release(session)
+    assert gate.open_connections(_principal(1)) == 0
+
+
+def test_gate_revalidation_survives_a_failed_look_up() -> None:
+    """The database away during a revalidation changes nothing and does not stop the loop."""
+    from twisted.internet.defer import fail
+
+    identity = SwitchableIdentity()
+    gate = ListenerGate(
+        "ip",
+        identity,  # type: ignore[arg-type]
+        lambda fn, *args: (
+            succeed(fn(*args)) if fn != getattr(fn, "__self__", None) else None
+        ),
+        default_max_connections=5,
+    )
+    session = _result(gate.admit("10.0.0.1:5000", None, "mllp"))
+    gate._in_thread = lambda fn, *args: fail(RuntimeError("database away"))  # type: ignore[method-assign]
+    assert _result(gate.revalidate()) is None
+    assert session.refusal == ""
