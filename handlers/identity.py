@@ -35,11 +35,24 @@ account is locked for ``lockout_seconds`` (even the right password is then
 refused); a good login or a new password clears the count. Every refusal and
 every change is an audit row (profile ``AUTH`` or ``ADMIN``); no log line or
 audit row ever carries a password or a hash.
+
+argon2 costs about half a second of CPU a check here (its default profile,
+64 MiB), and the SOAP service authenticates every message. So a successful
+check is remembered for ``cache_seconds`` (default 60) as an HMAC of the
+username and password under a key made at start-up, never the password:
+the same credentials again skip argon2 but still read the account (a
+disabled, locked-out or re-passworded account is refused at once). Wrong
+passwords are never cached and always cost a full check.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -194,6 +207,9 @@ class IdentityService:
         max_failures: wrong passwords in a row that lock an account.
         lockout_seconds: how long a locked account stays locked.
         hasher: the argon2 hasher (tests pass cheap parameters).
+        cache_seconds: how long a successful check spares the next ones
+            with the same credentials (0: never).
+        monotonic: the clock of that cache (seconds).
     """
 
     def __init__(
@@ -204,7 +220,15 @@ class IdentityService:
         max_failures: int = 5,
         lockout_seconds: float = 900.0,
         hasher: PasswordHasher | None = None,
+        cache_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._cache_key = secrets.token_bytes(32)
+        #: HMAC of (username, password) -> (expiry, the hash it was checked against)
+        self._verified: dict[bytes, tuple[float, str]] = {}
+        self._cache_lock = threading.Lock()
         self._transaction = transaction
         self._now = now
         self._max_failures = max_failures
@@ -219,10 +243,14 @@ class IdentityService:
     def authenticate(self, username: str, password: str) -> Principal | Refusal:
         """Check a username and password; the principal, or why not."""
         now = self._now()
+        key = hmac.digest(
+            self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256
+        )
         with self._transaction() as uow:
             store = uow.identity
             user = store.get_user(username) if 0 < len(username) <= 80 else None
-            good = self._verify(user.password_hash if user else None, password)
+            stored = user.password_hash if user else None
+            good = self._remembered(key, stored) or self._verify(stored, password)
             if user is None:
                 return self._refuse(uow, username, _NO_REGION, BAD_CREDENTIALS, now)
             org = store.get_organization_by_id(user.organization_id)
@@ -248,7 +276,36 @@ class IdentityService:
             store.record_success(user.id)
             if self._hasher.check_needs_rehash(user.password_hash):
                 store.set_password(user.id, self._hasher.hash(password), now)
+            else:
+                self._remember(key, user.password_hash)
             return _principal(org, username)
+
+    def _remembered(self, key: bytes, stored: str | None) -> bool:
+        """Whether these credentials were checked against this very hash lately."""
+        if stored is None or self._cache_seconds <= 0:
+            return False
+        with self._cache_lock:
+            found = self._verified.get(key)
+            if found is None:
+                return False
+            expiry, checked_hash = found
+            if expiry < self._monotonic() or not hmac.compare_digest(
+                checked_hash, stored
+            ):
+                del self._verified[key]
+                return False
+            return True
+
+    def _remember(self, key: bytes, stored: str) -> None:
+        if self._cache_seconds <= 0:
+            return
+        now = self._monotonic()
+        with self._cache_lock:
+            if len(self._verified) > 10_000:
+                # Bounded: forget the expired ones, else everything.
+                live = {k: v for k, v in self._verified.items() if v[0] >= now}
+                self._verified = live if len(live) <= 10_000 else {}
+            self._verified[key] = (now + self._cache_seconds, stored)
 
     def _verify(self, stored: str | None, password: str) -> bool:
         try:

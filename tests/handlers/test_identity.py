@@ -219,3 +219,81 @@ def test_disabled_organization_certificate_is_refused(service):
     service.add_certificate("admin", "SUTTER", "ab" * 32)
     service.set_organization_disabled("admin", "SUTTER")
     assert service.principal_for_certificate("ab" * 32).reason == DISABLED
+
+
+class CountingHasher(PasswordHasher):
+    """A cheap hasher that counts full password checks."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.checks = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.checks += 1
+        return super().verify(hash, password)
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(name="cached")
+def _cached(db, clock) -> tuple[IdentityService, CountingHasher, Ticks]:
+    hasher, ticks = CountingHasher(), Ticks()
+    service = IdentityService(
+        db.transaction,
+        now=clock,
+        max_failures=3,
+        hasher=hasher,
+        cache_seconds=60,
+        monotonic=ticks,
+    )
+    service.add_organization(
+        "admin",
+        code="SUTTER",
+        name="",
+        org_type="provider",
+        region="SAC",
+        facility_ids=["SUTTERPEDS"],
+    )
+    service.add_user("admin", "SUTTER", "nurse1", PASSWORD)
+    return service, hasher, ticks
+
+
+def test_good_credentials_are_checked_once_a_minute(cached):
+    """The SOAP service authenticates every message: the same good credentials cost one argon2 check a minute."""
+    service, hasher, ticks = cached
+    before = hasher.checks
+    for _ in range(5):
+        assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert hasher.checks == before + 1
+    ticks.now += 61
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert hasher.checks == before + 2
+
+
+def test_wrong_password_is_never_spared_a_check(cached):
+    """A wrong password always costs a full check, cached good ones or not."""
+    service, hasher, _ticks = cached
+    service.authenticate("nurse1", PASSWORD)
+    before = hasher.checks
+    for _ in range(2):
+        assert service.authenticate("nurse1", PASSWORD + "x").reason == BAD_CREDENTIALS
+    assert hasher.checks == before + 2
+
+
+def test_cached_credentials_still_see_disable_lockout_and_new_password(cached):
+    """A remembered login is refused at once when the user is disabled or the password changes."""
+    service, _hasher, _ticks = cached
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    service.set_user_disabled("admin", "nurse1")
+    assert service.authenticate("nurse1", PASSWORD).reason == DISABLED
+    service.set_user_disabled("admin", "nurse1", disabled=False)
+    service.set_password("admin", "nurse1", "a brand new passphrase")
+    assert service.authenticate("nurse1", PASSWORD).reason == BAD_CREDENTIALS
