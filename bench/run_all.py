@@ -3,8 +3,8 @@
 Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
-sections: forecast, ingest, ingest-pg, spy, query, batch, memory, matching, lock-timing,
-fuzz, dashboard (the Grafana panels over a load run, drawn to
+sections: forecast, ingest, ingest-pg, auth, spy, query, batch, memory, matching,
+lock-timing, fuzz, dashboard (the Grafana panels over a load run, drawn to
 contrib/grafana/cairn-dashboard.png).
 """
 
@@ -20,7 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batch, dashboard, forecast, ingest, lock_timing, matching, query, spy
+from bench import (
+    auth,
+    batch,
+    dashboard,
+    forecast,
+    ingest,
+    lock_timing,
+    matching,
+    query,
+    spy,
+)
 from bench._common import ROOT, header
 from bench.synth import Synth
 
@@ -123,6 +133,7 @@ SECTIONS = (
     "forecast",
     "ingest",
     "ingest-pg",
+    "auth",
     "spy",
     "query",
     "batch",
@@ -271,6 +282,21 @@ def main() -> None:
                         explain=0,
                     )
                 ),
+            )
+        )
+    if "auth" in only:
+        count = 500 if args.quick else 2000
+        sys.argv = [
+            str(ROOT / "bench" / "auth.py"),
+            "--senders",
+            "8",
+            "--messages",
+            str(count),
+        ]
+        sections.append(
+            (
+                f"MLLP open, ip and TLS listeners (`.venv/bin/python -m bench.auth --senders 8 --messages {count}`)",
+                auth.run(argparse.Namespace(senders=8, messages=count)),
             )
         )
     if "lock-timing" in only:

@@ -26,6 +26,7 @@ from config.errors import ConfigError, ConfigErrors
 UnknownSenderPolicy = Literal["accept", "reject"]
 LogFormat = Literal["auto", "json", "console"]
 SqliteSynchronous = Literal["FULL", "NORMAL"]
+AuthMode = Literal["open", "tls", "ip"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,38 @@ class ServerSettings:
     #: Answers one connection may be waiting for; beyond that the connection
     #: is not read until it is back to this many (back-pressure).
     max_pipelined: int = 32
+    #: How the listener knows who is speaking: ``open`` (development: MSH-4
+    #: is trusted, the ``[[facilities]]`` map gives the region; said loudly
+    #: at startup), ``tls`` (a client certificate mapped to an organization)
+    #: or ``ip`` (the peer address on an organization's allow-list). An
+    #: authenticated listener never falls back to plaintext or to MSH-4.
+    auth: AuthMode = "open"
+    #: ``auth = "tls"``: the server's certificate chain (PEM, leaf first),
+    #: its private key (PEM) and the CA(s) client certificates must chain to.
+    tls_certificate: str = ""
+    tls_private_key_file: str = ""
+    tls_client_ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Users' logins (SOAP, console) and per-organization limits."""
+
+    #: Wrong passwords in a row that lock an account.
+    max_failed_logins: int = 5
+    #: How long a locked account stays locked.
+    lockout_seconds: float = 900.0
+    #: Default per-organization limits (an organization may have its own,
+    #: ``cairn org add --max-messages-per-minute / --max-connections``).
+    #: Counted per engine node. Beyond them a message gets AR naming the
+    #: limit, never a silent drop.
+    messages_per_minute: int = 6000
+    max_connections: int = 8
+    #: How often an authenticated listener looks its open connections'
+    #: certificates and addresses up again, so that disabling an
+    #: organization (or removing a credential) reaches connections already
+    #: open: their next messages get AR.
+    revalidate_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +235,7 @@ class Settings:
     matching: MatchingSettings = field(default_factory=MatchingSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     regions: tuple[Region, ...] = CAIR_REGIONS
     facilities: tuple[Facility, ...] = ()
 
@@ -359,16 +393,7 @@ def _unknown_keys(
 
 #: Keys that older configurations may set but this release cannot honour:
 #: they stop startup rather than be accepted and ignored.
-_UNSUPPORTED: dict[tuple[str, str], str] = {
-    ("server", "tls_certificate"): (
-        "TLS is not supported yet (the MLLP listener is plaintext): remove"
-        " this key, or terminate TLS in front of Cairn"
-    ),
-    ("server", "tls_private_key_file"): (
-        "TLS is not supported yet (the MLLP listener is plaintext): remove"
-        " this key, or terminate TLS in front of Cairn"
-    ),
-}
+_UNSUPPORTED: dict[tuple[str, str], str] = {}
 
 
 def _unsupported_keys(
@@ -474,12 +499,23 @@ def _check(settings: Settings, source: str) -> None:
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
         ("query.reader_threads", settings.query.reader_threads, 1, 64),
         ("dedup.review_score", settings.dedup.review_score, 0, 1),
+        ("identity.max_failed_logins", settings.identity.max_failed_logins, 1, 1000),
+        ("identity.lockout_seconds", settings.identity.lockout_seconds, 0, 86400 * 30),
+        (
+            "identity.messages_per_minute",
+            settings.identity.messages_per_minute,
+            1,
+            10_000_000,
+        ),
+        ("identity.max_connections", settings.identity.max_connections, 1, 100_000),
+        ("identity.revalidate_seconds", settings.identity.revalidate_seconds, 1, 3600),
     ):
         # Written so that NaN (a float setting from the environment) fails too.
         if not low <= value <= high:
             raise ConfigError(
                 source, key, f"expected {low:,} to {high:,}, got {value!r}"
             )
+    _check_tls(settings.server, source)
     m = settings.matching
     if m.match_threshold < MIN_MATCH_THRESHOLD:
         # The score was a weighted mean from -1 to 1 before; an old setting
@@ -496,6 +532,26 @@ def _check(settings: Settings, source: str) -> None:
             "matching",
             "expected 0 < possible_threshold <= match_threshold",
         )
+
+
+_TLS_KEYS = ("tls_certificate", "tls_private_key_file", "tls_client_ca_file")
+
+
+def _check_tls(server: ServerSettings, source: str) -> None:
+    """TLS files are required with ``auth = "tls"`` and read by nothing else."""
+    for key in _TLS_KEYS:
+        value = getattr(server, key)
+        if server.auth == "tls" and not value:
+            raise ConfigError(
+                source, f"server.{key}", 'required when server.auth = "tls"'
+            )
+        if server.auth != "tls" and value:
+            raise ConfigError(
+                source,
+                f"server.{key}",
+                f'only used with server.auth = "tls" (auth is {server.auth!r}): '
+                'remove it or set auth = "tls"',
+            )
 
 
 def load_settings(

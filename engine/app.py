@@ -10,6 +10,7 @@ import errno
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from config import Settings
+from engine.access import ListenerGate, RateLimiter, Session
 from engine.health import ReadinessProbe, alive
 from engine.logging import exception_summary
 from engine.metrics import EngineMetrics
@@ -35,6 +37,7 @@ from engine.pipeline import (
     Route,
     SenderPolicy,
 )
+from engine.tls import ServerTls, TlsError, TlsFiles, listen_tls, load_server_tls
 from forecast import (
     Forecaster,
     SupportingDataError,
@@ -44,6 +47,7 @@ from forecast import (
 from handlers.codes import CodeTables
 from handlers.dedup import DoseDeduplicator
 from handlers.forecasting import CdsiForecastService
+from handlers.identity import IdentityService
 from handlers.matching import PatientMatcher
 from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
@@ -226,6 +230,26 @@ def build_pipeline(
     )
 
 
+def tls_files(settings: Settings) -> TlsFiles:
+    """The MLLP listener's TLS files, as configured."""
+    return TlsFiles(
+        settings.server.tls_certificate,
+        settings.server.tls_private_key_file,
+        settings.server.tls_client_ca_file,
+        "server",
+    )
+
+
+def build_identity(settings: Settings, db: Database) -> IdentityService:
+    """The identity service (users, certificates, addresses) from settings."""
+    return IdentityService(
+        db.transaction,
+        now=lambda: datetime.now(UTC),
+        max_failures=settings.identity.max_failed_logins,
+        lockout_seconds=settings.identity.lockout_seconds,
+    )
+
+
 class PipelineSink:
     """Bridges the listener (reactor thread), the readers and the group committer.
 
@@ -243,6 +267,7 @@ class PipelineSink:
             for the writer or a reader (``server.max_in_flight``); one more
             is refused.
         readers: the reader threads answering queries (``query.reader_threads``).
+        limiter: the per-organization message rate (authenticated listeners).
     """
 
     def __init__(
@@ -253,9 +278,11 @@ class PipelineSink:
         max_batch: int,
         max_queue: int = 4096,
         readers: int = 2,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
+        self._limiter = limiter
         self._readers = ThreadPool(
             minthreads=0, maxthreads=readers, name="cairn-reader"
         )
@@ -287,9 +314,38 @@ class PipelineSink:
         self._readers.stop()
         self._committer.stop(timeout)
 
-    def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
-        """Queue a message; the Deferred fires with the response after commit."""
+    def submit(
+        self, raw: bytes, peer: str, listener: str, session: object = None
+    ) -> Deferred[bytes]:
+        """Queue a message; the Deferred fires with the response after commit.
+
+        ``session`` is the authenticated listener's :class:`Session`: its
+        organization is the message's sender; a connection over its
+        organization's connection limit, or a message over its rate, is
+        answered AR naming the limit at once.
+        """
         d: Deferred[bytes] = Deferred()
+        principal = None
+        if isinstance(session, Session):
+            principal = session.principal
+            refusal = session.refusal
+            limiter = self._limiter
+            if (
+                not refusal
+                and principal is not None
+                and limiter is not None
+                and not limiter.take(principal)
+            ):
+                refusal = limiter.refusal_text(principal)
+            if refusal:
+                logger.warning(
+                    "message_over_limit",
+                    peer=peer,
+                    listener=listener,
+                    organization=principal.organization if principal else "",
+                )
+                d.callback(self._pipeline.refuse(raw, refusal))
+                return d
         in_flight = self._committer.pending() + self._reading
         if in_flight >= self._max_queue:
             logger.warning(
@@ -302,7 +358,7 @@ class PipelineSink:
             self._metrics.refused("overloaded")
             d.errback(RuntimeError("engine overloaded"))
             return d
-        item = Inbound(raw, peer, listener)
+        item = Inbound(raw, peer, listener, principal=principal)
         started = time.perf_counter()
         if self._pipeline.reads_only(raw):
             d.addCallback(self._answered, started, "query")
@@ -440,6 +496,8 @@ class RunningServer:
     #: with (None: Z44 carries no forecast).
     metrics: EngineMetrics | None = None
     cdsi_release: str | None = None
+    #: an authenticated listener's periodic look-up of its open sessions
+    revalidation: LoopingCall | None = None
 
     @inlineCallbacks
     def shutdown(self) -> Any:
@@ -464,6 +522,8 @@ class RunningServer:
             yield self.test_port.stopListening()
         if self.http_port is not None:
             yield self.http_port.stopListening()
+        if self.revalidation is not None and self.revalidation.running:
+            self.revalidation.stop()
         if self.statistics is not None:
             yield self.statistics.stop()
         try:
@@ -487,14 +547,23 @@ class RunningServer:
         logger.info("shutdown_finished")
 
 
-def _listen(reactor: Any, address: str, factory: Any, flag: str) -> Any:
-    """``listenTCP`` on HOST:PORT, or StartupError in one line naming the address.
+def _listen(
+    reactor: Any,
+    address: str,
+    factory: Any,
+    flag: str,
+    tls: ServerTls | None = None,
+) -> Any:
+    """``listenTCP`` on HOST:PORT (``listenSSL`` with ``tls``), or StartupError in one line naming the address.
 
     ``flag`` names the option and key that choose the address, for the hint
     when another program holds the port.
     """
     host, _, port_text = address.rpartition(":")
     try:
+        if tls is not None:
+            # Twisted's TLS over TCP: no plaintext on this port, ever.
+            return listen_tls(reactor, address, factory, tls)
         return reactor.listenTCP(int(port_text), factory, interface=host.strip("[]"))
     except CannotListenError as exc:
         error = exc.socketError
@@ -539,12 +608,45 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         )
     pipeline = build_pipeline(settings, db, metrics=metrics, forecast=forecast)
     release = forecast[0].release if forecast[0] is not None else None
+    auth = settings.server.auth
+    gate: ListenerGate | None = None
+    tls = None
+    if auth == "open":
+        logger.warning(
+            "listener_open",
+            listener="mllp",
+            auth=auth,
+            reason="OPEN LISTENER (development): anyone who can connect is whatever "
+            'MSH-4 says; set server.auth = "tls" or "ip" in production',
+        )
+    else:
+        gate = ListenerGate(
+            auth,
+            build_identity(settings, db),
+            lambda fn, *args: deferToThreadPool(
+                reactor, reactor.getThreadPool(), fn, *args
+            ),
+            default_max_connections=settings.identity.max_connections,
+        )
+        if auth == "tls":
+            try:
+                tls = load_server_tls(
+                    tls_files(settings),
+                    require_client_certificate=True,
+                    on_refused=gate.handshake_refused,
+                )
+            except TlsError as exc:
+                raise StartupError(str(exc)) from None
+        logger.info("listener_authenticated", listener="mllp", auth=auth)
     sink = PipelineSink(
         reactor,
         pipeline,
         max_batch=settings.database.group_commit_max,
         max_queue=settings.server.max_in_flight,
         readers=settings.query.reader_threads,
+        limiter=RateLimiter(reactor.seconds, settings.identity.messages_per_minute)
+        if gate is not None
+        else None,
     )
     sink.start()
     factory = MllpFactory(
@@ -554,10 +656,12 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         max_message_bytes=settings.server.max_message_bytes,
         idle_timeout=settings.server.idle_timeout_seconds,
         max_pipelined=settings.server.max_pipelined,
+        gate=gate,
+        tls=tls is not None,
     )
     try:
         port = _listen(
-            reactor, settings.server.listen, factory, "--listen or server.listen"
+            reactor, settings.server.listen, factory, "--listen or server.listen", tls
         )
         test_port = test_factory = None
         if settings.server.test_listen:
@@ -568,6 +672,10 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                 max_message_bytes=settings.server.max_message_bytes,
                 idle_timeout=settings.server.idle_timeout_seconds,
                 max_pipelined=settings.server.max_pipelined,
+                # The test listener reads the registry too: it is
+                # authenticated exactly as the main one.
+                gate=gate,
+                tls=tls is not None,
             )
             try:
                 test_port = _listen(
@@ -575,6 +683,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                     settings.server.test_listen,
                     test_factory,
                     "server.test_listen",
+                    tls,
                 )
             except StartupError:
                 port.stopListening()
@@ -598,6 +707,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                 test_port.stopListening()
             sink.stop()
             raise
+    revalidation = None
+    if gate is not None:
+        revalidation = LoopingCall(gate.revalidate)
+        revalidation.clock = reactor
+        revalidation.start(settings.identity.revalidate_seconds, now=False)
     statistics = None
     interval = settings.database.statistics_interval_seconds
     if db.backend == "postgresql" and interval > 0:
@@ -617,6 +731,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         http_root=http_root,
         metrics=metrics,
         cdsi_release=release,
+        revalidation=revalidation,
     )
 
 
@@ -646,6 +761,10 @@ def listening_address(server: RunningServer, *, test: bool = False) -> tuple[str
 def auth_mode(settings: Settings) -> str:
     """Who may send, in one phrase (the sender check on MSH-4)."""
     registry = settings.registry
+    if settings.server.auth == "tls":
+        return "tls: client certificates mapped to organizations; MSH-4 theirs"
+    if settings.server.auth == "ip":
+        return "ip: addresses on organizations' allow-lists; MSH-4 theirs"
     if registry.unknown_sender == "accept":
         return (
             "open: any MSH-4 accepted, unregistered senders into region"

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.codes",
     "engine.commands.review",
     "engine.commands.patient",
+    "engine.commands.org",
 )
 
 

@@ -23,6 +23,7 @@ decoded on the way.
 from __future__ import annotations
 
 import socket
+import ssl
 from types import TracebackType
 
 from parsers.mllp import END, VT, encode_frame
@@ -37,13 +38,29 @@ class MllpSender:
         host: the server (name, IPv4 or IPv6 address).
         port: its port.
         timeout: seconds to wait to connect and for each reply.
+        tls: a client TLS context (with the client certificate) for a TLS
+            listener; None for plain MLLP.
 
     Raises:
-        OSError: the connection could not be made (``TimeoutError`` included).
+        OSError: the connection could not be made (``TimeoutError`` included;
+            ``ssl.SSLError``, an ``OSError``, when the TLS handshake fails).
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self._socket = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        raw = socket.create_connection((host, port), timeout=timeout)
+        if tls is not None:
+            try:
+                raw = tls.wrap_socket(raw, server_hostname=host)
+            except OSError:
+                raw.close()
+                raise
+        self._socket = raw
         self._buffer = b""
 
     def __enter__(self) -> MllpSender:

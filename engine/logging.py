@@ -93,6 +93,13 @@ ALLOWED_KEYS = frozenset(
         "cdsi_release",
         "regions",
         "senders",
+        # who is speaking (issue 17): codes and counts, never credentials
+        "organization",
+        "role",
+        "failures",
+        "depth",
+        "rate",
+        "max_connections",
     }
 )
 

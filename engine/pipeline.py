@@ -49,6 +49,7 @@ import structlog
 from engine.logging import exception_summary
 from engine.metrics import EngineMetrics
 from handlers.context import MessageContext
+from handlers.identity import Principal
 from parsers import (
     STANDARD_ENCODING,
     Acknowledgement,
@@ -81,6 +82,7 @@ from storage import (
     JOURNAL_KEY_LIMITS,
     Database,
     JournalLookup,
+    NewAuditEntry,
     NewJournalEntry,
     PermanentStorageError,
     TransientStorageError,
@@ -254,6 +256,8 @@ class Inbound:
     listener: str
     #: set by :meth:`MessagePipeline.read_step` on a reader thread
     prepared: Prepared | None = None
+    #: the organization an authenticated listener established (None: open)
+    principal: Principal | None = None
 
 
 #: (sending facility, MSH-10, content digest): how the journal finds a resend.
@@ -421,6 +425,43 @@ def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
     return True
 
 
+def _spoofed(header: MessageHeader, principal: Principal | None) -> Issue | None:
+    """The error for an MSH-4 that is not one of the authenticated organization's facility ids.
+
+    Every part of MSH-4 that names a facility must be one of its ids: the
+    namespace id (MSH-4.1) and the universal id (MSH-4.2). An empty MSH-4 is
+    refused too, even with MSH-3 set: an authenticated listener never falls
+    back to another field to say who is sending.
+    """
+    if principal is None:
+        return None
+    facility = header.sending_facility
+    parts = [p for p in (facility.namespace, facility.universal_id) if p]
+    if parts and all(p in principal.facility_ids for p in parts):
+        return None
+    if not parts:
+        text = (
+            "MSH-4 (sending facility) is empty; on an authenticated connection it "
+            f"must be one of the facility ids of {principal.organization}; rejected"
+        )
+        return _issue(
+            Hl7Error.REQUIRED_FIELD_MISSING,
+            "MSH",
+            4,
+            AppError.REQUIRED_DATA_MISSING,
+            text,
+        )
+    return _issue(
+        Hl7Error.TABLE_VALUE_NOT_FOUND,
+        "MSH",
+        4,
+        AppError.TABLE_VALUE_NOT_FOUND,
+        "MSH-4 (sending facility) is not one of the facility ids of the "
+        f"authenticated organization {principal.organization}; rejected, "
+        "nothing stored",
+    )
+
+
 class MessagePipeline:
     """Turns raw messages into durable, journaled responses.
 
@@ -500,6 +541,16 @@ class MessagePipeline:
         answer = self.reject([issue], header, encoding)
         self.metrics.messages_answered([self._metric_labels_of(header, "AR")])
         return answer
+
+    def refuse(self, raw: bytes, text: str) -> bytes:
+        """AR for a message refused before it is read (a limit); nothing stored.
+
+        The ERR says why (``text``, which names the limit); MSA-2 echoes the
+        message's control id when its header can be read.
+        """
+        encoding, header = self._peek(raw)
+        issue = _issue(Hl7Error.APPLICATION_INTERNAL_ERROR, "", None, None, text)
+        return self.reject([issue], header, encoding)
 
     # -- processing --------------------------------------------------------
 
@@ -612,18 +663,19 @@ class MessagePipeline:
         header = reading.header
         route = self._routes.get(header.message_code)
         query = route.query if route is not None else None
-        region, known = self._senders.region_of(header.sender)
+        region, known = self._region_of(header, item.principal)
         if (
             query is None
             or region is None
+            or _spoofed(header, item.principal) is not None
             or reading.check.rejections
             or check_key(header, JOURNAL_KEY_LIMITS) is not None
         ):
             return decoded_only
         log = logger.bind(
             peer=item.peer, listener=item.listener, **self._log_fields(header)
-        )
-        ctx = self._context(header, region, 0, known)
+        ).bind(region=region)
+        ctx = self._context(header, region, 0, known, item.principal)
         try:
             with self._db.reading() as reader:
                 answer = query.read(reading.message, ctx, reader, log)
@@ -643,14 +695,16 @@ class MessagePipeline:
             return item.prepared.reading
         try:
             decoded = decode_message(item.raw)
-            return self._reading_of(decoded, tokenize(decoded.text))
+            return self._reading_of(decoded, tokenize(decoded.text), item.principal)
         except Exception:  # answered (or logged) per message in _process
             return None
 
-    def _reading_of(self, decoded: DecodedText, message: Message) -> _Reading:
+    def _reading_of(
+        self, decoded: DecodedText, message: Message, principal: Principal | None
+    ) -> _Reading:
         """The header read and checked once, for every message type."""
         header = read_header(message.msh)
-        region, _known = self._senders.region_of(header.sender)
+        region, _known = self._region_of(header, principal)
         check = check_header(
             message,
             header,
@@ -778,7 +832,7 @@ class MessagePipeline:
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
-        return self._reading_of(decoded, message)
+        return self._reading_of(decoded, message, item.principal)
 
     def _batch_in_frame(self, text: str, log: Any) -> Outcome | None:
         """AR for a batch (FHS/BHS … BTS/FTS) sent inside one MLLP frame.
@@ -839,6 +893,11 @@ class MessagePipeline:
             return Outcome(
                 self.reject([key_issue], header, reading.message.encoding), "AR", None
             )
+        spoofed = _spoofed(header, item.principal)
+        if spoofed is not None:
+            # Before the journal is looked up: a spoofer gets no stored answer
+            # of the facility it names, and takes none of its control ids.
+            return self._refuse_sender(uow, item, reading, spoofed, log)
         found = self._look_up(uow, reading, answers)
         test_mode = not_stored_reason(header, item.listener, self._senders)
         replayed = self._replay(header, found, log, test_mode is not None)
@@ -847,14 +906,17 @@ class MessagePipeline:
         if found.other_content:
             log.warning("control_id_reused")
 
-        region, known = self._senders.region_of(header.sender)
+        region, known = self._region_of(header, item.principal)
         journal_id = self._journal(uow, item, header, region, reading.digest)
+        if item.principal is not None:
+            # The organization's region, not the one MSH-4 would map to.
+            log = log.bind(region=region)
         if reading.check.rejections:
             return self._refuse(uow, reading, journal_id, region)
         assert region is not None
 
         route = self._routes[header.message_code]
-        ctx = self._context(header, region, journal_id, known)
+        ctx = self._context(header, region, journal_id, known, item.principal)
         result, not_stored = self._apply(uow, route, item, reading, ctx, log, test_mode)
         trailing = list(reading.check.trailing)
         if found.other_content:
@@ -880,7 +942,12 @@ class MessagePipeline:
         return self._store_answer(uow, reading, result, outcome, journal_id, region)
 
     def _context(
-        self, header: MessageHeader, region: str, journal_id: int, known: bool
+        self,
+        header: MessageHeader,
+        region: str,
+        journal_id: int,
+        known: bool,
+        principal: Principal | None,
     ) -> MessageContext:
         now = self._now()
         return MessageContext(
@@ -890,7 +957,61 @@ class MessagePipeline:
             received_at=now,
             today=now.date(),
             sender_known=known,
+            principal=principal,
         )
+
+    def _region_of(
+        self, header: MessageHeader, principal: Principal | None
+    ) -> tuple[str | None, bool]:
+        """(region, known) of a sender: the authenticated organization's, else by MSH-4.
+
+        An authenticated organization's region is its own, whatever MSH-4
+        says (an MSH-4 not among its facility ids is refused before use);
+        an open listener trusts MSH-4 and the ``[[facilities]]`` map.
+        """
+        if principal is not None:
+            return principal.region, True
+        return self._senders.region_of(header.sender)
+
+    def _refuse_sender(
+        self,
+        uow: UnitOfWork,
+        item: Inbound,
+        reading: _Reading,
+        issue: Issue,
+        log: Any,
+    ) -> Outcome:
+        """AR for an MSH-4 that is not the authenticated organization's, with an audit row.
+
+        Not journaled: the journal is keyed on MSH-4, and the facility named
+        is not the sender's.
+        """
+        principal = item.principal
+        assert principal is not None
+        log.warning(
+            "sender_refused",
+            organization=principal.organization,
+            location="MSH-4",
+        )
+        uow.audit.insert(
+            NewAuditEntry(
+                at=self._now(),
+                requester=principal.organization,
+                requester_region=principal.region,
+                patient_id=None,
+                patient_region=None,
+                journal_id=None,
+                query_tag="",
+                action="authenticate",
+                outcome="refused-msh4",
+                profile=reading.header.message_code[:8],
+                detail=f"MSH-4 is not a facility id of {principal.organization}; "
+                f"peer {item.peer}"[:300],
+            )
+        )
+        header = reading.header
+        response = self.reject([issue], header, reading.message.encoding)
+        return Outcome(response if _wants_answer(header, "AR") else b"", "AR", None)
 
     @staticmethod
     def _look_up(

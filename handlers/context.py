@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from handlers.identity import Principal
 from handlers.ndc import NdcMatch
+from handlers.roles import Role, View, view_of
 
 
 class Logger(Protocol):
@@ -53,6 +55,9 @@ class MessageContext:
         received_at: when the message arrived (UTC).
         today: the registry's current date, for "not in the future" rules.
         sender_known: whether the sender is a configured facility.
+        principal: the organization the listener authenticated (None on an
+            open listener, where every sender acts as a provider, as the
+            development mode always did).
     """
 
     sender: str
@@ -61,3 +66,14 @@ class MessageContext:
     received_at: datetime
     today: date
     sender_known: bool = True
+    principal: Principal | None = None
+
+    @property
+    def role(self) -> Role:
+        """What the sender's agreement lets it do (open listeners: provider)."""
+        return self.principal.role if self.principal is not None else Role.PROVIDER
+
+    @property
+    def view(self) -> View:
+        """How much of a patient record the sender sees."""
+        return view_of(self.role)

@@ -10,6 +10,11 @@ demographics they sent. Never another organization's MRN, address or doses.
 The record is read once here (:class:`PatientView`), and every answer (Z32,
 Z42, Z31 and the forecast inside them) is built from that view, so a locked
 record cannot leak through a path that reads storage on its own.
+
+The requester's role narrows the view further (handlers/roles.py): a school,
+child care facility or other ``requirements`` role sees the doses and the
+forecast to confirm requirements, never contact details (address, phone,
+e-mail: PID-11, PID-13) nor guardians (NK1).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
+
+from handlers.roles import View
 
 if TYPE_CHECKING:
     from storage import (
@@ -100,10 +107,44 @@ def access_of(uow: UnitOfWork, requester: str, record: PatientRecord) -> Access:
     return "own-data" if requester in submitters else "hidden"
 
 
+#: Contact fields a ``requirements`` view never shows (PID-11, PID-13).
+_CONTACT_FIELDS = (
+    "street",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "phone",
+    "email",
+)
+
+
 def read_view(
+    uow: UnitOfWork,
+    requester: str,
+    record: PatientRecord,
+    access: Access,
+    scope: View = "full",
+) -> PatientView:
+    """Read what ``requester`` may see of ``record`` (never call with ``hidden``).
+
+    ``scope`` is the requester's role's view: ``requirements`` drops the
+    contact details and the next of kin, whatever the access.
+    """
+    view = _read_view(uow, requester, record, access)
+    if scope == "full":
+        return view
+    blank: dict[str, object] = dict.fromkeys(_CONTACT_FIELDS, "")
+    return replace(
+        view,
+        record=replace(view.record, **blank),  # type: ignore[arg-type]
+        next_of_kin=(),
+    )
+
+
+def _read_view(
     uow: UnitOfWork, requester: str, record: PatientRecord, access: Access
 ) -> PatientView:
-    """Read what ``requester`` may see of ``record`` (never call with ``hidden``)."""
     assert access != "hidden"
     region, patient_id = record.region, record.id
     kin = uow.patients.next_of_kin(region, patient_id)

@@ -29,9 +29,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
+from handlers.authorization import check_role
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.disclosure import Access, PatientView, access_of, read_view
 from handlers.matching import Candidate, PatientMatcher
+from handlers.roles import Operation
 from handlers.rsp_body import (
     ForecastOutcome,
     ForecastService,
@@ -241,6 +243,27 @@ class QbpHandler:
                 )
             )
             return error("AR", "AR", "rejected: unknown query name")
+        operation = (
+            Operation.QUERY_FORECAST if query_name == "Z44" else Operation.QUERY_HISTORY
+        )
+        denied = check_role(ctx, operation, query_name)
+        if denied is not None:
+            # Before any search: a refused role learns nothing of the registry.
+            issues.append(denied.issue)
+            audits.append(denied.audit)
+            log.info("message_refused_role", role=ctx.role.value)
+            return QueryResponse(
+                "AR",
+                "AR",
+                "Z33",
+                tuple(issues),
+                tag,
+                name_raw,
+                qpd_raw,
+                (),
+                "rejected: " + denied.audit.detail,
+                ctx.region,
+            )
         if not params.query_tag:
             issues.append(
                 finding(
@@ -390,7 +413,9 @@ class QbpHandler:
             )
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
-            shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
+            shown = read_view(
+                uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+            )
             body.extend(self._patient_segments(shown, number, ctx.today))
             self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
@@ -541,7 +566,9 @@ class QbpHandler:
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
+        shown = read_view(
+            uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+        )
         body = self._patient_segments(shown, 1, ctx.today)
         body.extend(self._dose_segments(shown, None))
         self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
@@ -570,7 +597,9 @@ class QbpHandler:
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        shown = read_view(uow, ctx.sender, cand.patient, access[cand.patient.id])
+        shown = read_view(
+            uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+        )
         extra = list(issues)
         body = self._patient_segments(shown, 1, ctx.today)
         outcome = None

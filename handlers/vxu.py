@@ -12,12 +12,14 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from handlers.authorization import Refused, check_role
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.dedup import DoseDeduplicator
 from handlers.doses import DoseReport, DoseService
 from handlers.filing import Origin
 from handlers.matching import PatientMatcher
 from handlers.patients import FiledPatient, PatientService, PatientSubmission
+from handlers.roles import Operation
 from handlers.vxu_validation import (
     CleanDose,
     CleanNextOfKin,
@@ -27,6 +29,7 @@ from handlers.vxu_validation import (
 )
 from parsers import (
     Acknowledgement,
+    ActionCode,
     AppError,
     Hl7Error,
     Issue,
@@ -77,10 +80,18 @@ class VxuHandler:
 
         Returns:
             The acknowledgement: AA when nothing is wrong beyond warnings, AE
-            when errors were found (a message-level one stores nothing).
+            when errors were found (a message-level one stores nothing), AR
+            when the sender's role may not submit (or delete) data.
         """
+        refused = check_role(ctx, Operation.SUBMIT, "VXU")
+        if refused is not None:
+            return self._refuse(refused, ctx, uow, log)
         vxu = read_vxu(message)
         result = self._validator.validate(vxu, ctx.today)
+        if any(d.action_code == ActionCode.DELETE for d in result.doses):
+            refused = check_role(ctx, Operation.DELETE, "VXU")
+            if refused is not None:
+                return self._refuse(refused, ctx, uow, log)
         if result.rejected or result.patient is None:
             log.info(
                 "vxu_rejected",
@@ -110,6 +121,20 @@ class VxuHandler:
                 "doses_rejected": result.rejected_doses
                 + (len(result.doses) - stored - deleted),
             },
+        )
+
+    @staticmethod
+    def _refuse(
+        refused: Refused, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> Acknowledgement:
+        """AR for an operation the sender's role does not allow, audited."""
+        uow.audit.insert(refused.audit)
+        log.info("message_refused_role", role=ctx.role.value)
+        return Acknowledgement(
+            "AR",
+            (refused.issue,),
+            outcome="rejected: " + refused.audit.detail,
+            region=ctx.region,
         )
 
     def _store(

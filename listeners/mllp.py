@@ -19,6 +19,11 @@ HL7 content.
 - :meth:`MllpFactory.quiesce` stops reading everywhere and refuses new
   connections, waits until every in-flight message has its answer written (or
   its connection gone), then closes the connections (graceful shutdown).
+- Who is speaking: with a :class:`ConnectionGate`, nothing is read from a
+  connection until the gate has admitted it (after the TLS handshake on a
+  TLS listener, so that the client certificate is known). The gate's session
+  goes with every message to the sink; a connection the gate refuses is
+  closed unread. The listener never decides who a peer is.
 
 Logs carry peer, listener and counts, never message content.
 """
@@ -30,11 +35,12 @@ from typing import Protocol, cast
 
 import structlog
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import classImplements  # type: ignore[import-untyped]
 
 from parsers.mllp import Frame, FrameDecoder, Oversize, Truncated, encode_frame
 
@@ -44,11 +50,33 @@ logger = structlog.get_logger()
 class MessageSink(Protocol):
     """Where framed messages go (the engine's pipeline)."""
 
-    def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
-        """Process a message; fire with the response payload (b"" for none)."""
+    def submit(
+        self, raw: bytes, peer: str, listener: str, session: object = None
+    ) -> Deferred[bytes]:
+        """Process a message; fire with the response payload (b"" for none).
+
+        ``session`` is what the listener's :class:`ConnectionGate` admitted
+        the connection as (None without a gate).
+        """
 
     def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
         """The reject payload for a message over the size limit."""
+
+
+class ConnectionGate(Protocol):
+    """Decides who a connection is before anything is read from it (the engine's)."""
+
+    def admit(
+        self, peer: str, certificate: object | None, listener: str
+    ) -> Deferred[object | None]:
+        """Fire with the connection's session, or None to close it unread.
+
+        ``certificate`` is the TLS peer certificate (pyOpenSSL ``X509``)
+        on a TLS listener, else None.
+        """
+
+    def release(self, session: object) -> None:
+        """The connection of an admitted session has closed."""
 
 
 class _Transport(Protocol):
@@ -114,6 +142,10 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         self._peer = ""
         self._ignored = 0
         self.messages = 0
+        # With a gate: admitted (the session is known), and what arrived first.
+        self._admitted = factory.gate is None
+        self._session: object = None
+        self._early = b""
 
     @property
     def _t(self) -> _Transport:
@@ -141,12 +173,65 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             listener=self.factory.name,
             connections=len(self.factory.connections),
         )
+        if not self._admitted and not self.factory.tls:
+            self._admit(None)
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up (IHandshakeListener): the client certificate can be read."""
+        if self._admitted or self._silent:
+            return
+        get = getattr(self.transport, "getPeerCertificate", None)
+        self._admit(get() if get is not None else None)
+
+    def _admit(self, certificate: object | None) -> None:
+        """Ask the gate who this is; read nothing until it answers."""
+        gate = self.factory.gate
+        assert gate is not None
+        self._t.pauseProducing()
+        try:
+            d = gate.admit(self._peer, certificate, self.factory.name)
+        except Exception:  # a listener never dies of its gate
+            logger.exception("gate_raised", peer=self._peer, listener=self.factory.name)
+            self._close()
+            return
+        d.addCallbacks(self._admitted_as, self._gate_failed)
+
+    def _admitted_as(self, session: object | None) -> None:
+        if session is None:
+            logger.info(
+                "connection_refused", peer=self._peer, listener=self.factory.name
+            )
+            self._close()
+            return
+        if self._silent:
+            # Closed while the gate was deciding.
+            assert self.factory.gate is not None
+            self.factory.gate.release(session)
+            return
+        self._session = session
+        self._admitted = True
+        self._t.resumeProducing()
+        early, self._early = self._early, b""
+        if early:
+            self.dataReceived(early)
+
+    def _gate_failed(self, failure: Failure) -> None:
+        logger.warning(
+            "connection_not_admitted",
+            peer=self._peer,
+            listener=self.factory.name,
+            error_type=failure.type.__name__ if failure.type else "",
+        )
+        self._close()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Forget the connection; answers still pending can no longer be written."""
         self.setTimeout(None)  # type: ignore[no-untyped-call]
         self._silent = True
         self.factory.connections.discard(self)
+        if self._session is not None and self.factory.gate is not None:
+            session, self._session = self._session, None
+            self.factory.gate.release(session)
         logger.info(
             "connection_closed",
             peer=self._peer,
@@ -177,6 +262,10 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         """Cut frames and hand them on."""
         if self._silent or not self._reading:
+            return
+        if not self._admitted:
+            # Read before the gate answered (paused, but a chunk was in hand).
+            self._early += data
             return
         if self.factory.quiescing:
             # Shutting down: frames read after quiesce() are not taken; they
@@ -211,7 +300,13 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         self.messages += 1
         slot = self._enqueue()
         try:
-            d = self.factory.sink.submit(payload, self._peer, self.factory.name)
+            sink, name = self.factory.sink, self.factory.name
+            # Without a gate the sink is called as it always was.
+            d = (
+                sink.submit(payload, self._peer, name)
+                if self.factory.gate is None
+                else sink.submit(payload, self._peer, name, session=self._session)
+            )
         except Exception:  # the sink must not raise, but a listener never dies of it
             logger.exception("sink_raised", peer=self._peer, listener=self.factory.name)
             d = Deferred()
@@ -310,6 +405,11 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             self._t.pauseProducing()
 
 
+# Twisted tells a wrapped protocol that provides IHandshakeListener when TLS
+# is up (zope interfaces are untyped).
+classImplements(MllpProtocol, IHandshakeListener)
+
+
 class MllpFactory(Factory):
     """Builds MLLP connections that feed one sink.
 
@@ -321,6 +421,9 @@ class MllpFactory(Factory):
         idle_timeout: seconds of silence before a connection is closed.
         max_pipelined: answers one connection may wait for; beyond that it
             stops being read until it is back to this many.
+        gate: decides who each connection is before it is read (None: every
+            connection is read at once, as the open development mode does).
+        tls: the listener speaks TLS: the gate is asked after the handshake.
     """
 
     protocol = MllpProtocol  # type: ignore[assignment]
@@ -334,8 +437,12 @@ class MllpFactory(Factory):
         max_message_bytes: int = 1024 * 1024,
         idle_timeout: float = 300.0,
         max_pipelined: int = 32,
+        gate: ConnectionGate | None = None,
+        tls: bool = False,
     ) -> None:
         self.sink = sink
+        self.gate = gate
+        self.tls = tls
         self.clock = clock
         self.name = name
         self.max_message_bytes = max_message_bytes

@@ -4,7 +4,7 @@ Must not import any other Cairn package. Repositories take and return frozen
 dataclasses; region is a required argument of every patient or dose query.
 
 One module per topic: ``journal``, ``patients``, ``doses``, ``observations``,
-``review``, ``audit``; ``unit_of_work`` (one transaction, savepoints, locks),
+``review``, ``audit``, ``identity`` (organizations, users); ``unit_of_work`` (one transaction, savepoints, locks),
 ``database`` (the handle, reading and search helpers) and ``dialects`` (every
 SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
@@ -20,6 +20,13 @@ from storage.errors import (
     SchemaOutOfDate,
     StorageError,
     TransientStorageError,
+)
+from storage.identity import (
+    Credential,
+    IdentityRepository,
+    NewOrganization,
+    Organization,
+    UserAccount,
 )
 from storage.journal import JOURNAL_KEY_LIMITS, JournalRepository
 from storage.observations import ObservationRepository
@@ -57,8 +64,10 @@ __all__ = [
     "AuditRepository",
     "BackupInfo",
     "BackupUnsupported",
+    "Credential",
     "Database",
     "DatabaseUnreachable",
+    "IdentityRepository",
     "JournalAnswer",
     "JournalEntry",
     "JournalLookup",
@@ -68,6 +77,7 @@ __all__ = [
     "NewMatchDecision",
     "NewNextOfKin",
     "NewObservation",
+    "NewOrganization",
     "NewPatient",
     "NewPatientVersion",
     "NewReviewItem",
@@ -75,6 +85,7 @@ __all__ = [
     "NextOfKinRecord",
     "ObservationRecord",
     "ObservationRepository",
+    "Organization",
     "PatientIdentifier",
     "PatientRecord",
     "PatientRepository",
@@ -87,6 +98,7 @@ __all__ = [
     "Submitter",
     "TransientStorageError",
     "UnitOfWork",
+    "UserAccount",
     "VaccinationRecord",
     "VaccinationRepository",
     "open_database",

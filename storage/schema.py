@@ -307,3 +307,65 @@ review_items = Table(
     Column("decided_by", String(80), nullable=False, server_default=""),
     Index(None, "status", "kind"),
 )
+
+# -- who is speaking: organizations, their facility ids, credentials, users ---
+
+#: A CAIR user organization (provider, school, WIC, …): its region and type
+#: decide what it may do; ``code`` is how operators and the audit trail name
+#: it. Limits left NULL take the configured defaults.
+organizations = Table(
+    "organizations",
+    metadata,
+    _id(),
+    Column("code", String(80), nullable=False, unique=True),
+    _text("name", 200),
+    Column("org_type", String(30), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("max_messages_per_minute", Integer, nullable=True),
+    Column("max_connections", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The MSH-4 values (namespace ids and universal ids) an organization sends
+#: as; one facility id belongs to one organization.
+organization_facilities = Table(
+    "organization_facilities",
+    metadata,
+    Column("facility_id", String(180), primary_key=True),
+    Column("organization_id", RowId, ForeignKey("organizations.id"), nullable=False),
+    Index(None, "organization_id"),
+)
+
+#: How a listener recognises an organization without a password: a client
+#: certificate's SHA-256 fingerprint (kind ``certificate``) or a network in
+#: CIDR form (kind ``address``).
+organization_credentials = Table(
+    "organization_credentials",
+    metadata,
+    _id(),
+    Column("organization_id", RowId, ForeignKey("organizations.id"), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("value", String(200), nullable=False),
+    _text("label", 200),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "value"),
+    Index(None, "organization_id"),
+)
+
+#: A person or system account of an organization; the password is an argon2
+#: hash, never anything a log or an answer shows.
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("organization_id", RowId, ForeignKey("organizations.id"), nullable=False),
+    Column("username", String(80), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+    Index(None, "organization_id"),
+)

@@ -27,6 +27,7 @@ from storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from storage.identity import IdentityRepository
 from storage.journal import JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
@@ -89,6 +90,7 @@ class UnitOfWork:
         self.observations = ObservationRepository(conn, sql)
         self.audit = AuditRepository(conn, sql)
         self.review = ReviewRepository(conn, sql)
+        self.identity = IdentityRepository(conn)
         self._savepoints = 0
 
     def lock(self, keys: Iterable[str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from engine.app import build_pipeline, open_registry_database
+from engine.app import build_identity, build_pipeline, open_registry_database
 from engine.commands._common import add_database_options, settings_from
 from engine.logging import configure_logging
 from engine.pipeline import Inbound
@@ -47,6 +47,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--batch", type=int, default=200, help="messages per transaction (default 200)"
     )
+    parser.add_argument(
+        "--org",
+        metavar="CODE",
+        help="file the messages as this organization (cairn org add): its region"
+        " and role apply and each MSH-4 must be one of its facility ids, as on an"
+        " authenticated listener (default: trust MSH-4 and [[facilities]], as the"
+        " open listener does)",
+    )
     add_database_options(parser)
     parser.set_defaults(func=run)
 
@@ -60,6 +68,16 @@ def run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1
+    principal = None
+    if args.org:
+        principal = build_identity(settings, db).principal_of(args.org)
+        if principal is None:
+            db.close()
+            print(
+                f"cairn: --org: no enabled organization {args.org!r} (cairn org list)",
+                file=sys.stderr,
+            )
+            return 1
     pipeline = build_pipeline(settings, db)
     total: Counter[str] = Counter()
     started = time.perf_counter()
@@ -98,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             for start in range(0, len(batch.messages), args.batch):
                 chunk = batch.messages[start : start + args.batch]
                 outcomes = pipeline.process_batch(
-                    [Inbound(m, "file", str(path)) for m in chunk]
+                    [Inbound(m, "file", str(path), principal=principal) for m in chunk]
                 )
                 for outcome in outcomes:
                     acks.write(outcome.payload + b"\n")

@@ -27,6 +27,7 @@ otherwise, 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -92,6 +93,20 @@ def register(subparsers: Any) -> None:
         help="seconds to wait to connect and for each answer (default 30)",
     )
     parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="speak TLS, trusting the server certificate if it chains to this CA"
+        ' (a server with server.auth = "tls")',
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="the client certificate (chain) that authenticates this sender",
+    )
+    parser.add_argument(
+        "--tls-key", metavar="PEM", help="the client certificate's private key"
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=2.0,
@@ -99,6 +114,28 @@ def register(subparsers: Any) -> None:
         " optional (default 2)",
     )
     parser.set_defaults(func=run)
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client TLS context the --tls-* options ask for (None: plain MLLP)."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if not args.tls_ca:
+        raise ValueError("--tls-cert and --tls-key need --tls-ca (the server's CA)")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    try:
+        context = ssl.create_default_context(cafile=args.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--tls-ca: {args.tls_ca}: {exc.strerror or exc}") from None
+    if args.tls_cert:
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"--tls-cert/--tls-key: {args.tls_cert}: {exc.strerror or exc}"
+            ) from None
+    return context
 
 
 def _address(text: str) -> tuple[str, int] | None:
@@ -167,7 +204,9 @@ class _Connection:
         port: int,
         timeout: float,
         late: Callable[[_Sent, bytes], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._tls = tls
         self._host = host
         self._port = port
         self._timeout = timeout
@@ -183,7 +222,9 @@ class _Connection:
         # (against a silent host that would cost the timeout each time).
         if self._sender is None and not self._unreachable:
             try:
-                self._sender = MllpSender(self._host, self._port, self._timeout)
+                self._sender = MllpSender(
+                    self._host, self._port, self._timeout, self._tls
+                )
             except OSError as exc:
                 self._unreachable = True
                 self.error = f"cannot connect: {exc.__class__.__name__}: {exc}"
@@ -262,6 +303,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"cairn send: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
         return 2
     try:
+        tls = _tls_context(args)
+    except (OSError, ValueError) as exc:
+        print(f"cairn send: {exc}", file=sys.stderr)
+        return 2
+    try:
         files = _files(args.paths)
     except FileNotFoundError as exc:
         print(f"cairn send: {exc}", file=sys.stderr)
@@ -296,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
         codes[ALLOWED_SILENCE] -= 1
         count(sent.path, ack_code(reply) or NO_MSA)
 
-    connection = _Connection(*address, args.timeout, late)
+    connection = _Connection(*address, args.timeout, late, tls)
     try:
         with tqdm(total=len(work), unit="msg", file=sys.stderr, disable=None) as bar:
             for path, message in work:

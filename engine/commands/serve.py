@@ -18,9 +18,11 @@ from engine.app import (
     open_registry_database,
     start_server,
     startup_summary,
+    tls_files,
 )
 from engine.commands._common import add_database_options, settings_from
 from engine.logging import configure_logging
+from engine.tls import TlsError, load_server_tls
 from storage import StorageError
 
 logger = structlog.get_logger()
@@ -53,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.format, settings.logging.level)
     from twisted.internet import reactor  # noqa: TID251 - engine owns the global reactor
 
+    if settings.server.auth == "tls":
+        # Before anything is opened or created: a TLS file that cannot be
+        # used stops startup with one line.
+        try:
+            load_server_tls(tls_files(settings), require_client_certificate=True)
+        except TlsError as exc:
+            print(f"cairn: {exc}", file=sys.stderr)
+            return 2
     try:
         db = open_registry_database(settings, upgrade=True)
     except StorageError as exc:
@@ -66,15 +76,29 @@ def run(args: argparse.Namespace) -> int:
         return 1
     install_graceful_shutdown(reactor, server)
     host, port = listening_address(server)
-    print(f"cairn: listening for MLLP on {host}:{port}", flush=True)
+    auth = settings.server.auth
+    how = {"open": "", "tls": " with TLS (client certificates)", "ip": ""}[auth]
+    print(f"cairn: listening for MLLP on {host}:{port}{how}", flush=True)
     http = http_address(server)
     if http is not None:
         print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
     if server.test_port is not None:
         host, port = listening_address(server, test=True)
         print(
-            f"cairn: test-mode MLLP listener on {host}:{port}: messages are "
+            f"cairn: test-mode MLLP listener on {host}:{port}{how}: messages are "
             "validated and answered, nothing is stored",
+            flush=True,
+        )
+    if auth == "open":
+        print(
+            "cairn: OPEN LISTENER (development): anyone who can connect is "
+            'whatever MSH-4 says; set server.auth = "tls" or "ip" in production',
+            flush=True,
+        )
+    else:
+        print(
+            f"cairn: authenticated listener (auth = {auth!r}): each connection is "
+            "an organization; MSH-4 must be one of its facility ids",
             flush=True,
         )
     testing = [f.id for f in settings.facilities if f.test]
@@ -85,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     registry = settings.registry
-    if registry.unknown_sender == "accept":
+    if auth == "open" and registry.unknown_sender == "accept":
         # Said once here (and once per sender in the log), not in every ACK.
         print(
             f"cairn: open to any sender: {len(settings.facilities)} registered "

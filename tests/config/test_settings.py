@@ -38,6 +38,20 @@ def test_settings_example_production_config_rejects_unknown_senders() -> None:
     assert settings.facility_region("SUTTERPEDS") == "SAC"
 
 
+def test_settings_example_production_config_is_authenticated() -> None:
+    """The production example authenticates every connection by client certificate."""
+    settings = load_settings(EXAMPLE, environ={})
+    assert settings.server.auth == "tls"
+    assert settings.server.tls_client_ca_file
+
+
+def test_settings_defaults_are_open_for_development() -> None:
+    """Without a file the listener is open (development), with no TLS files."""
+    settings = load_settings(None, environ={})
+    assert settings.server.auth == "open"
+    assert settings.server.tls_certificate == ""
+
+
 def test_settings_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     """An unknown key is an error naming the file and the dotted key."""
     path = tmp_path / "cairn.toml"
@@ -291,57 +305,55 @@ def test_settings_tuning_values_at_their_bounds_are_accepted(tmp_path: Path) -> 
     assert settings.dedup.review_score == 1.0
 
 
-@pytest.mark.parametrize("key", ["tls_certificate", "tls_private_key_file"])
-def test_settings_tls_key_stops_startup_saying_tls_is_not_supported(
-    tmp_path: Path, key: str
-) -> None:
-    """A TLS key is refused with one line naming it, not accepted while the listener stays plaintext."""
+@pytest.mark.parametrize(
+    "key", ["tls_certificate", "tls_private_key_file", "tls_client_ca_file"]
+)
+def test_settings_tls_key_required_with_tls_auth(tmp_path: Path, key: str) -> None:
+    """auth = "tls" without one of its files stops startup naming the missing key."""
+    keys = {"tls_certificate", "tls_private_key_file", "tls_client_ca_file"} - {key}
+    body = "".join(f"{k} = '/etc/cairn/{k}.pem'\n" for k in sorted(keys))
     path = tmp_path / "cairn.toml"
-    path.write_text(f"[server]\n{key} = '/etc/cairn/tls/cert.pem'\n")
+    path.write_text(f"[server]\nauth = 'tls'\n{body}")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert str(err.value) == f'{path}: server.{key}: required when server.auth = "tls"'
+
+
+@pytest.mark.parametrize("auth", ["open", "ip"])
+def test_settings_tls_key_without_tls_auth_is_refused(
+    tmp_path: Path, auth: str
+) -> None:
+    """A TLS file on a listener that does not use TLS is refused, not silently ignored."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(f"[server]\nauth = '{auth}'\ntls_certificate = 'c.pem'\n")
     with pytest.raises(ConfigError) as err:
         load_settings(path, environ={})
     message = str(err.value)
-    assert message.startswith(f"{path}: server.{key}: TLS is not supported yet")
+    assert message.startswith(f"{path}: server.tls_certificate: only used with")
     assert "\n" not in message
 
 
-def test_settings_empty_tls_key_is_refused_too(tmp_path: Path) -> None:
-    """Even an empty TLS key is refused: a setting nothing reads is not accepted."""
-    path = tmp_path / "cairn.toml"
-    path.write_text("[server]\ntls_certificate = ''\n")
-    with pytest.raises(ConfigError, match=r"server\.tls_certificate: TLS is not"):
-        load_settings(path, environ={})
-
-
-def test_settings_both_tls_keys_are_reported_in_one_line(tmp_path: Path) -> None:
-    """A file that sets both TLS keys hears about both in one single-line error."""
-    path = tmp_path / "cairn.toml"
-    path.write_text(
-        "[server]\ntls_certificate = 'c.pem'\ntls_private_key_file = 'k.pem'\n"
-    )
-    with pytest.raises(ConfigErrors) as err:
-        load_settings(path, environ={})
-    assert [p.key for p in err.value.problems] == [
-        "server.tls_certificate",
-        "server.tls_private_key_file",
-    ]
-    assert "\n" not in str(err.value)
-
-
-def test_settings_tls_key_from_environment_names_environment() -> None:
-    """A TLS key set by CAIRN_SERVER__TLS_CERTIFICATE is refused against the environment."""
+def test_settings_tls_auth_from_environment_names_environment() -> None:
+    """A TLS setting from CAIRN_SERVER__* is reported against the environment."""
     with pytest.raises(ConfigError) as err:
         load_settings(None, environ={"CAIRN_SERVER__TLS_CERTIFICATE": "/x.pem"})
-    assert str(err.value).startswith(
-        "environment: server.tls_certificate: TLS is not supported yet"
-    )
+    assert str(err.value).startswith("environment: server.tls_certificate: only used")
 
 
-def test_settings_tls_keys_cannot_be_set_by_command_line_overrides() -> None:
-    """No TLS field is left to override, so nothing can read one by mistake."""
-    settings = load_settings(None, environ={})
-    with pytest.raises(TypeError):
-        with_overrides(settings, server={"tls_certificate": "c.pem"})
+def test_settings_unknown_auth_mode_is_refused(tmp_path: Path) -> None:
+    """The auth mode is one of open, tls, ip."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nauth = 'password'\n")
+    with pytest.raises(ConfigError, match=r"server\.auth: expected one of"):
+        load_settings(path, environ={})
+
+
+def test_settings_identity_limits_checked(tmp_path: Path) -> None:
+    """Limits below one are refused, naming the key."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[identity]\nmessages_per_minute = 0\n")
+    with pytest.raises(ConfigError, match=r"identity\.messages_per_minute: expected 1"):
+        load_settings(path, environ={})
 
 
 def test_settings_http_listener_is_off_by_default_and_checked(tmp_path: Path) -> None:

@@ -435,3 +435,50 @@ def test_start_server_opens_the_http_listener_only_when_configured(
         assert "healthz" in server.http_root.mounted
     finally:
         server.sink.stop()
+
+
+def test_start_server_tls_listens_only_with_tls_on_both_listeners(
+    db: Database, tmp_path: Path
+) -> None:
+    """auth = "tls": the main and the test listener are TLS ports with the same gate; nothing listens in plaintext."""
+    from tests.support.certs import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path)
+    cert = ca.issue("localhost", server=True)
+    settings = _settings(
+        tmp_path,
+        server={
+            "listen": "127.0.0.1:0",
+            "test_listen": "127.0.0.1:0",
+            "auth": "tls",
+            "tls_certificate": str(cert.cert_path),
+            "tls_private_key_file": str(cert.key_path),
+            "tls_client_ca_file": str(ca.cert_path),
+        },
+    )
+    reactor = _Reactor()
+    server = start_server(reactor, settings, db)
+    try:
+        assert reactor.tcpServers == []
+        assert len(reactor.sslServers) == 2
+        assert server.test_factory is not None
+        assert server.factory.gate is not None
+        assert server.test_factory.gate is server.factory.gate
+        assert server.factory.tls and server.test_factory.tls
+        assert server.revalidation is not None and server.revalidation.running
+    finally:
+        server.revalidation.stop()  # type: ignore[union-attr]
+        server.sink.stop()
+
+
+def test_start_server_open_has_no_gate(db: Database, tmp_path: Path) -> None:
+    """The open development listener reads every connection at once, as before."""
+    settings = _settings(tmp_path, server={"listen": "127.0.0.1:0"})
+    reactor = _Reactor()
+    server = start_server(reactor, settings, db)
+    try:
+        assert server.factory.gate is None and not server.factory.tls
+        assert server.revalidation is None
+        assert len(reactor.tcpServers) == 1
+    finally:
+        server.sink.stop()

@@ -9,12 +9,16 @@ import pytest
 from engine.cli import main
 
 
-def test_serve_with_a_tls_key_stops_before_listening(
+def test_serve_with_a_missing_tls_file_stops_before_listening(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A config with server.tls_certificate exits 2 with one line naming the key, and opens nothing."""
+    """auth = "tls" with a certificate file that is not there exits 2 with one line naming it, and opens nothing."""
     config = tmp_path / "cairn.toml"
-    config.write_text("[server]\ntls_certificate = '/etc/cairn/cert.pem'\n")
+    config.write_text(
+        "[server]\nauth = 'tls'\ntls_certificate = '/nonexistent/cert.pem'\n"
+        "tls_private_key_file = '/nonexistent/key.pem'\n"
+        "tls_client_ca_file = '/nonexistent/ca.pem'\n"
+    )
     data = tmp_path / "data"
     code = main(
         [
@@ -30,6 +34,8 @@ def test_serve_with_a_tls_key_stops_before_listening(
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err.count("\n") == 1
-    assert "server.tls_certificate: TLS is not supported yet" in captured.err
+    assert (
+        "server.tls_certificate: /nonexistent/cert.pem: file not found" in captured.err
+    )
     assert "listening" not in captured.out
     assert not data.exists()  # no database was created

@@ -26,6 +26,7 @@ from config import Settings, load_settings
 from engine import app
 from engine.metrics import EngineMetrics
 from engine.pipeline import Inbound, MessagePipeline
+from handlers.identity import Principal
 from storage import Database
 
 # The configuration of the e2e servers (tests/e2e/conftest.py): the same text.
@@ -42,10 +43,20 @@ class InProcessRegistry:
     db: Database
     settings: Settings
 
-    def send(self, message: str | bytes, peer: str = "127.0.0.1:1") -> bytes:
-        """Process one message as the listener would hand it over; return the reply payload."""
+    def send(
+        self,
+        message: str | bytes,
+        peer: str = "127.0.0.1:1",
+        principal: Principal | None = None,
+    ) -> bytes:
+        """Process one message as the listener would hand it over; return the reply payload.
+
+        ``principal`` is the organization an authenticated listener would
+        have established (None: an open listener).
+        """
         data = message.encode("utf-8") if isinstance(message, str) else message
-        (outcome,) = self.pipeline.process_batch([Inbound(data, peer, "mllp")])
+        item = Inbound(data, peer, "mllp", principal=principal)
+        (outcome,) = self.pipeline.process_batch([item])
         return bytes(outcome.payload)
 
     def query(
