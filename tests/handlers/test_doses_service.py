@@ -279,3 +279,35 @@ def test_dose_service_files_observations_with_their_dose(registry: _Registry) ->
         ("59784-9", None, patient),
         ("64994-7", outcomes[0].vaccination_id, patient),
     ]
+
+
+def test_dose_service_compares_within_the_widest_group_window(db: Database) -> None:
+    """A group window wider than the default still finds its pair among many doses.
+
+    Only doses within the widest window are compared (the view is read in
+    date order); one 40 days apart, inside DTaP's own 40-day window, is
+    still the same event, while the other doses of the year are skipped.
+    """
+    registry = _Registry(
+        db, DoseDeduplicator(CodeTables.load(), group_windows={"DTAP": 40})
+    )
+    patient = registry.patient()
+    far = [
+        _dose(filler_id=f"Y{i}", cvx="03", administered_on=date(2022, 1 + i, 1))
+        for i in range(10)
+    ]
+    registry.report(patient, *far, _dose(information_source="01", lot_numbers=""))
+    registry.report(
+        patient,
+        _dose(
+            filler_id="X9",
+            information_source="00",
+            lot_numbers="",
+            administered_on=date(2023, 7, 11),
+        ),
+        organization="CLINIC2",
+    )
+    shown = [d for d in registry.doses(patient) if d.cvx != "03"]
+    assert [(d.sending_facility, d.administered_on) for d in shown] == [
+        ("CLINIC2", date(2023, 7, 11))
+    ]
