@@ -54,6 +54,7 @@ from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
 from listeners.mllp import MllpFactory
+from parsers.limits import MessageLimits
 from storage import Database, open_database
 
 logger = structlog.get_logger()
@@ -227,6 +228,12 @@ def build_pipeline(
         application=settings.registry.name,
         facility=settings.registry.facility_id,
         metrics=metrics,
+        limits=MessageLimits(
+            max_segments=settings.limits.max_segments,
+            max_order_groups=settings.limits.max_order_groups,
+            max_repetitions=settings.limits.max_repetitions,
+            max_query_identifiers=settings.limits.max_query_identifiers,
+        ),
     )
 
 
