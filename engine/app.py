@@ -665,6 +665,10 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         max_pipelined=settings.server.max_pipelined,
         gate=gate,
         tls=tls is not None,
+        max_connections=settings.server.max_connections,
+        max_connections_per_address=settings.server.max_connections_per_address,
+        frame_timeout=settings.server.frame_timeout_seconds,
+        max_buffered_bytes=settings.server.max_buffered_bytes,
     )
     try:
         port = _listen(
