@@ -89,6 +89,8 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
         url,
         sqlite_synchronous=settings.database.sqlite_synchronous,
         pool_size=settings.database.pool_size,
+        statement_timeout=settings.database.statement_timeout_seconds,
+        connect_timeout=settings.database.connect_timeout_seconds,
     )
     if upgrade and url.startswith("sqlite"):
         db.upgrade(tuple(r.code for r in settings.regions))
