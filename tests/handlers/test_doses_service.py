@@ -8,7 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -311,3 +311,39 @@ def test_dose_service_compares_within_the_widest_group_window(db: Database) -> N
     assert [(d.sending_facility, d.administered_on) for d in shown] == [
         ("CLINIC2", date(2023, 7, 11))
     ]
+
+
+class _CountingDeduplicator(DoseDeduplicator):
+    """Counts the comparisons the service asks for."""
+
+    calls = 0
+
+    def compare(self, new: NewVaccination, other: VaccinationRecord):  # type: ignore[no-untyped-def]
+        type(self).calls += 1
+        return super().compare(new, other)
+
+
+def test_dose_service_compares_each_new_dose_with_its_window_only(
+    db: Database,
+) -> None:
+    """A VXU of many doses a month apart costs comparisons linear in its size.
+
+    Each new dose is compared with the doses within the widest window, not
+    with every dose of the patient (which made one message of n doses cost
+    n squared comparisons).
+    """
+    _CountingDeduplicator.calls = 0
+    registry = _Registry(db, _CountingDeduplicator(CodeTables.load()))
+    patient = registry.patient()
+    doses = [
+        _dose(
+            filler_id=f"M{i}",
+            lot_numbers=f"LOT{i}",
+            administered_on=date(2010, 1, 1) + timedelta(days=31 * i),
+        )
+        for i in range(120)
+    ]
+    outcomes = registry.report(patient, *doses)
+    assert [o.action for o in outcomes] == ["added"] * 120
+    # 31 days apart, a 23-day window: no neighbour is within it.
+    assert _CountingDeduplicator.calls == 0
