@@ -1263,6 +1263,40 @@ class MessagePipeline:
         )
 
 
+#: A message at least this large (a typical VXU is 2 KiB; one at the order
+#: group limit about 75 KiB) is written after the small ones queued with it.
+LARGE_MESSAGE_BYTES = 32 * 1024
+
+
+def _large_last(
+    batch: list[tuple[Inbound, Any]], large_bytes: int
+) -> list[list[tuple[Inbound, Any]]]:
+    """The batch as transactions: the small messages first, then the large ones.
+
+    A large message takes the writer far longer than a small one; the
+    small messages queued with it need not wait for it, nor for its share of
+    a commit. It goes in a transaction of its own after them, and so does
+    whatever its connection sent after it (one connection's messages are
+    applied in the order they were sent).
+    """
+    if all(len(item.raw) < large_bytes for item, _ in batch):
+        return [batch]
+    first: list[tuple[Inbound, Any]] = []
+    later: list[list[tuple[Inbound, Any]]] = []
+    held: dict[str, list[tuple[Inbound, Any]]] = {}
+    for entry in batch:
+        item = entry[0]
+        group = held.get(item.peer)
+        if group is not None:
+            group.append(entry)
+        elif len(item.raw) >= large_bytes:
+            held[item.peer] = group = [entry]
+            later.append(group)
+        else:
+            first.append(entry)
+    return [group for group in (first, *later) if group]
+
+
 class GroupCommitter:
     """Runs the pipeline on one worker thread, grouping queued messages.
 
@@ -1280,6 +1314,9 @@ class GroupCommitter:
             is woken once per transaction rather than once per message.
         max_batch: the most messages in one transaction.
         max_queue: the most messages waiting.
+        large_bytes: a message at least this large is written after the
+            others queued with it, in a transaction of its own (see
+            :func:`_large_last`).
     """
 
     def __init__(
@@ -1291,9 +1328,11 @@ class GroupCommitter:
         max_queue: int = 1024,
         deliver_many: Callable[[list[tuple[Any, Outcome | BaseException]]], None]
         | None = None,
+        large_bytes: int = LARGE_MESSAGE_BYTES,
     ) -> None:
         self._pipeline = pipeline
         self._metrics = pipeline.metrics
+        self._large_bytes = large_bytes
         self._deliver = deliver
         self._deliver_many = deliver_many
         self._max_batch = max_batch
@@ -1343,7 +1382,8 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(nxt)
-            self._process(batch)
+            for group in _large_last(batch, self._large_bytes):
+                self._process(group)
             if stop:
                 return
 
