@@ -422,6 +422,14 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         self._frame_deadline = None
         if self._silent:
             return
+        if self._paused and self._reading and not self.factory.quiescing:
+            # Not read because of back-pressure (answers pending): the
+            # delay is ours, not the sender's. The frame gets its time again.
+            clock = cast(_Clock, self.factory.clock)
+            self._frame_deadline = clock.callLater(
+                self.factory.frame_timeout, self._frame_expired
+            )
+            return
         logger.warning(
             "frame_timeout",
             peer=self._peer,

@@ -404,3 +404,18 @@ def test_protocol_connection_lost_releases_its_unfinished_frame() -> None:
     assert factory.buffered == 500
     proto.connectionLost(None)
     assert factory.buffered == 0
+
+
+def test_protocol_frame_deadline_waits_while_back_pressure_holds_reading() -> None:
+    """A frame we stopped reading (too many answers pending) is not the sender's delay."""
+    sink, factory, clock = _factory(frame_timeout=10, max_pipelined=1)
+    proto, transport = _peer(factory)
+    proto.dataReceived(encode_frame(b"a") + encode_frame(b"b") + b"\x0bMSH|c")
+    assert transport.producerState == "paused"
+    clock.advance(25)
+    assert not transport.disconnecting
+    sink.pending[0].callback(b"A")
+    sink.pending[1].callback(b"B")
+    assert transport.producerState == "producing"
+    proto.dataReceived(b"\x1c\r")
+    assert sink.received == [b"a", b"b", b"MSH|c"]
