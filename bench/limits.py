@@ -15,8 +15,13 @@ in three phases of the same length, in one run:
 Prints each phase's p50/p99 and the ratio of phases 2 and 3 to phase 1
 (target: no more than 2x). Figures from different runs are not compared.
 
+``--cost`` instead measures, in process on SQLite (no sockets), how long the
+writer takes for an ordinary VXU and for one of 50, 100 and 250 order
+groups: the time every other sender may wait behind one message at the
+limit.
+
 Run: .venv/bin/python -m bench.limits [--rate 40] [--seconds 40] [--rounds 4]
-     [--slow 300]
+     [--slow 300] [--max-order-groups N] [--cost]
      [--database postgresql+psycopg://postgres@127.0.0.1/bench]
 """
 
@@ -265,6 +270,48 @@ def run(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def cost() -> list[str]:
+    """The writer's time for one ordinary VXU and for VXUs at growing limits."""
+    import statistics
+
+    from config import load_settings, with_overrides
+    from engine.app import build_pipeline
+    from engine.pipeline import Inbound
+    from storage import open_database
+
+    lines = [header()]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = with_overrides(
+            load_settings(None, environ={}), server={"data_dir": tmp}
+        )
+        db = open_database(f"sqlite:///{tmp}/cairn.sqlite3")
+        db.upgrade(tuple(r.code for r in settings.regions))
+        pipeline = build_pipeline(settings, db)
+
+        def each(batch: list[bytes]) -> list[float]:
+            times = []
+            for message in batch:
+                started = time.perf_counter()
+                pipeline.process_batch([Inbound(message, "bench:1", "mllp")])
+                times.append((time.perf_counter() - started) * 1000)
+            return times
+
+        normal = messages(300, seed=3)
+        each(normal[:100])  # warm-up
+        parts = [f"ordinary VXU median {statistics.median(each(normal[100:])):.1f} ms"]
+        for groups in (50, 100, 250):
+            corpus = heavy_messages(18, LimitsSettings(max_order_groups=groups), groups)
+            at_limit = corpus[::3]
+            parts.append(
+                f"{groups} order groups ({len(at_limit[0]) // 1024} KiB) median "
+                f"{statistics.median(each(at_limit)):.0f} ms"
+            )
+        db.close()
+    lines.append("writer time per message, in process, SQLite: " + "; ".join(parts))
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 def _add(total: dict[str, int], more: dict[str, int]) -> None:
     for key, value in more.items():
         total[key] = total.get(key, 0) + value
@@ -293,7 +340,16 @@ def main() -> None:
     parser.add_argument(
         "--database", default=None, help="PostgreSQL URL (default: embedded SQLite)"
     )
-    run(parser.parse_args())
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="measure the writer's time per message at the limits, in process",
+    )
+    args = parser.parse_args()
+    if args.cost:
+        cost()
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
