@@ -20,7 +20,8 @@ differently lives here, named:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -128,7 +129,7 @@ class _DeadlineConnection(psycopg.Connection[Any]):
     its message is then recognized as one and answered from the journal.
     """
 
-    deadline: float = 35.0
+    deadline: float | None = 35.0
 
     def wait(
         self,
@@ -407,7 +408,7 @@ def refresh_statistics(engine: Engine) -> list[str]:
     """
     if engine.dialect.name != POSTGRESQL:
         return []
-    with engine.connect() as conn:
+    with engine.connect() as conn, _without_deadline(conn):
         if conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on":
             return []
         rows = conn.execute(
@@ -425,6 +426,29 @@ def refresh_statistics(engine: Engine) -> list[str]:
             analyzed.append(table)
         conn.commit()
     return analyzed
+
+
+@contextmanager
+def _without_deadline(conn: Connection) -> Iterator[None]:
+    """No statement timeout on this connection for a while (maintenance: ANALYZE).
+
+    A large table's ANALYZE may outlast the timeout meant for one message's
+    statements; it runs off the writer, so nobody waits for it.
+    """
+    driver: Any = conn.connection.dbapi_connection
+    if not isinstance(driver, _DeadlineConnection):
+        yield
+        return
+    saved = driver.deadline
+    driver.deadline = None
+    conn.exec_driver_sql("SET statement_timeout = 0")
+    try:
+        yield
+    finally:
+        driver.deadline = saved
+        if not conn.closed and not conn.invalidated:
+            conn.exec_driver_sql("RESET statement_timeout")
+            conn.commit()
 
 
 def partitions_by_region(dialect: Dialect) -> bool:

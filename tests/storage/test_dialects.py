@@ -162,3 +162,21 @@ def test_postgresql_statement_timeout_is_a_transient_error(pg_databases) -> None
             assert uow.connection.exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         db.close()
+
+
+def test_postgresql_statistics_refresh_is_not_cut_by_the_statement_timeout(
+    pg_databases,  # type: ignore[no-untyped-def]
+) -> None:
+    """ANALYZE (maintenance, off the writer) runs without the messages' statement timeout."""
+    from storage import open_database
+    from storage.dialects import _without_deadline
+
+    pg_databases.require()
+    db = open_database(pg_databases.new_url(), statement_timeout=0.2, connect_timeout=5)
+    try:
+        with db.engine.connect() as conn:
+            with _without_deadline(conn):
+                conn.exec_driver_sql("SELECT pg_sleep(0.5)")
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "200ms"
+    finally:
+        db.close()
