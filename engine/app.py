@@ -671,6 +671,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         max_connections_per_address=settings.server.max_connections_per_address,
         frame_timeout=settings.server.frame_timeout_seconds,
         max_buffered_bytes=settings.server.max_buffered_bytes,
+        on_limited=metrics.connection_limited,
     )
     try:
         port = _listen(
@@ -689,6 +690,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                 # authenticated exactly as the main one.
                 gate=gate,
                 tls=tls is not None,
+                max_connections=settings.server.max_connections,
+                max_connections_per_address=settings.server.max_connections_per_address,
+                frame_timeout=settings.server.frame_timeout_seconds,
+                max_buffered_bytes=settings.server.max_buffered_bytes,
+                on_limited=metrics.connection_limited,
             )
             try:
                 test_port = _listen(

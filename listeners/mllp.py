@@ -203,6 +203,11 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             len(factory.connections) > factory.max_connections
             or factory.per_host[self._host] > factory.max_connections_per_address
         ):
+            factory.limited(
+                "connections"
+                if len(factory.connections) > factory.max_connections
+                else "address"
+            )
             logger.warning(
                 "connection_refused_limit",
                 peer=self._peer,
@@ -394,6 +399,7 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         factory.buffered += buffered - self._held
         self._held = buffered
         if buffered and factory.buffered > factory.max_buffered_bytes:
+            factory.limited("buffer")
             logger.warning(
                 "connection_buffer_limit",
                 peer=self._peer,
@@ -430,6 +436,7 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
                 self.factory.frame_timeout, self._frame_expired
             )
             return
+        self.factory.limited("frame_timeout")
         logger.warning(
             "frame_timeout",
             peer=self._peer,
@@ -596,6 +603,9 @@ class MllpFactory(Factory):
         frame_timeout: seconds from a frame's first byte to its end block.
         max_buffered_bytes: bytes of unfinished frames, all connections
             together.
+        on_limited: told why whenever a connection is closed by one of the
+            limits above (``connections``, ``address``, ``frame_timeout``,
+            ``buffer``): the engine counts them.
     """
 
     protocol = MllpProtocol  # type: ignore[assignment]
@@ -615,6 +625,7 @@ class MllpFactory(Factory):
         max_connections_per_address: int = 100,
         frame_timeout: float = 60.0,
         max_buffered_bytes: int = 256 * 1024 * 1024,
+        on_limited: Callable[[str], None] | None = None,
     ) -> None:
         self.sink = sink
         self.gate = gate
@@ -628,6 +639,7 @@ class MllpFactory(Factory):
         self.max_connections_per_address = max_connections_per_address
         self.frame_timeout = frame_timeout
         self.max_buffered_bytes = max_buffered_bytes
+        self._on_limited = on_limited
         #: bytes of unfinished frames held for all connections
         self.buffered = 0
         #: open connections per source host
@@ -644,6 +656,11 @@ class MllpFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> MllpProtocol:  # type: ignore[override]
         """A new connection."""
         return MllpProtocol(self)
+
+    def limited(self, reason: str) -> None:
+        """A connection is closed by a per-peer limit: tell whoever counts."""
+        if self._on_limited is not None:
+            self._on_limited(reason)
 
     def drained(self, proto: MllpProtocol) -> None:
         """A connection has no answer pending."""
