@@ -56,7 +56,11 @@ def test_peer_trickled_frame_is_closed_at_the_frame_deadline(
                 closed = True
                 break
         assert closed
-    assert any('"frame_timeout"' in line for line in server.output)
+    # The server's output is read by another thread: give it time to arrive.
+    deadline = time.monotonic() + 30
+    while not any('"frame_timeout"' in line for line in list(server.output)):
+        assert time.monotonic() < deadline, "no frame_timeout line in the log"
+        time.sleep(0.1)
     assert msa_code(server.send(vxu(doses=[Dose()]))) == "AA"
 
 
