@@ -5,7 +5,7 @@ Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 ``--only`` reruns some sections and keeps the others already in the file;
 sections: forecast, ingest, ingest-pg, auth, spy, query, batch, memory, matching,
 lock-timing, fuzz, dashboard (the Grafana panels over a load run, drawn to
-contrib/grafana/cairn-dashboard.png).
+contrib/grafana/cairn-dashboard.png), limits.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bench import (
     dashboard,
     forecast,
     ingest,
+    limits,
     lock_timing,
     matching,
     query,
@@ -142,6 +143,7 @@ SECTIONS = (
     "lock-timing",
     "fuzz",
     "dashboard",
+    "limits",
 )
 
 
@@ -338,6 +340,26 @@ def main() -> None:
                             / "grafana"
                             / "cairn-dashboard.png"
                         ),
+                    )
+                ),
+            )
+        )
+    if "limits" in only:
+        seconds = 10.0 if args.quick else 40.0
+        sys.argv = [str(ROOT / "bench" / "limits.py"), "--seconds", f"{seconds:g}"]
+        sections.append(
+            (
+                "A normal sender beside senders at the limits (`.venv/bin/python -m "
+                f"bench.limits --seconds {seconds:g}`)",
+                limits.run(
+                    argparse.Namespace(
+                        senders=4,
+                        rate=40.0,
+                        seconds=seconds,
+                        rounds=4,
+                        slow=300,
+                        max_order_groups=0,
+                        database=None,
                     )
                 ),
             )

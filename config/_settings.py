@@ -99,6 +99,19 @@ class ServerSettings:
     tls_certificate: str = ""
     tls_private_key_file: str = ""
     tls_client_ca_file: str = ""
+    #: Connections the listener keeps open at once; one more is closed as
+    #: soon as it is accepted.
+    max_connections: int = 1000
+    #: Connections from one source address at once; one more is closed as
+    #: soon as it is accepted.
+    max_connections_per_address: int = 100
+    #: Seconds a frame may take to arrive, from its first byte to its end
+    #: block; a connection that has not finished it by then is closed (so a
+    #: byte a second cannot hold a connection for ever).
+    frame_timeout_seconds: float = 60.0
+    #: Bytes of unfinished frames the listener holds for all connections
+    #: together; a connection whose bytes would go over it is closed.
+    max_buffered_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,14 @@ class DatabaseSettings:
     #: PostgreSQL with autovacuum off: how often the engine analyzes tables
     #: whose statistics went stale (0: never).
     statistics_interval_seconds: int = 10
+    #: Seconds one statement may take before it is abandoned (PostgreSQL:
+    #: cancelled by the server, or its connection closed when the server
+    #: does not answer; SQLite: how long a write waits for the database
+    #: lock). The message gets a transient AE, or its connection is closed,
+    #: and the sender resends it.
+    statement_timeout_seconds: float = 30.0
+    #: Seconds to open a connection to PostgreSQL before giving up.
+    connect_timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -223,6 +244,24 @@ class QuerySettings:
 
 
 @dataclass(frozen=True)
+class LimitsSettings:
+    """The most work one message may ask for; a message over a limit gets AR.
+
+    The defaults are far above what real messages carry; the message size
+    in bytes is ``server.max_message_bytes``.
+    """
+
+    #: Segments in one message.
+    max_segments: int = 2000
+    #: Order groups (ORC/RXA) in one VXU.
+    max_order_groups: int = 250
+    #: Repetitions of any one field.
+    max_repetitions: int = 100
+    #: Patient identifiers (QPD-3 repetitions) in one query.
+    max_query_identifiers: int = 25
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole settings tree."""
 
@@ -236,6 +275,7 @@ class Settings:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     regions: tuple[Region, ...] = CAIR_REGIONS
     facilities: tuple[Facility, ...] = ()
 
@@ -495,6 +535,46 @@ def _check(settings: Settings, source: str) -> None:
         ),
         ("server.max_in_flight", settings.server.max_in_flight, 1, 1_000_000),
         ("server.max_pipelined", settings.server.max_pipelined, 1, 10_000),
+        ("server.max_connections", settings.server.max_connections, 1, 1_000_000),
+        (
+            "server.max_connections_per_address",
+            settings.server.max_connections_per_address,
+            1,
+            1_000_000,
+        ),
+        (
+            "server.frame_timeout_seconds",
+            settings.server.frame_timeout_seconds,
+            0.1,
+            86_400,
+        ),
+        (
+            "server.max_buffered_bytes",
+            settings.server.max_buffered_bytes,
+            settings.server.max_message_bytes,
+            2**40,
+        ),
+        (
+            "database.statement_timeout_seconds",
+            settings.database.statement_timeout_seconds,
+            0.1,
+            86_400,
+        ),
+        (
+            "database.connect_timeout_seconds",
+            settings.database.connect_timeout_seconds,
+            1,
+            3600,
+        ),
+        ("limits.max_segments", settings.limits.max_segments, 10, 1_000_000),
+        ("limits.max_order_groups", settings.limits.max_order_groups, 1, 1_000_000),
+        ("limits.max_repetitions", settings.limits.max_repetitions, 1, 1_000_000),
+        (
+            "limits.max_query_identifiers",
+            settings.limits.max_query_identifiers,
+            1,
+            1_000_000,
+        ),
         ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
         ("query.reader_threads", settings.query.reader_threads, 1, 64),

@@ -54,6 +54,7 @@ from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
 from listeners.mllp import MllpFactory
+from parsers.limits import MessageLimits
 from storage import Database, open_database
 
 logger = structlog.get_logger()
@@ -88,6 +89,8 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
         url,
         sqlite_synchronous=settings.database.sqlite_synchronous,
         pool_size=settings.database.pool_size,
+        statement_timeout=settings.database.statement_timeout_seconds,
+        connect_timeout=settings.database.connect_timeout_seconds,
     )
     if upgrade and url.startswith("sqlite"):
         db.upgrade(tuple(r.code for r in settings.regions))
@@ -227,6 +230,12 @@ def build_pipeline(
         application=settings.registry.name,
         facility=settings.registry.facility_id,
         metrics=metrics,
+        limits=MessageLimits(
+            max_segments=settings.limits.max_segments,
+            max_order_groups=settings.limits.max_order_groups,
+            max_repetitions=settings.limits.max_repetitions,
+            max_query_identifiers=settings.limits.max_query_identifiers,
+        ),
     )
 
 
@@ -658,6 +667,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         max_pipelined=settings.server.max_pipelined,
         gate=gate,
         tls=tls is not None,
+        max_connections=settings.server.max_connections,
+        max_connections_per_address=settings.server.max_connections_per_address,
+        frame_timeout=settings.server.frame_timeout_seconds,
+        max_buffered_bytes=settings.server.max_buffered_bytes,
+        on_limited=metrics.connection_limited,
     )
     try:
         port = _listen(
@@ -676,6 +690,11 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
                 # authenticated exactly as the main one.
                 gate=gate,
                 tls=tls is not None,
+                max_connections=settings.server.max_connections,
+                max_connections_per_address=settings.server.max_connections_per_address,
+                frame_timeout=settings.server.frame_timeout_seconds,
+                max_buffered_bytes=settings.server.max_buffered_bytes,
+                on_limited=metrics.connection_limited,
             )
             try:
                 test_port = _listen(

@@ -23,6 +23,12 @@ Metrics (all names start with ``cairn_``):
     Messages refused without an answer: ``overloaded`` (``server.max_in_flight``
     messages were already waiting; the connection is closed and the sender
     resends later).
+``cairn_connections_limited_total{reason}``
+    MLLP connections closed by a per-peer limit (issue 18 item 7):
+    ``connections`` and ``address`` (refused when accepted: the listener's
+    or the source address's cap), ``frame_timeout`` (a frame did not arrive
+    whole in time), ``buffer`` (unfinished frames over the listener's
+    budget).
 ``cairn_ack_latency_seconds{path}``
     From the listener handing a message over to its answer being handed
     back, for answered messages; ``path`` is ``ingest`` (the writer) or
@@ -95,6 +101,10 @@ _FORECAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
+#: Why the MLLP listener closes a connection by a per-peer limit.
+CONNECTION_LIMITS = ("connections", "address", "frame_timeout", "buffer")
+
+
 class EngineMetrics:
     """Every metric of one engine, on its own registry.
 
@@ -114,6 +124,12 @@ class EngineMetrics:
         self._refused = Counter(
             "cairn_messages_refused",
             "Messages refused without an answer (overloaded: resent later)",
+            ["reason"],
+            registry=r,
+        )
+        self._limited = Counter(
+            "cairn_connections_limited",
+            "MLLP connections closed by a per-peer limit, by the limit",
             ["reason"],
             registry=r,
         )
@@ -162,6 +178,8 @@ class EngineMetrics:
         for path in ("ingest", "query"):
             self._ack_latency.labels(path)
         self._refused.labels("overloaded")
+        for reason in CONNECTION_LIMITS:
+            self._limited.labels(reason)
         self._unregistered: set[str] = set()
         self._lock = threading.Lock()
 
@@ -182,6 +200,10 @@ class EngineMetrics:
     def refused(self, reason: str) -> None:
         """A message refused without an answer (``overloaded``)."""
         self._refused.labels(reason).inc()
+
+    def connection_limited(self, reason: str) -> None:
+        """An MLLP connection closed by a per-peer limit (see ``CONNECTION_LIMITS``)."""
+        self._limited.labels(reason).inc()
 
     def message_failed(self, exc: BaseException) -> None:
         """A message failed inside: count it if the database was the cause."""

@@ -77,6 +77,7 @@ from parsers.header import (
     check_header,
     check_key,
 )
+from parsers.limits import MessageLimits, check_limits
 from parsers.tokenizer import read_encoding
 from storage import (
     JOURNAL_KEY_LIMITS,
@@ -233,6 +234,8 @@ class _Reading(NamedTuple):
     header: MessageHeader
     digest: str
     check: HeaderCheck
+    #: the message goes over one of the limits (its one rejection says which)
+    over_limit: bool = False
 
 
 class Prepared(NamedTuple):
@@ -350,6 +353,12 @@ def _failure_issue(exc: Exception) -> tuple[Issue, str]:
         ),
         "internal error",
     )
+
+
+#: How much of a message refused from an unregistered sender (or over a
+#: limit) the journal keeps, with its content digest: enough to see what it
+#: was, not a disk filled by strangers (issue 18 item 7).
+JOURNAL_HEAD_BYTES = 4096
 
 
 #: MSH-11 processing ids whose data never reaches the registry (HL7 table
@@ -474,6 +483,7 @@ class MessagePipeline:
         now: the clock (UTC).
         metrics: where messages answered and failures are counted
             (``self.metrics``); a private one by default.
+        limits: the most work one message may ask for (``[limits]``).
     """
 
     def __init__(
@@ -486,9 +496,11 @@ class MessagePipeline:
         facility: str = "CAIRN",
         now: Callable[[], datetime] | None = None,
         metrics: EngineMetrics | None = None,
+        limits: MessageLimits | None = None,
     ) -> None:
         self._db = database
         self.metrics = metrics if metrics is not None else EngineMetrics()
+        self._limits = limits or MessageLimits()
         self._routes = dict(routes)
         self._senders = senders
         self._application = application
@@ -702,8 +714,21 @@ class MessagePipeline:
     def _reading_of(
         self, decoded: DecodedText, message: Message, principal: Principal | None
     ) -> _Reading:
-        """The header read and checked once, for every message type."""
+        """The header read and checked once, for every message type.
+
+        A message over a limit is refused before anything else is read of it.
+        """
         header = read_header(message.msh)
+        over = check_limits(message, self._limits)
+        if over is not None:
+            return _Reading(
+                decoded,
+                message,
+                header,
+                content_digest(message),
+                HeaderCheck(rejections=(over,)),
+                over_limit=True,
+            )
         region, _known = self._region_of(header, principal)
         check = check_header(
             message,
@@ -907,11 +932,25 @@ class MessagePipeline:
             log.warning("control_id_reused")
 
         region, known = self._region_of(header, item.principal)
-        journal_id = self._journal(uow, item, header, region, reading.digest)
+        refused = bool(reading.check.rejections)
+        journal_id = self._journal(
+            uow,
+            item,
+            header,
+            region,
+            reading.digest,
+            abridged=refused and (region is None or reading.over_limit),
+        )
         if item.principal is not None:
             # The organization's region, not the one MSH-4 would map to.
             log = log.bind(region=region)
-        if reading.check.rejections:
+        if refused:
+            if reading.over_limit:
+                log.warning(
+                    "message_over_limit",
+                    location=str(reading.check.rejections[0].location or ""),
+                    bytes=len(item.raw),
+                )
             return self._refuse(uow, reading, journal_id, region)
         assert region is not None
 
@@ -1197,20 +1236,65 @@ class MessagePipeline:
         header: MessageHeader,
         region: str | None,
         digest: str,
+        *,
+        abridged: bool = False,
     ) -> int:
-        """A new journal row for this message (every message has its own)."""
+        """A new journal row for this message (every message has its own).
+
+        ``abridged``: the message is refused and comes from a stranger (or
+        goes over a limit): the row keeps its digest and first
+        :data:`JOURNAL_HEAD_BYTES`, with the size received.
+        """
+        raw, raw_size = item.raw, None
+        if abridged and len(raw) > JOURNAL_HEAD_BYTES:
+            raw, raw_size = raw[:JOURNAL_HEAD_BYTES], len(item.raw)
         return uow.journal.insert(
             NewJournalEntry(
                 sender=header.sender,
                 control_id=header.control_id,
                 message_type=header.message_type,
                 received_at=self._now(),
-                raw=item.raw,
+                raw=raw,
                 peer=item.peer,
                 region=region,
                 content_digest=digest,
+                raw_size=raw_size,
             )
         )
+
+
+#: A message at least this large (a typical VXU is 2 KiB; one at the order
+#: group limit about 75 KiB) is written after the small ones queued with it.
+LARGE_MESSAGE_BYTES = 32 * 1024
+
+
+def _large_last(
+    batch: list[tuple[Inbound, Any]], large_bytes: int
+) -> list[list[tuple[Inbound, Any]]]:
+    """The batch as transactions: the small messages first, then the large ones.
+
+    A large message takes the writer far longer than a small one; the
+    small messages queued with it need not wait for it, nor for its share of
+    a commit. It goes in a transaction of its own after them, and so does
+    whatever its connection sent after it (one connection's messages are
+    applied in the order they were sent).
+    """
+    if all(len(item.raw) < large_bytes for item, _ in batch):
+        return [batch]
+    first: list[tuple[Inbound, Any]] = []
+    later: list[list[tuple[Inbound, Any]]] = []
+    held: dict[str, list[tuple[Inbound, Any]]] = {}
+    for entry in batch:
+        item = entry[0]
+        group = held.get(item.peer)
+        if group is not None:
+            group.append(entry)
+        elif len(item.raw) >= large_bytes:
+            held[item.peer] = group = [entry]
+            later.append(group)
+        else:
+            first.append(entry)
+    return [group for group in (first, *later) if group]
 
 
 class GroupCommitter:
@@ -1230,6 +1314,9 @@ class GroupCommitter:
             is woken once per transaction rather than once per message.
         max_batch: the most messages in one transaction.
         max_queue: the most messages waiting.
+        large_bytes: a message at least this large is written after the
+            others queued with it, in a transaction of its own (see
+            :func:`_large_last`).
     """
 
     def __init__(
@@ -1241,9 +1328,11 @@ class GroupCommitter:
         max_queue: int = 1024,
         deliver_many: Callable[[list[tuple[Any, Outcome | BaseException]]], None]
         | None = None,
+        large_bytes: int = LARGE_MESSAGE_BYTES,
     ) -> None:
         self._pipeline = pipeline
         self._metrics = pipeline.metrics
+        self._large_bytes = large_bytes
         self._deliver = deliver
         self._deliver_many = deliver_many
         self._max_batch = max_batch
@@ -1293,7 +1382,8 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(nxt)
-            self._process(batch)
+            for group in _large_last(batch, self._large_bytes):
+                self._process(group)
             if stop:
                 return
 

@@ -56,6 +56,15 @@ class DoseDeduplicator:
             self._groups[cvx] = found
         return found
 
+    @property
+    def widest_window(self) -> int:
+        """The widest window of any vaccine group, in days.
+
+        Two records further apart than this are always different doses, so
+        a new record need only be compared with the stored ones within it.
+        """
+        return max([self.window_days, *self.group_windows.values()])
+
     def compare(self, new: NewVaccination, other: VaccinationRecord) -> Verdict:
         """Compare a new record with a stored one of the same patient."""
         if new.completion_status not in GIVEN or other.completion_status not in GIVEN:

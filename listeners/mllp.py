@@ -15,7 +15,18 @@ HL7 content.
   ACK is never faked.
 - Idle connections are closed after ``idle_timeout`` seconds of silence,
   counted from the last frame received or answer written; there is no timeout
-  while an answer is pending.
+  while an answer is pending. Bytes outside a frame (junk before a VT) do
+  not count as activity.
+- A frame must arrive whole within ``frame_timeout`` seconds of its first
+  byte: a sender trickling a byte a second cannot hold a connection (and
+  its buffer) for ever. Past the deadline nothing more is read; answers to
+  earlier frames still go out, then the connection is closed.
+- Bounded resources per peer: at most ``max_connections`` connections, and
+  ``max_connections_per_address`` from one source address; one more is
+  closed as soon as it is accepted. The bytes of unfinished frames are
+  bounded per connection (``max_message_bytes``, then the rest of the frame
+  is discarded) and for all connections together (``max_buffered_bytes``):
+  a connection whose unfinished frame would go over it is closed.
 - :meth:`MllpFactory.quiesce` stops reading everywhere and refuses new
   connections, waits until every in-flight message has its answer written (or
   its connection gone), then closes the connections (graceful shutdown).
@@ -31,6 +42,7 @@ Logs carry peer, listener and counts, never message content.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol, cast
 
 import structlog
@@ -98,6 +110,25 @@ class _Transport(Protocol):
         """The remote address."""
 
 
+class _Delayed(Protocol):
+    """A scheduled call (Twisted's ``IDelayedCall``, a zope interface)."""
+
+    def active(self) -> bool:
+        """Whether it has neither run nor been cancelled."""
+
+    def cancel(self) -> None:
+        """Do not run it."""
+
+
+class _Clock(Protocol):
+    """The clock method the protocol uses (Twisted's ``IReactorTime``)."""
+
+    def callLater(
+        self, delay: float, call: Callable[..., object], *args: object
+    ) -> _Delayed:
+        """Run ``call`` after ``delay`` seconds."""
+
+
 class _Slot:
     """The answer to one frame, once its Deferred has fired."""
 
@@ -140,7 +171,14 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         # Nothing more is read (after an oversize frame); answers still go out.
         self._reading = True
         self._peer = ""
+        self._host = ""
         self._ignored = 0
+        # Bytes of an unfinished frame counted in the factory's total.
+        self._held = 0
+        # The deadline of the frame being received (None between frames).
+        self._frame_deadline: _Delayed | None = None
+        # Close once the answers pending are written (frame deadline passed).
+        self._close_when_answered = False
         self.messages = 0
         # With a gate: admitted (the session is known), and what arrived first.
         self._admitted = factory.gate is None
@@ -155,8 +193,36 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         """Register with the factory and start the idle timer."""
-        self._peer = _peer_text(self._t.getPeer())
-        self.factory.connections.add(self)
+        address = self._t.getPeer()
+        self._peer = _peer_text(address)
+        self._host = str(getattr(address, "host", "")) or self._peer
+        factory = self.factory
+        factory.connections.add(self)
+        factory.per_host[self._host] = factory.per_host.get(self._host, 0) + 1
+        if (
+            len(factory.connections) > factory.max_connections
+            or factory.per_host[self._host] > factory.max_connections_per_address
+        ):
+            factory.limited(
+                "connections"
+                if len(factory.connections) > factory.max_connections
+                else "address"
+            )
+            logger.warning(
+                "connection_refused_limit",
+                peer=self._peer,
+                listener=factory.name,
+                connections=len(factory.connections) - 1,
+                limit=factory.max_connections
+                if len(factory.connections) > factory.max_connections
+                else factory.max_connections_per_address,
+                reason="listener"
+                if len(factory.connections) > factory.max_connections
+                else "address",
+            )
+            self._silent = True
+            self._t.loseConnection()
+            return
         if self.factory.quiescing:
             logger.info(
                 "connection_refused_shutting_down",
@@ -228,7 +294,16 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         """Forget the connection; answers still pending can no longer be written."""
         self.setTimeout(None)  # type: ignore[no-untyped-call]
         self._silent = True
-        self.factory.connections.discard(self)
+        self._cancel_frame_deadline()
+        self._release()
+        factory = self.factory
+        if self in factory.connections:
+            factory.connections.discard(self)
+            left = factory.per_host.get(self._host, 0) - 1
+            if left > 0:
+                factory.per_host[self._host] = left
+            else:
+                factory.per_host.pop(self._host, None)
         if self._session is not None and self.factory.gate is not None:
             session, self._session = self._session, None
             self.factory.gate.release(session)
@@ -272,8 +347,32 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             # get no answer and the sender sends them again later.
             self._ignored += len(data)
             return
-        self.resetTimeout()  # type: ignore[no-untyped-call]
-        for event in self._decoder.feed(data):
+        decoder = self._decoder
+        was_in_frame = decoder.in_frame
+        events = decoder.feed(data)
+        if was_in_frame or decoder.in_frame or events:
+            # Junk outside a frame is not activity: it cannot keep a
+            # connection open past its idle timeout.
+            self.resetTimeout()  # type: ignore[no-untyped-call]
+        if decoder.in_frame:
+            # A frame started in this read (a new one, if others ended in
+            # it) has frame_timeout from now to end. A frame abandoned for a
+            # new start block does not restart the clock: VT after VT is
+            # still one slow frame.
+            if not was_in_frame or any(
+                not isinstance(event, Truncated) for event in events
+            ):
+                self._cancel_frame_deadline()
+            if self._frame_deadline is None:
+                clock = cast(_Clock, self.factory.clock)
+                self._frame_deadline = clock.callLater(
+                    self.factory.frame_timeout, self._frame_expired
+                )
+        else:
+            self._cancel_frame_deadline()
+        if not self._hold(decoder.buffered):
+            return
+        for event in events:
             if isinstance(event, Frame):
                 self._submit(event.payload)
             elif isinstance(event, Oversize):
@@ -286,6 +385,78 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
                     listener=self.factory.name,
                     bytes=event.length,
                 )
+
+    # -- bounds ---------------------------------------------------------------
+
+    def _hold(self, buffered: int) -> bool:
+        """Count this connection's unfinished frame in the total; False if it closed.
+
+        Over the listener's total, the connection whose unfinished frame
+        grew is closed (its frames complete in this read are dropped too:
+        the sender resends them).
+        """
+        factory = self.factory
+        factory.buffered += buffered - self._held
+        self._held = buffered
+        if buffered and factory.buffered > factory.max_buffered_bytes:
+            factory.limited("buffer")
+            logger.warning(
+                "connection_buffer_limit",
+                peer=self._peer,
+                listener=factory.name,
+                bytes=buffered,
+                limit=factory.max_buffered_bytes,
+            )
+            self._release()
+            self._abandon()
+            return False
+        return True
+
+    def _release(self) -> None:
+        """Take this connection's unfinished frame out of the total."""
+        self.factory.buffered -= self._held
+        self._held = 0
+
+    def _cancel_frame_deadline(self) -> None:
+        if self._frame_deadline is not None:
+            if self._frame_deadline.active():
+                self._frame_deadline.cancel()
+            self._frame_deadline = None
+
+    def _frame_expired(self) -> None:
+        """The frame being received took too long: read no more, close once answered."""
+        self._frame_deadline = None
+        if self._silent:
+            return
+        if self._paused and self._reading and not self.factory.quiescing:
+            # Not read because of back-pressure (answers pending): the
+            # delay is ours, not the sender's. The frame gets its time again.
+            clock = cast(_Clock, self.factory.clock)
+            self._frame_deadline = clock.callLater(
+                self.factory.frame_timeout, self._frame_expired
+            )
+            return
+        self.factory.limited("frame_timeout")
+        logger.warning(
+            "frame_timeout",
+            peer=self._peer,
+            listener=self.factory.name,
+            bytes=self._decoder.buffered,
+            seconds=self.factory.frame_timeout,
+        )
+        self._release()
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Read nothing more; close now, or once the answers pending are written."""
+        self._reading = False
+        if not self._paused:
+            self._paused = True
+            self._t.pauseProducing()
+        if self._pending:
+            self._close_when_answered = True
+        else:
+            self._close()
 
     def _enqueue(self) -> _Slot:
         slot = _Slot()
@@ -376,6 +547,8 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             self._paused = False
             self._t.resumeProducing()
         if not pending:
+            if self._close_when_answered and not self._silent:
+                self._close()
             if not self._silent:
                 self.setTimeout(self.factory.idle_timeout)  # type: ignore[no-untyped-call]
             self.factory.drained(self)
@@ -384,6 +557,7 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         """Stop reading and writing, and close after what is already written."""
         self._silent = True
         self.setTimeout(None)  # type: ignore[no-untyped-call]
+        self._cancel_frame_deadline()
         if self.transport is not None:
             self._t.loseConnection()
 
@@ -424,6 +598,14 @@ class MllpFactory(Factory):
         gate: decides who each connection is before it is read (None: every
             connection is read at once, as the open development mode does).
         tls: the listener speaks TLS: the gate is asked after the handshake.
+        max_connections: connections open at once; one more is closed.
+        max_connections_per_address: connections from one source address.
+        frame_timeout: seconds from a frame's first byte to its end block.
+        max_buffered_bytes: bytes of unfinished frames, all connections
+            together.
+        on_limited: told why whenever a connection is closed by one of the
+            limits above (``connections``, ``address``, ``frame_timeout``,
+            ``buffer``): the engine counts them.
     """
 
     protocol = MllpProtocol  # type: ignore[assignment]
@@ -439,6 +621,11 @@ class MllpFactory(Factory):
         max_pipelined: int = 32,
         gate: ConnectionGate | None = None,
         tls: bool = False,
+        max_connections: int = 1000,
+        max_connections_per_address: int = 100,
+        frame_timeout: float = 60.0,
+        max_buffered_bytes: int = 256 * 1024 * 1024,
+        on_limited: Callable[[str], None] | None = None,
     ) -> None:
         self.sink = sink
         self.gate = gate
@@ -448,6 +635,15 @@ class MllpFactory(Factory):
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
         self.max_pipelined = max_pipelined
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        self.frame_timeout = frame_timeout
+        self.max_buffered_bytes = max_buffered_bytes
+        self._on_limited = on_limited
+        #: bytes of unfinished frames held for all connections
+        self.buffered = 0
+        #: open connections per source host
+        self.per_host: dict[str, int] = {}
         self.connections: set[MllpProtocol] = set()
         # Connections with answers pending, including ones already lost.
         self.busy: set[MllpProtocol] = set()
@@ -460,6 +656,11 @@ class MllpFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> MllpProtocol:  # type: ignore[override]
         """A new connection."""
         return MllpProtocol(self)
+
+    def limited(self, reason: str) -> None:
+        """A connection is closed by a per-peer limit: tell whoever counts."""
+        if self._on_limited is not None:
+            self._on_limited(reason)
 
     def drained(self, proto: MllpProtocol) -> None:
         """A connection has no answer pending."""

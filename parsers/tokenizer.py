@@ -240,7 +240,15 @@ class Segment:
     counts it.
     """
 
-    __slots__ = ("encoding", "fields", "glued_into", "id", "index", "occurrence")
+    __slots__ = (
+        "_reps",
+        "encoding",
+        "fields",
+        "glued_into",
+        "id",
+        "index",
+        "occurrence",
+    )
 
     def __init__(
         self,
@@ -260,6 +268,8 @@ class Segment:
         self.occurrence = occurrence
         #: set when this segment was found glued into the one before it
         self.glued_into = glued_into
+        #: repetitions of the fields read so far, split once each (below)
+        self._reps: dict[int, list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"Segment({self.id!r}, occurrence={self.occurrence})"
@@ -272,6 +282,21 @@ class Segment:
     # The accessors below run ~100 times per VXU: each inlines its field
     # look-up and takes a fast path when a part holds no escape or
     # subcomponent, which is nearly always (measured in the commit).
+    #
+    # A field with repetitions is split once and the split kept: readers go
+    # through its repetitions one by one, and splitting the whole field for
+    # each one made reading a field of n repetitions cost n squared (20,000
+    # QPD-3 repetitions took seconds; issue 18 item 6).
+
+    def _split(self, n: int, raw: str) -> list[str]:
+        """The repetitions of field ``n`` (whose text is ``raw``), split once."""
+        cache = self._reps
+        if cache is None:
+            cache = self._reps = {}
+        reps = cache.get(n)
+        if reps is None:
+            reps = cache[n] = raw.split(self.encoding.repetition)
+        return reps
 
     def raw(self, n: int) -> str:
         """Field ``n`` exactly as sent (escapes and delimiters kept)."""
@@ -284,7 +309,9 @@ class Segment:
         raw = fields[n] if 0 < n < len(fields) else ""
         if n < 3 and self.id == "MSH" and n > 0:
             return [raw]
-        return raw.split(self.encoding.repetition)
+        if self.encoding.repetition not in raw:
+            return [raw]
+        return list(self._split(n, raw))
 
     def components(self, n: int, rep: int = 0) -> list[str]:
         """The unescaped components of repetition ``rep`` of field ``n``.
@@ -298,7 +325,7 @@ class Segment:
             return [raw]
         enc = self.encoding
         if enc.repetition in raw:
-            reps = raw.split(enc.repetition)
+            reps = self._split(n, raw)
             if rep >= len(reps):
                 return [""]
             raw = reps[rep]
@@ -332,7 +359,7 @@ class Segment:
             return ""
         enc = self.encoding
         if enc.repetition in raw:
-            reps = raw.split(enc.repetition)
+            reps = self._split(n, raw)
             if rep >= len(reps):
                 return ""
             raw = reps[rep]
@@ -358,7 +385,14 @@ class Segment:
     def subcomponents(self, n: int, rep: int = 0, comp: int = 1) -> list[str]:
         """The unescaped subcomponents of one component."""
         enc = self.encoding
-        reps = self.repetitions(n)
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        if n < 3 and self.id == "MSH" and n > 0:
+            reps = [raw]
+        elif enc.repetition in raw:
+            reps = self._split(n, raw)
+        else:
+            reps = [raw]
         if rep >= len(reps):
             return [""]
         parts = reps[rep].split(enc.component)

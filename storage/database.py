@@ -394,12 +394,25 @@ class Database:
 
 
 def open_database(
-    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 8,
+    statement_timeout: float | None = None,
+    connect_timeout: int | None = None,
 ) -> Database:
     """Open a database by URL (SQLite file, in-memory SQLite, or PostgreSQL via psycopg).
 
     Engines are created with ``hide_parameters``: a statement's bound values
     (names, identifiers, birth dates) never appear in an error's text.
+
+    ``statement_timeout`` bounds how long one statement may take (PostgreSQL:
+    cancelled by the server, or the connection dropped when the server does
+    not answer at all; SQLite: the wait for the database lock), and
+    ``connect_timeout`` how long opening a PostgreSQL connection may take: a
+    frozen database gives a transient error, not a hang. None (the default,
+    for the CLI's maintenance commands): SQLite waits 10 s for the lock,
+    PostgreSQL has no limit.
 
     Raises:
         StorageError: when the URL is not usable.
@@ -418,11 +431,18 @@ def open_database(
         if not memory and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = dialects.create_sqlite_engine(
-            parsed, synchronous=synchronous, memory=memory
+            parsed,
+            synchronous=synchronous,
+            memory=memory,
+            statement_timeout=10.0 if statement_timeout is None else statement_timeout,
         )
     elif parsed.get_backend_name() == dialects.POSTGRESQL:
         engine = dialects.create_postgresql_engine(
-            parsed, pool_size=pool_size, before_core_statement=flush_queued
+            parsed,
+            pool_size=pool_size,
+            before_core_statement=flush_queued,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
         )
     else:
         raise StorageError(

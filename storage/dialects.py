@@ -20,9 +20,11 @@ differently lives here, named:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Column,
     Connection,
@@ -62,7 +64,11 @@ SQLITE_SYNCHRONOUS = frozenset({"FULL", "NORMAL", "EXTRA", "OFF"})
 READER = "cairn_reader"
 
 
-def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+def _sqlite_pragmas(
+    synchronous: str, busy_timeout: float
+) -> Callable[[Any, Any], None]:
+    busy_ms = max(1, round(busy_timeout * 1000))
+
     def on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         # Let SQLAlchemy own BEGIN so that SAVEPOINT works with pysqlite.
         dbapi_connection.isolation_level = None
@@ -70,25 +76,30 @@ def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        # How long a write waits for another process's lock: the statement
+        # timeout (after it, the message gets a transient AE).
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     return on_connect
 
 
-def create_sqlite_engine(url: URL, *, synchronous: str, memory: bool) -> Engine:
+def create_sqlite_engine(
+    url: URL, *, synchronous: str, memory: bool, statement_timeout: float = 10.0
+) -> Engine:
     """An SQLite engine: WAL, foreign keys on, ``BEGIN IMMEDIATE`` transactions.
 
     Args:
         url: the database URL.
         synchronous: one of :data:`SQLITE_SYNCHRONOUS` (checked by the caller).
         memory: whether the database is in memory (one shared connection).
+        statement_timeout: seconds a statement waits for the database lock.
     """
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = StaticPool
     engine = sa_create_engine(url, hide_parameters=True, **kwargs)
-    event.listen(engine, "connect", _sqlite_pragmas(synchronous))
+    event.listen(engine, "connect", _sqlite_pragmas(synchronous, statement_timeout))
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -103,11 +114,53 @@ def create_sqlite_engine(url: URL, *, synchronous: str, memory: bool) -> Engine:
     return engine
 
 
+class _DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection that gives up on a server that does not answer.
+
+    The server's ``statement_timeout`` cancels a slow statement, but a server
+    that is frozen (stopped, partitioned away, its disk hung) cancels
+    nothing, and psycopg would wait on the socket for ever: every sender
+    would hang behind the writer. Every wait for the server here has a
+    deadline (``deadline`` seconds, a little longer than the server's own
+    timeout so that a live server answers first); past it the connection
+    is dropped, which the pool sees as a disconnection, and the caller gets
+    an ``OperationalError`` (a transient storage error). A transaction whose
+    COMMIT was sent but not answered may still have committed: a resend of
+    its message is then recognized as one and answered from the journal.
+    """
+
+    deadline: float | None = 35.0
+
+    def wait(
+        self,
+        gen: Any,
+        interval: float = 0.1,
+        timeout: float | None = None,
+    ) -> Any:
+        """Wait for the server, at most ``deadline`` seconds."""
+        try:
+            return super().wait(
+                gen,
+                interval=interval,
+                timeout=self.deadline if timeout is None else timeout,
+            )
+        except psycopg.errors._WaitTimeout:
+            # Where the server stands is unknown: drop the connection (as
+            # psycopg does when a cancel is not answered).
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.deadline:g} s; "
+                "connection closed"
+            ) from None
+
+
 def create_postgresql_engine(
     url: URL,
     *,
     pool_size: int,
     before_core_statement: Callable[..., None],
+    statement_timeout: float | None = None,
+    connect_timeout: int | None = None,
 ) -> Engine:
     """A PostgreSQL engine on psycopg 3, with a pool checked before use.
 
@@ -116,6 +169,11 @@ def create_postgresql_engine(
         pool_size: connections kept (as many again may overflow).
         before_core_statement: called before SQLAlchemy sends a statement on
             a connection (the unit of work sends its pipelined queue first).
+        statement_timeout: seconds a statement may run (the server cancels
+            it); a second more without any answer and the connection is
+            dropped (:class:`_DeadlineConnection`). None: no limit (schema
+            migrations, which may rebuild large indexes).
+        connect_timeout: seconds to open a connection (None: libpq's default).
     """
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
@@ -127,6 +185,24 @@ def create_postgresql_engine(
         hide_parameters=True,
     )
     event.listen(engine, "before_cursor_execute", before_core_statement)
+    if statement_timeout is None and connect_timeout is None:
+        return engine
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        if connect_timeout is not None:
+            cparams.setdefault("connect_timeout", connect_timeout)
+        if statement_timeout is None:
+            return psycopg.Connection.connect(*cargs, **cparams)
+        statement_ms = max(1, round(statement_timeout * 1000))
+        options = str(cparams.get("options", ""))
+        cparams["options"] = f"{options} -c statement_timeout={statement_ms}".strip()
+        conn = _DeadlineConnection.connect(*cargs, **cparams)
+        conn.deadline = statement_timeout + 1.0
+        return conn
+
     return engine
 
 
@@ -332,7 +408,7 @@ def refresh_statistics(engine: Engine) -> list[str]:
     """
     if engine.dialect.name != POSTGRESQL:
         return []
-    with engine.connect() as conn:
+    with engine.connect() as conn, _without_deadline(conn):
         if conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on":
             return []
         rows = conn.execute(
@@ -350,6 +426,29 @@ def refresh_statistics(engine: Engine) -> list[str]:
             analyzed.append(table)
         conn.commit()
     return analyzed
+
+
+@contextmanager
+def _without_deadline(conn: Connection) -> Iterator[None]:
+    """No statement timeout on this connection for a while (maintenance: ANALYZE).
+
+    A large table's ANALYZE may outlast the timeout meant for one message's
+    statements; it runs off the writer, so nobody waits for it.
+    """
+    driver: Any = conn.connection.dbapi_connection
+    if not isinstance(driver, _DeadlineConnection):
+        yield
+        return
+    saved = driver.deadline
+    driver.deadline = None
+    conn.exec_driver_sql("SET statement_timeout = 0")
+    try:
+        yield
+    finally:
+        driver.deadline = saved
+        if not conn.closed and not conn.invalidated:
+            conn.exec_driver_sql("RESET statement_timeout")
+            conn.commit()
 
 
 def partitions_by_region(dialect: Dialect) -> bool:

@@ -21,6 +21,9 @@ class NewJournalEntry:
     #: SHA-256 (hex) of the message's content with MSH-7 left out: a resend
     #: has the same digest; a reused MSH-10 with other content does not
     content_digest: str = ""
+    #: the size received, in bytes, when ``raw`` keeps only the message's
+    #: first bytes (a refused message from a stranger); None: ``raw`` is whole
+    raw_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class JournalEntry:
     outcome: str
     error_count: int
     content_digest: str = ""
+    #: the size received when ``raw`` is only the message's head (None: whole)
+    raw_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

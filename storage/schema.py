@@ -66,6 +66,9 @@ message_journal = Table(
     # digest; a reused control id with other content does not (DESIGN.md,
     # "Durability and idempotency"), so (sender, control_id) is not unique.
     _text("content_digest", 64),
+    # The size received when ``raw`` keeps only the message's head (a
+    # refused message from an unregistered sender); NULL: ``raw`` is whole.
+    Column("raw_size", Integer, nullable=True),
     Index(None, "sender", "control_id"),
     Index(None, "received_at"),
 )

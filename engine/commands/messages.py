@@ -281,6 +281,11 @@ def run_show(args: argparse.Namespace) -> int:
             "--reveal --reason TEXT shows them, audited)"
         )
     print("--- message")
+    if entry.raw_size is not None:
+        print(
+            f"(journaled by its head: the first {len(entry.raw):,} of "
+            f"{entry.raw_size:,} bytes received, and its digest {entry.content_digest})"
+        )
     print(_shown(entry.raw, args.reveal))
     print("--- response")
     print(_shown(entry.response, args.reveal))

@@ -255,6 +255,18 @@ def test_settings_tuning_defaults_are_the_former_hard_coded_values() -> None:
         ("query", "max_candidates", "101"),
         ("dedup", "review_score", "-0.1"),
         ("dedup", "review_score", "1.5"),
+        ("server", "max_connections", "0"),
+        ("server", "max_connections_per_address", "0"),
+        ("server", "frame_timeout_seconds", "0"),
+        ("server", "frame_timeout_seconds", "nan"),
+        ("server", "max_buffered_bytes", "1000"),
+        ("database", "statement_timeout_seconds", "0"),
+        ("database", "statement_timeout_seconds", "nan"),
+        ("database", "connect_timeout_seconds", "0"),
+        ("limits", "max_segments", "5"),
+        ("limits", "max_order_groups", "0"),
+        ("limits", "max_repetitions", "0"),
+        ("limits", "max_query_identifiers", "0"),
     ],
 )
 def test_settings_tuning_value_out_of_range_names_the_dotted_key(
@@ -365,3 +377,35 @@ def test_settings_http_listener_is_off_by_default_and_checked(tmp_path: Path) ->
     path.write_text("[http]\nlisten = '8080'\n")
     with pytest.raises(ConfigError, match=r"http\.listen: expected HOST:PORT"):
         load_settings(path, environ={})
+
+
+def test_settings_example_sets_the_limits_to_their_defaults() -> None:
+    """The production example spells out the per-message and per-peer limits as built in."""
+    example = load_settings(EXAMPLE, environ={})
+    defaults = load_settings(None, environ={})
+    assert example.limits == defaults.limits
+    assert (
+        example.server.max_connections,
+        example.server.max_connections_per_address,
+        example.server.frame_timeout_seconds,
+        example.server.max_buffered_bytes,
+        example.database.statement_timeout_seconds,
+        example.database.connect_timeout_seconds,
+    ) == (
+        defaults.server.max_connections,
+        defaults.server.max_connections_per_address,
+        defaults.server.frame_timeout_seconds,
+        defaults.server.max_buffered_bytes,
+        defaults.database.statement_timeout_seconds,
+        defaults.database.connect_timeout_seconds,
+    )
+
+
+def test_settings_buffer_budget_below_one_message_is_refused(tmp_path: Path) -> None:
+    """max_buffered_bytes must hold at least one whole message (max_message_bytes)."""
+    path = tmp_path / "cairn.toml"
+    path.write_text("[server]\nmax_message_bytes = 4096\nmax_buffered_bytes = 4095\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert err.value.key == "server.max_buffered_bytes"
+    assert "expected 4,096 to" in str(err.value)

@@ -496,3 +496,34 @@ def test_cli_forecast_readme_example_says_why_rsv_has_no_dates(
     assert "Aged Out" in rsv
     assert "unable to finish the series prior to the maximum age" in rsv
     assert "2024-09-14" not in rsv
+
+
+def test_cli_messages_show_says_a_row_holds_only_the_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stranger's refused message journaled by its head is shown as such, with its size."""
+    from datetime import UTC, datetime
+
+    from storage import NewJournalEntry, open_database
+
+    assert main(["db", "upgrade", "--data-dir", str(tmp_path)]) == 0
+    db = open_database(f"sqlite:///{tmp_path / 'cairn.sqlite3'}")
+    with db.transaction() as uow:
+        uow.journal.insert(
+            NewJournalEntry(
+                sender="STRANGER",
+                control_id="C1",
+                message_type="VXU^V04",
+                received_at=datetime(2026, 1, 1, tzinfo=UTC),
+                raw=b"MSH|^~\\&|EHR|STRANGER",
+                content_digest="ab" * 32,
+                raw_size=1_048_576,
+            )
+        )
+    db.close()
+    capsys.readouterr()
+    assert main(["messages", "show", "1", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"the first 21 of 1,048,576 bytes received, and its digest {'ab' * 32}" in out
+    )

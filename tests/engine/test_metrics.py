@@ -366,3 +366,51 @@ def test_an_oversize_message_counts_as_answered_ar() -> None:
         )
         == 1
     )
+
+
+def test_connections_closed_by_a_per_peer_limit_are_counted_by_limit() -> None:
+    """Each limit that closes an MLLP connection counts under its own reason, present at 0."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from listeners.mllp import MllpFactory
+
+    metrics = EngineMetrics()
+
+    class _Sink:
+        def submit(self, raw: bytes, peer: str, listener: str) -> Deferred[bytes]:
+            return Deferred()
+
+        def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
+            return b""
+
+    clock = MemoryReactorClock()
+    factory = MllpFactory(
+        _Sink(),
+        clock,
+        max_connections_per_address=1,
+        frame_timeout=5,
+        on_limited=metrics.connection_limited,
+    )
+
+    def connect(host: str) -> Any:
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2575))
+        proto.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", host, 1)))
+        return proto
+
+    slow = connect("10.0.0.1")
+    connect("10.0.0.1")  # over the per-address cap
+    slow.dataReceived(b"\x0bMSH|")
+    clock.advance(5)  # the frame deadline passes
+
+    def limited(reason: str) -> float:
+        return metrics.value("cairn_connections_limited_total", {"reason": reason})
+
+    assert [
+        limited(r) for r in ("connections", "address", "frame_timeout", "buffer")
+    ] == [
+        0,
+        1,
+        1,
+        0,
+    ]

@@ -8,7 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -279,3 +279,71 @@ def test_dose_service_files_observations_with_their_dose(registry: _Registry) ->
         ("59784-9", None, patient),
         ("64994-7", outcomes[0].vaccination_id, patient),
     ]
+
+
+def test_dose_service_compares_within_the_widest_group_window(db: Database) -> None:
+    """A group window wider than the default still finds its pair among many doses.
+
+    Only doses within the widest window are compared (the view is read in
+    date order); one 40 days apart, inside DTaP's own 40-day window, is
+    still the same event, while the other doses of the year are skipped.
+    """
+    registry = _Registry(
+        db, DoseDeduplicator(CodeTables.load(), group_windows={"DTAP": 40})
+    )
+    patient = registry.patient()
+    far = [
+        _dose(filler_id=f"Y{i}", cvx="03", administered_on=date(2022, 1 + i, 1))
+        for i in range(10)
+    ]
+    registry.report(patient, *far, _dose(information_source="01", lot_numbers=""))
+    registry.report(
+        patient,
+        _dose(
+            filler_id="X9",
+            information_source="00",
+            lot_numbers="",
+            administered_on=date(2023, 7, 11),
+        ),
+        organization="CLINIC2",
+    )
+    shown = [d for d in registry.doses(patient) if d.cvx != "03"]
+    assert [(d.sending_facility, d.administered_on) for d in shown] == [
+        ("CLINIC2", date(2023, 7, 11))
+    ]
+
+
+class _CountingDeduplicator(DoseDeduplicator):
+    """Counts the comparisons the service asks for."""
+
+    calls = 0
+
+    def compare(self, new: NewVaccination, other: VaccinationRecord):  # type: ignore[no-untyped-def]
+        type(self).calls += 1
+        return super().compare(new, other)
+
+
+def test_dose_service_compares_each_new_dose_with_its_window_only(
+    db: Database,
+) -> None:
+    """A VXU of many doses a month apart costs comparisons linear in its size.
+
+    Each new dose is compared with the doses within the widest window, not
+    with every dose of the patient (which made one message of n doses cost
+    n squared comparisons).
+    """
+    _CountingDeduplicator.calls = 0
+    registry = _Registry(db, _CountingDeduplicator(CodeTables.load()))
+    patient = registry.patient()
+    doses = [
+        _dose(
+            filler_id=f"M{i}",
+            lot_numbers=f"LOT{i}",
+            administered_on=date(2010, 1, 1) + timedelta(days=31 * i),
+        )
+        for i in range(120)
+    ]
+    outcomes = registry.report(patient, *doses)
+    assert [o.action for o in outcomes] == ["added"] * 120
+    # 31 days apart, a 23-day window: no neighbour is within it.
+    assert _CountingDeduplicator.calls == 0

@@ -260,3 +260,162 @@ def test_factory_tracks_connections() -> None:
     assert factory.connections == {proto}
     proto.connectionLost(None)
     assert factory.connections == set()
+
+
+# -- bounded resources per peer (issue 18 item 7) ------------------------------
+
+
+def _factory(**limits: float) -> tuple[FakeSink, MllpFactory, MemoryReactorClock]:
+    sink = FakeSink()
+    clock = MemoryReactorClock()
+    factory = MllpFactory(
+        sink,
+        clock,
+        name="test",
+        max_message_bytes=1024,
+        idle_timeout=300,
+        **limits,  # type: ignore[arg-type]
+    )
+    return sink, factory, clock
+
+
+def _peer(
+    factory: MllpFactory, host: str = "10.0.0.1", port: int = 40000
+) -> tuple[MllpProtocol, StringTransport]:
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_protocol_frame_trickled_a_byte_a_second_is_cut_at_the_deadline() -> None:
+    """A byte a second keeps the idle timer alive, but not past the frame deadline."""
+    sink, factory, clock = _factory(frame_timeout=30)
+    proto, transport = _peer(factory)
+    proto.dataReceived(b"\x0bMSH|")
+    for _ in range(29):
+        clock.advance(1)
+        proto.dataReceived(b"x")
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    assert sink.received == []
+    assert factory.buffered == 0
+
+
+def test_protocol_frame_restarted_with_vt_keeps_its_deadline() -> None:
+    """Starting the frame over (VT again) does not restart its clock."""
+    _, factory, clock = _factory(frame_timeout=10)
+    proto, transport = _peer(factory)
+    for _ in range(10):
+        proto.dataReceived(b"\x0bMS")
+        clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_protocol_frame_deadline_restarts_for_each_frame() -> None:
+    """A frame that ends in time is taken; the next one has its own deadline."""
+    sink, factory, clock = _factory(frame_timeout=10)
+    proto, transport = _peer(factory)
+    proto.dataReceived(b"\x0bMSH|a")
+    clock.advance(9)
+    proto.dataReceived(b"\x1c\r\x0bMSH|b")
+    sink.pending[0].callback(b"A")
+    clock.advance(9)
+    assert not transport.disconnecting
+    assert sink.received == [b"MSH|a"]
+    clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_protocol_frame_deadline_lets_earlier_answers_out_first() -> None:
+    """Past a frame's deadline, the answer to an earlier frame is still written, then the close."""
+    sink, factory, clock = _factory(frame_timeout=10)
+    proto, transport = _peer(factory)
+    proto.dataReceived(encode_frame(b"first") + b"\x0bMSH|slow")
+    clock.advance(10)
+    assert not transport.disconnecting
+    proto.dataReceived(b"more")
+    sink.pending[0].callback(b"ACK1")
+    assert transport.value() == encode_frame(b"ACK1")
+    assert transport.disconnecting
+    assert sink.received == [b"first"]
+
+
+def test_protocol_junk_does_not_postpone_the_idle_timeout() -> None:
+    """Bytes outside any frame (no VT) are not activity: the idle timeout still closes."""
+    _, factory, clock = _factory(frame_timeout=10)
+    proto, transport = _peer(factory)
+    for _ in range(301):
+        proto.dataReceived(b"j")
+        clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_factory_closes_connections_over_the_listener_cap() -> None:
+    """One connection more than max_connections is closed as soon as it is accepted."""
+    _, factory, _ = _factory(max_connections=2)
+    first = [_peer(factory, f"10.0.0.{i}")[1] for i in (1, 2)]
+    proto, third = _peer(factory, "10.0.0.3")
+    assert third.disconnecting
+    assert not any(t.disconnecting for t in first)
+    proto.connectionLost(None)
+    assert len(factory.connections) == 2
+    _, fourth = _peer(factory, "10.0.0.4")
+    assert fourth.disconnecting
+
+
+def test_factory_closes_connections_over_the_per_address_cap() -> None:
+    """Another address is still accepted when one address has used its share."""
+    _, factory, _ = _factory(max_connections_per_address=2)
+    protos = [_peer(factory, "10.0.0.9", 40000 + i) for i in range(3)]
+    assert [t.disconnecting for _, t in protos] == [False, False, True]
+    _, other = _peer(factory, "10.0.0.8")
+    assert not other.disconnecting
+    protos[0][0].connectionLost(None)
+    protos[2][0].connectionLost(None)
+    _, again = _peer(factory, "10.0.0.9", 41000)
+    assert not again.disconnecting
+    assert factory.per_host == {"10.0.0.9": 2, "10.0.0.8": 1}
+
+
+def test_factory_bounds_unfinished_frames_of_all_connections_together() -> None:
+    """Unfinished frames share one budget: the connection that would exceed it is closed."""
+    sink, factory, _ = _factory(max_buffered_bytes=1500)
+    one, t1 = _peer(factory, "10.0.0.1")
+    two, t2 = _peer(factory, "10.0.0.2")
+    one.dataReceived(b"\x0b" + b"a" * 700)
+    two.dataReceived(b"\x0b" + b"b" * 700)
+    assert factory.buffered == 1400
+    two.dataReceived(b"b" * 200)
+    assert t2.disconnecting
+    assert not t1.disconnecting
+    assert factory.buffered == 700
+    one.dataReceived(b"\x1c\r")
+    assert sink.received == [b"a" * 700]
+    assert factory.buffered == 0
+
+
+def test_protocol_connection_lost_releases_its_unfinished_frame() -> None:
+    """A connection dropped mid-frame gives its bytes back to the budget."""
+    _, factory, _ = _factory()
+    proto, _ = _peer(factory)
+    proto.dataReceived(b"\x0b" + b"a" * 500)
+    assert factory.buffered == 500
+    proto.connectionLost(None)
+    assert factory.buffered == 0
+
+
+def test_protocol_frame_deadline_waits_while_back_pressure_holds_reading() -> None:
+    """A frame we stopped reading (too many answers pending) is not the sender's delay."""
+    sink, factory, clock = _factory(frame_timeout=10, max_pipelined=1)
+    proto, transport = _peer(factory)
+    proto.dataReceived(encode_frame(b"a") + encode_frame(b"b") + b"\x0bMSH|c")
+    assert transport.producerState == "paused"
+    clock.advance(25)
+    assert not transport.disconnecting
+    sink.pending[0].callback(b"A")
+    sink.pending[1].callback(b"B")
+    assert transport.producerState == "producing"
+    proto.dataReceived(b"\x1c\r")
+    assert sink.received == [b"a", b"b", b"MSH|c"]

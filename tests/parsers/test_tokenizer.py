@@ -155,3 +155,23 @@ def test_tokenizer_leaves_a_value_ending_in_a_segment_id_alone() -> None:
     msg = tokenize("MSH|^~\\&|A|B\rNTE|1|L|see OBX|x")
     assert [s.id for s in msg.segments] == ["MSH", "NTE"]
     assert msg.segments[1].glued_into is None
+
+
+def test_segment_repetitions_read_one_by_one_agree_with_the_split() -> None:
+    """Each repetition read by number is the one the split gives, however often read.
+
+    The split is kept after the first read; a caller changing the list it
+    was handed does not change what the next reader sees.
+    """
+    reps = [f"ID{i}^^^AUTH&1.2.3&ISO^MR" for i in range(50)]
+    message = tokenize(
+        "MSH|^~\\&|A|B|C|D|20240101||QBP^Q11^QBP_Q11|1|P|2.5.1\r"
+        f"QPD|Z44^q^CDCPHINVS|T1|{'~'.join(reps)}\r"
+    )
+    qpd = message.segments[1]
+    handed = qpd.repetitions(3)
+    handed.append("intruder")
+    assert [qpd.value(3, i) for i in range(50)] == [f"ID{i}" for i in range(50)]
+    assert qpd.subcomponents(3, 49, 4) == ["AUTH", "1.2.3", "ISO"]
+    assert qpd.components(3, 50) == [""]
+    assert qpd.repetitions(3) == reps

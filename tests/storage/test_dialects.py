@@ -6,6 +6,7 @@ from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from storage import Database, NewPatient
@@ -142,3 +143,40 @@ def test_id_pool_gives_ascending_ids_on_postgresql_only(db: Database) -> None:
 def test_partitions_by_region_only_on_postgresql(db: Database) -> None:
     """Region partitions are a PostgreSQL feature; SQLite keeps one table per kind."""
     assert partitions_by_region(db.engine.dialect) is (db.backend != SQLITE)
+
+
+def test_postgresql_statement_timeout_is_a_transient_error(pg_databases) -> None:  # type: ignore[no-untyped-def]
+    """A statement past database.statement_timeout_seconds is cancelled: a transient error.
+
+    The server cancels it (statement_timeout); the unit of work reports
+    that a resend can succeed, and the connection is usable again after.
+    """
+    from storage import TransientStorageError, open_database
+
+    pg_databases.require()
+    db = open_database(pg_databases.new_url(), statement_timeout=0.2, connect_timeout=5)
+    try:
+        with pytest.raises(TransientStorageError), db.transaction() as uow:
+            uow.connection.exec_driver_sql("SELECT pg_sleep(5)")
+        with db.transaction() as uow:
+            assert uow.connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        db.close()
+
+
+def test_postgresql_statistics_refresh_is_not_cut_by_the_statement_timeout(
+    pg_databases,  # type: ignore[no-untyped-def]
+) -> None:
+    """ANALYZE (maintenance, off the writer) runs without the messages' statement timeout."""
+    from storage import open_database
+    from storage.dialects import _without_deadline
+
+    pg_databases.require()
+    db = open_database(pg_databases.new_url(), statement_timeout=0.2, connect_timeout=5)
+    try:
+        with db.engine.connect() as conn:
+            with _without_deadline(conn):
+                conn.exec_driver_sql("SELECT pg_sleep(0.5)")
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "200ms"
+    finally:
+        db.close()
