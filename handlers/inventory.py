@@ -198,8 +198,10 @@ class InventoryStore(Protocol):
     ) -> list[InventoryLot]:
         """A facility's lots with this number and CVX, with their quantity on hand."""
 
-    def drawn_for(self, region: str, vaccination_id: int) -> list[tuple[int, str, int]]:
-        """(lot, facility, net quantity) of each lot a dose's transactions moved."""
+    def drawn_for(
+        self, region: str, vaccination_id: int
+    ) -> list[tuple[int, str, int, date]]:
+        """(lot, facility, net quantity, first day) of each lot a dose's transactions moved."""
 
     def record(self, transaction: NewInventoryTransaction) -> None:
         """Store one transaction."""
@@ -439,12 +441,17 @@ class InventoryService:
             )
         )
 
-    def give_back(self, origin: Origin, vaccination_id: int, on: date) -> int:
-        """Return to stock what a deleted dose drew (RXA-21 D); returns the units."""
+    def give_back(self, origin: Origin, vaccination_id: int) -> int:
+        """Return to stock what a deleted dose drew (RXA-21 D); returns the units.
+
+        The give-back is dated on the day the dose drew the unit (when it
+        was recorded is kept too), so usage by month counts the dose out of
+        the month it was counted in.
+        """
         region = origin.region
         returned = 0
         now = self._now()
-        for lot_id, facility, net in self._store.drawn_for(region, vaccination_id):
+        for lot_id, facility, net, on in self._store.drawn_for(region, vaccination_id):
             if net >= 0:
                 continue
             self._locks.lock([_lock_key(region, facility)])

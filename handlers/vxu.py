@@ -187,7 +187,7 @@ class VxuHandler:
             elif outcome.action == "deleted":
                 deleted += 1
                 assert outcome.vaccination_id is not None
-                inventory.give_back(origin, outcome.vaccination_id, ctx.today)
+                inventory.give_back(origin, outcome.vaccination_id)
                 log.debug("dose_deleted", dose_row=outcome.vaccination_id)
             else:
                 if outcome.action == "added" and _draws_down(dose):

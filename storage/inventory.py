@@ -70,11 +70,12 @@ _KEEPS_INVENTORY = Statement(
     .limit(1)
 )
 #: What an administered dose took from each lot, net of give-backs.
-_DRAWN_FOR_DOSE = Statement(
+_DRAWN_FOR_DOSE = (
     select(
         inventory_transactions.c.lot_id,
         inventory_transactions.c.facility,
         func.sum(inventory_transactions.c.quantity),
+        func.min(inventory_transactions.c.occurred_on),
     )
     .where(
         inventory_transactions.c.region == bindparam("region"),
@@ -131,12 +132,17 @@ class InventoryRepository:
         )
         return [_lot(row) for row in rows]
 
-    def drawn_for(self, region: str, vaccination_id: int) -> list[tuple[int, str, int]]:
-        """(lot, facility, net quantity) of each lot a dose's transactions moved."""
-        rows = self._sql.all(
-            _DRAWN_FOR_DOSE, {"region": region, "vaccination_id": vaccination_id}
-        )
-        return [(int(lot), str(facility), int(net)) for lot, facility, net in rows]
+    def drawn_for(
+        self, region: str, vaccination_id: int
+    ) -> list[tuple[int, str, int, date]]:
+        """(lot, facility, net quantity, first day) of each lot a dose's transactions moved."""
+        rows = self._conn.execute(
+            _DRAWN_FOR_DOSE,
+            {"region": region, "vaccination_id": vaccination_id},
+        ).all()
+        return [
+            (int(lot), str(facility), int(net), day) for lot, facility, net, day in rows
+        ]
 
     def record(self, transaction: NewInventoryTransaction) -> None:
         """Store one transaction (queued with the transaction's other writes)."""
