@@ -28,9 +28,15 @@ def test_inventory_commands_receive_adjust_transfer_list_and_report(
                 "msd",
                 "--lot",
                 "mmr-a1",
+                "--expires",
+                "2027-12-31",
+                "--funding",
+                "VFC",
+                "--quantity",
+                "10",
+                "--on",
+                "2026-01-05",
             ]
-            + ["--expires", "2027-12-31", "--funding", "VFC", "--quantity", "10"]
-            + ["--on", "2026-01-05"]
         )
         == 0
     )
@@ -39,8 +45,19 @@ def test_inventory_commands_receive_adjust_transfer_list_and_report(
     )
     assert (
         main(
-            ["inventory", "adjust", *at, "--lot-id", "1", "--kind", "wasted"]
-            + ["--quantity", "1", "--on", "2026-02-03"]
+            [
+                "inventory",
+                "adjust",
+                *at,
+                "--lot-id",
+                "1",
+                "--kind",
+                "wasted",
+                "--quantity",
+                "1",
+                "--on",
+                "2026-02-03",
+            ]
         )
         == 0
     )
@@ -72,8 +89,17 @@ def test_inventory_commands_receive_adjust_transfer_list_and_report(
     out = tmp_path / "out"
     assert (
         main(
-            ["inventory", "report", *at, "--as-of", "2026-03-31", "--csv", str(out)]
-            + ["--html", str(out / "inventory.html")]
+            [
+                "inventory",
+                "report",
+                *at,
+                "--as-of",
+                "2026-03-31",
+                "--csv",
+                str(out),
+                "--html",
+                str(out / "inventory.html"),
+            ]
         )
         == 0
     )
@@ -96,15 +122,42 @@ def test_inventory_command_errors_are_one_line(
     data = ["--data-dir", str(tmp_path)]
     assert main(["db", "upgrade", *data]) == 0
     main(
-        ["inventory", "receive", "--facility", "CLINIC1", "--region", "BAY", *data]
-        + ["--cvx", "03", "--lot", "L1", "--expires", "2027-01-01", "--funding", "VFC"]
-        + ["--quantity", "5"]
+        [
+            "inventory",
+            "receive",
+            "--facility",
+            "CLINIC1",
+            "--region",
+            "BAY",
+            *data,
+            "--cvx",
+            "03",
+            "--lot",
+            "L1",
+            "--expires",
+            "2027-01-01",
+            "--funding",
+            "VFC",
+            "--quantity",
+            "5",
+        ]
     )
     capsys.readouterr()
     cases = [
         (
-            ["adjust", "--facility", "CLINIC2", "--region", "BAY", "--lot-id", "1"]
-            + ["--kind", "wasted", "--quantity", "1"],
+            [
+                "adjust",
+                "--facility",
+                "CLINIC2",
+                "--region",
+                "BAY",
+                "--lot-id",
+                "1",
+                "--kind",
+                "wasted",
+                "--quantity",
+                "1",
+            ],
             "cairn: --lot-id: 1 is not a lot of facility CLINIC2\n",
         ),
         (

@@ -105,7 +105,8 @@ def _data_set(db: Database) -> dict[str, int]:
 def _on_hand(db: Database, facility: Facility) -> list[tuple[str, str, int]]:
     with db.reading() as uow:
         return [
-            (l.lot_number, l.funding, l.on_hand) for l in _service(uow).lots(facility)
+            (lot.lot_number, lot.funding, lot.on_hand)
+            for lot in _service(uow).lots(facility)
         ]
 
 
@@ -160,7 +161,7 @@ def test_report_figures(db: Database, ids: dict[str, int]) -> None:
     with db.reading() as uow:
         report = _service(uow).report(CLINIC1, date(2026, 3, 31), expiring_days=30)
     assert report.start == date(2025, 4, 1)
-    assert [(l.lot_number, l.on_hand) for l in report.expiring] == [("HEPB-Z", 2)]
+    assert [(lot.lot_number, lot.on_hand) for lot in report.expiring] == [("HEPB-Z", 2)]
     usage = {m.month: (m.by_funding, m.total) for m in report.usage if m.total}
     assert usage == {
         "2026-01": ({"VFC": 1, "state": 0, "private": 0}, 1),
@@ -323,7 +324,7 @@ def test_another_facility_cannot_adjust_transfer_or_see_clinic1s_lots(
         with pytest.raises(InventoryError) as caught, db.transaction() as uow:
             call(_service(uow))
         assert "is not a lot of facility CLINIC2" in str(caught.value)
-    assert [l for l, _f, _n in _on_hand(db, CLINIC2)] == ["MMR-A1"]
+    assert [name for name, _f, _n in _on_hand(db, CLINIC2)] == ["MMR-A1"]
     assert _on_hand(db, CLINIC1)[-1] == ("MMR-A1", "VFC", 6)
 
 
