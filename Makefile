@@ -32,13 +32,13 @@ test: $(STAMP) system-deps lint
 ## system-deps: the Debian libraries PDF reports need (WeasyPrint uses pango), installed only when missing
 system-deps:
 	@if ! ldconfig -p | grep -q 'libpango-1.0.so.0' || ! ldconfig -p | grep -q 'libpangoft2-1.0.so.0' \
-	    || ! fc-list 2>/dev/null | grep -qi dejavu; then \
+	    || ! ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || ! fc-list 2>/dev/null | grep -qi dejavu; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing pango and fonts for PDF reports (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core >/dev/null; \
+	      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core >/dev/null; \
 	  else \
-	    echo "PDF reports need pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core" >&2; \
+	    echo "PDF reports need pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core" >&2; \
 	    exit 1; \
 	  fi; \
 	fi

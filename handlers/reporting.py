@@ -36,6 +36,7 @@ __all__ = [
     "bar_chart",
     "csv_text",
     "html_to_pdf",
+    "long_date",
     "render_html",
     "text_table",
     "write_csv",
@@ -94,6 +95,13 @@ def _cell(value: Any) -> str:
     if isinstance(value, date | datetime):
         return value.isoformat()
     return str(value)
+
+
+def long_date(value: date | None) -> str:
+    """A date as a person reads it on paper in the US: ``Mar 6, 2023`` (unambiguous)."""
+    if value is None:
+        return ""
+    return f"{value:%b} {value.day}, {value.year}"
 
 
 def text_table(table: Table) -> str:
@@ -234,6 +242,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters["cell"] = _cell
+    env.filters["longdate"] = long_date
     return env
 
 

@@ -1,4 +1,10 @@
-"""``cairn patient history``: every demographic version of a patient, and who sent it.
+"""``cairn patient history | record``: a patient's demographic versions, and its immunization record.
+
+``record`` writes the printable immunization record ("yellow card") as HTML
+or PDF through :class:`handlers.patient_record.PatientRecordService`: the
+same disclosure rules and forecast as a Z44, and an audit row.
+
+``history``: every demographic version of a patient, and who sent it.
 
 Each VXU keeps what its sender said about the patient (``submitted``) and,
 when the registry's record changed, the record as it then stood
@@ -10,10 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
-from engine.app import database_url
+from engine.app import database_url, load_forecaster
 from engine.commands._common import add_database_options, settings_from
+from handlers.codes import CodeTables
+from handlers.patient_record import PatientRecordService, Requester
+from handlers.reporting import html_to_pdf, text_table
 from storage import PatientVersion, StorageError, open_database
 
 
@@ -33,6 +44,7 @@ def register(subparsers: Any) -> None:
     )
     add_database_options(history)
     history.set_defaults(func=run_history)
+    register_record(sub)
 
 
 def _describe(version: PatientVersion, before: dict[str, Any] | None) -> list[str]:
@@ -78,4 +90,104 @@ def run_history(args: argparse.Namespace) -> int:
         print("\n".join(lines) if lines else "    (no change)")
         last[key] = dict(version.demographics)
     print(f"{len(versions)} version(s)")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (YYYY-MM-DD)"
+        ) from None
+
+
+def register_record(sub: Any) -> None:
+    """Add ``patient record``."""
+    record = sub.add_parser(
+        "record",
+        help="the patient's immunization record (history, validity, forecast) as HTML or PDF",
+    )
+    record.add_argument("id", type=int, help="the patient's registry id (PID-3 SR)")
+    record.add_argument(
+        "--region", required=True, help="the region that holds the patient, e.g. BAY"
+    )
+    record.add_argument(
+        "--organization",
+        required=True,
+        help="the organization asking (a configured [[facilities]] id): a locked "
+        "record shows only what it reported, another region's not at all",
+    )
+    record.add_argument(
+        "--format",
+        choices=["html", "pdf"],
+        default="pdf",
+        help="html or pdf (default pdf)",
+    )
+    record.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the file to write",
+    )
+    record.add_argument(
+        "--as-of",
+        type=_day,
+        help="the date of the evaluation and forecast (default today, UTC)",
+    )
+    add_database_options(record)
+    record.set_defaults(func=run_record)
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """Write one patient's immunization record, audited, for one organization."""
+    settings = settings_from(args)
+    configured = {f.id: f.region for f in settings.facilities}
+    own = configured.get(args.organization)
+    if own is None:
+        print(
+            f"cairn: --organization: {args.organization} is not a configured organization "
+            "([[facilities]] in the configuration)",
+            file=sys.stderr,
+        )
+        return 1
+    regions = tuple(r.code for r in settings.regions)
+    requester = Requester(
+        args.organization, own, regions if settings.registry.statewide else (own,)
+    )
+    forecaster, why = load_forecaster(settings)
+    codes = CodeTables.load()
+    service = PatientRecordService(forecaster, codes.text, settings.registry.name, why)
+    now = datetime.now(UTC)
+    try:
+        db = open_database(database_url(settings))
+        try:
+            with db.transaction() as uow:
+                answer = service.read(
+                    uow, requester, args.region, args.id, args.as_of or now.date(), now
+                )
+        finally:
+            db.close()
+    except StorageError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    if answer.record is None:
+        print(f"cairn: {answer.refusal}", file=sys.stderr)
+        return 1
+    html = answer.record.html(now)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        if args.format == "html":
+            args.output.write_text(html, encoding="utf-8")
+        else:
+            args.output.write_bytes(html_to_pdf(html))
+    except OSError as exc:
+        print(f"cairn: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for table in answer.record.tables():
+        print(text_table(table))
+        print()
+    print(f"wrote {args.output}")
     return 0
