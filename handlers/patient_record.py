@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from handlers.disclosure import Access, access_of, read_view
 from handlers.reporting import Table, render_html
-from parsers import GIVEN, NOT_A_VACCINE
+from parsers.codes import GIVEN, NOT_A_VACCINE
 from storage import NewAuditEntry
 
 if TYPE_CHECKING:
