@@ -25,7 +25,9 @@ The rules (issue 19 item 1):
   for client sites puts the site's id in RXA-11). A sender draws down only
   its own lots, or those of a facility it may report for
   (``may_report_for``: the relation arrives with organizations and roles,
-  issue 17; until then a sender reports only for itself).
+  issue 17; until then a sender reports only for itself). A dose naming
+  another facility that keeps inventory is an exception of the sender's
+  (``not-permitted``); one naming a site that keeps none is left alone.
 - A facility keeps inventory once it has a lot; a facility without one is
   not told anything about its doses. For one that keeps inventory, a dose
   whose lot is unknown, expired (on the date given) or out of stock is
@@ -348,18 +350,20 @@ class InventoryService:
         out: list[DrawDown] = []
         for dose in doses:
             facility = dose.location.strip() or sender
+            if facility not in keeps:
+                keeps[facility] = self._store.keeps_inventory(region, facility)
+            if not keeps[facility]:
+                # No stock to draw from (a hub naming a client site that
+                # keeps no inventory in the registry): nothing to say.
+                continue
             if facility != sender and not self._may_report_for(sender, facility):
                 # Recorded against the sender: the other facility's
-                # inventory is not the sender's to read or to annotate.
+                # inventory is not the sender's to draw down or to annotate.
                 outcome = DrawDown(
                     dose.vaccination_id, sender, False, reason="not-permitted"
                 )
                 self._exception(origin, sender, dose, "", outcome, now)
                 out.append(outcome)
-                continue
-            if facility not in keeps:
-                keeps[facility] = self._store.keeps_inventory(region, facility)
-            if not keeps[facility]:
                 continue
             if facility not in locked:
                 self._locks.lock([_lock_key(region, facility)])

@@ -302,12 +302,8 @@ def test_another_clinic_with_the_same_lot_number_draws_nothing_from_clinic1(
     assert registry.query("SELECT COUNT(*) FROM inventory_exceptions") == [(0,)]
 
 
-@pytest.mark.parametrize("sender", ["CLINIC2", "LACLINIC"])
-def test_another_clinic_naming_clinic1_in_rxa11_cannot_draw_its_lots(
-    registry: InProcessRegistry, db: Database, sender: str
-) -> None:
-    """RXA-11 = CLINIC1 from another sender (same region or not) is refused with a warning at RXA-11."""
-    reply = registry.send(
+def _naming_clinic1(registry: InProcessRegistry, sender: str) -> bytes:
+    return registry.send(
         vxu(
             sender=sender,
             mrn="INV8",
@@ -322,6 +318,13 @@ def test_another_clinic_naming_clinic1_in_rxa11_cannot_draw_its_lots(
             ],
         )
     )
+
+
+def test_another_clinic_naming_clinic1_in_rxa11_cannot_draw_its_lots(
+    registry: InProcessRegistry, db: Database
+) -> None:
+    """RXA-11 = CLINIC1 from CLINIC2 is refused with a warning at RXA-11, kept as CLINIC2's exception."""
+    reply = _naming_clinic1(registry, "CLINIC2")
     assert msa_code(reply) == "AA"
     assert _rxa_warnings(reply) == [
         (
@@ -334,8 +337,44 @@ def test_another_clinic_naming_clinic1_in_rxa11_cannot_draw_its_lots(
     assert on_hand(db)[("MMR-A1", "VFC")] == 10
     # The exception is the sender's, not written into CLINIC1's report.
     assert registry.query("SELECT facility, reason FROM inventory_exceptions") == [
-        (sender, "not-permitted")
+        ("CLINIC2", "not-permitted")
     ]
+
+
+def test_another_regions_clinic_naming_clinic1_touches_nothing_of_region_bay(
+    registry: InProcessRegistry, db: Database
+) -> None:
+    """LACLINIC (LAO) naming CLINIC1: lots belong to a region, and LAO's CLINIC1 has none."""
+    reply = _naming_clinic1(registry, "LACLINIC")
+    assert msa_code(reply) == "AA"
+    assert _rxa_warnings(reply) == []
+    assert on_hand(db)[("MMR-A1", "VFC")] == 10
+    assert registry.query("SELECT COUNT(*) FROM inventory_exceptions") == [(0,)]
+
+
+def test_a_hub_naming_a_site_without_inventory_hears_nothing(
+    registry: InProcessRegistry, db: Database
+) -> None:
+    """CLINIC2 sending for a client site that keeps no inventory: no warning, no exception."""
+    reply = registry.send(
+        vxu(
+            sender="CLINIC2",
+            mrn="INV10",
+            doses=[
+                Dose(
+                    cvx="03",
+                    date="20260310",
+                    lot="MMR-A1",
+                    location="SITE77",
+                    observations=VFC,
+                )
+            ],
+        )
+    )
+    assert msa_code(reply) == "AA"
+    assert _rxa_warnings(reply) == []
+    assert registry.query("SELECT COUNT(*) FROM inventory_exceptions") == [(0,)]
+    assert on_hand(db)[("MMR-A1", "VFC")] == 10
 
 
 def test_clinic1_naming_itself_in_rxa11_draws_down(
