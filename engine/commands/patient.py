@@ -24,7 +24,7 @@ from engine.app import database_url, load_forecaster
 from engine.commands._common import add_database_options, settings_from
 from handlers.codes import CodeTables
 from handlers.patient_record import PatientRecordService, Requester
-from handlers.reporting import html_to_pdf, text_table
+from handlers.reporting import html_to_pdf, text_table, write_csv
 from storage import PatientVersion, StorageError, open_database
 
 
@@ -133,6 +133,12 @@ def register_record(sub: Any) -> None:
         help="the file to write",
     )
     record.add_argument(
+        "--csv",
+        type=Path,
+        metavar="DIR",
+        help="also write the history and the forecast as CSV files here",
+    )
+    record.add_argument(
         "--as-of",
         type=_day,
         help="the date of the evaluation and forecast (default today, UTC)",
@@ -177,17 +183,20 @@ def run_record(args: argparse.Namespace) -> int:
         print(f"cairn: {answer.refusal}", file=sys.stderr)
         return 1
     html = answer.record.html(now)
+    tables = answer.record.tables()
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         if args.format == "html":
             args.output.write_text(html, encoding="utf-8")
         else:
             args.output.write_bytes(html_to_pdf(html))
+        written = write_csv(tables, args.csv) if args.csv else []
     except OSError as exc:
         print(f"cairn: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    for table in answer.record.tables():
+    for table in tables:
         print(text_table(table))
         print()
-    print(f"wrote {args.output}")
+    for path in [args.output, *written]:
+        print(f"wrote {path}")
     return 0

@@ -263,8 +263,12 @@ def test_patient_record_command_writes_a_pdf(
         str(out),
         *local,
     ]
-    assert main(argv) == 0
+    assert main([*argv, "--csv", str(tmp_path / "csv")]) == 0
     assert out.read_bytes().startswith(b"%PDF-")
+    history = (tmp_path / "csv" / "history.csv").read_text().splitlines()
+    assert history[0] == "vaccine group,date given,vaccine,dose,validity,given by,lot"
+    assert history[8] == "MMR,2023-10-05,MMR,,not valid: Age: Too Young,CLINIC1,MM0"
+    assert len(history) == 11
     printed = capsys.readouterr().out
     assert "Vaccination history" in printed and f"wrote {out}" in printed
     argv[argv.index("CLINIC1")] = "LACLINIC"
