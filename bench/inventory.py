@@ -116,8 +116,11 @@ def run(args: argparse.Namespace) -> list[str]:
     codes = CodeTables.load()
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _round in range(args.rounds):
-            for mode in ("off", "no lots", "lots"):
+        modes = ["off", "no lots", "lots"]
+        for n in range(args.rounds):
+            # Each round starts with another mode: the first run of a round
+            # pays for a cold cache, and the machine is shared.
+            for mode in modes[n % 3 :] + modes[: n % 3]:
                 rate = _once(Path(tmp), mode, messages, lots, codes)
                 best[mode] = max(best.get(mode, 0.0), rate)
     base = best["off"]
@@ -125,7 +128,10 @@ def run(args: argparse.Namespace) -> list[str]:
     lines.append(
         f"{len(messages)} VXU, every dose administered by the sender, 100 per transaction, "
         f"best of {args.rounds}: "
-        + "; ".join(f"{m} {r:.0f} VXU/s ({r / base:.2f}x off)" for m, r in best.items())
+        + "; ".join(
+            f"{m} {best[m]:.0f} VXU/s ({best[m] / base:.2f}x off)"
+            for m in ("off", "no lots", "lots")
+        )
     )
     return lines
 
