@@ -410,7 +410,8 @@ inventory_transactions = Table(
     Column("occurred_on", Date, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     _text("recorded_by", 180),
-    Index(None, "lot_id"),
+    # Covering: a lot's quantity on hand is summed from the index alone.
+    Index(None, "lot_id", "quantity"),
     Index(None, "region", "facility", "occurred_on"),
     Index(None, "region", "vaccination_id"),
 )

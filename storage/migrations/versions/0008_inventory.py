@@ -73,7 +73,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory_transactions")),
     )
     op.create_index(
-        op.f("ix_inventory_transactions_lot_id"), "inventory_transactions", ["lot_id"]
+        op.f("ix_inventory_transactions_lot_id_quantity"),
+        "inventory_transactions",
+        ["lot_id", "quantity"],
     )
     op.create_index(
         op.f("ix_inventory_transactions_region_facility_occurred_on"),
