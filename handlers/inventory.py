@@ -114,11 +114,12 @@ _FUNDING_BY_ELIGIBILITY = {
     "V25": "state",  # state program
 }
 
-Reason = Literal["unknown-lot", "expired", "out-of-stock", "not-permitted"]
+Reason = Literal["unknown-lot", "no-lot", "expired", "out-of-stock", "not-permitted"]
 
 #: What each exception reason means, for the ACK and the report.
 REASON_TEXT: dict[str, str] = {
     "unknown-lot": "is not a lot of this vaccine in the facility's inventory",
+    "no-lot": "was not sent",
     "expired": "had expired on the date the dose was given",
     "out-of-stock": "has no doses on hand",
     "not-permitted": "names a facility whose inventory this sender may not draw down",
@@ -386,6 +387,10 @@ class InventoryService:
                 lot = _pick(candidates, dose.funding)
                 break
         first = numbers[0] if numbers else ""
+        if not numbers:
+            # Validation already told the sender RXA-15 is missing; the
+            # report still lists the dose, since it drew nothing down.
+            return DrawDown(dose.vaccination_id, facility, False, reason="no-lot"), ""
         if lot is None:
             return DrawDown(
                 dose.vaccination_id, facility, False, reason="unknown-lot"

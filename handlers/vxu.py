@@ -200,7 +200,9 @@ class VxuHandler:
         if administered:
             for drawn in inventory.draw_down(origin, administered):
                 if drawn.reason is not None:
-                    result.add(_inventory_finding(at[drawn.vaccination_id], drawn))
+                    finding = _inventory_finding(at[drawn.vaccination_id], drawn)
+                    if finding is not None:
+                        result.add(finding)
                     log.info(
                         "inventory_exception",
                         facility=drawn.facility,
@@ -288,9 +290,14 @@ def _administered(dose: CleanDose, vaccination_id: int) -> AdministeredDose:
     )
 
 
-def _inventory_finding(dose: CleanDose, drawn: DrawDown) -> Issue:
-    """The warning of a dose stored without (or despite) its inventory lot."""
+def _inventory_finding(dose: CleanDose, drawn: DrawDown) -> Issue | None:
+    """The warning of a dose stored without (or despite) its inventory lot.
+
+    None for a dose without RXA-15: validation has already said it is missing.
+    """
     assert drawn.reason is not None
+    if drawn.reason == "no-lot":
+        return None
     if drawn.reason == "not-permitted":
         return warning(
             Hl7Error.MESSAGE_ACCEPTED,

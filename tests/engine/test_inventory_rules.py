@@ -396,3 +396,32 @@ def test_clinic1_naming_itself_in_rxa11_draws_down(
         )
     )
     assert on_hand(db)[("MMR-A1", "VFC")] == 9
+
+
+def test_junk_lot_numbers_are_stored_and_reported_not_matched(
+    registry: InProcessRegistry, db: Database
+) -> None:
+    """A diluent lot before the vaccine's still finds the vaccine's; junk finds nothing and says so."""
+    reply = registry.send(
+        vxu(
+            mrn="INV11",
+            doses=[
+                Dose(cvx="03", date="20260310", lot="DIL-77~mmr-a1", observations=VFC),
+                Dose(cvx="03", date="20260311", lot="Ω" * 150, observations=VFC),
+                Dose(cvx="03", date="20260312", lot="   ", observations=VFC),
+            ],
+        )
+    )
+    assert msa_code(reply) == "AA"
+    assert registry.query("SELECT COUNT(*) FROM vaccinations") == [(3,)]
+    assert on_hand(db)[("MMR-A1", "VFC")] == 9
+    # RXA-3's empty lot: validation's "missing" warning, not a second one.
+    assert [w[0] for w in _rxa_warnings(reply)] == ["RXA^3^15", "RXA^2^15"]
+    assert _rxa_warnings(reply)[0][2] == (
+        "RXA-15 (lot number) is missing for a newly administered dose"
+    )
+    rows = registry.query(
+        "SELECT reason, LENGTH(lot_number) FROM inventory_exceptions ORDER BY id"
+    )
+    assert [reason for reason, _n in rows] == ["unknown-lot", "no-lot"]
+    assert all(int(str(n)) <= 200 for _r, n in rows)
