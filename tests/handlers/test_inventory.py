@@ -352,3 +352,46 @@ def test_transfer_to_another_region_is_refused(
             by="t",
         )
     assert str(caught.value) == "--to: facility LACLINIC is in region LAO, not BAY"
+
+
+def test_two_writers_cannot_both_draw_the_last_dose(db: Database) -> None:
+    """Two engine nodes drawing the lot's last dose at once: one draws, the other is out of stock."""
+    import threading
+
+    with db.transaction() as uow:
+        _receive(
+            _service(uow),
+            CLINIC1,
+            "LAST-1",
+            "03",
+            "VFC",
+            date(2027, 1, 1),
+            1,
+            date(2026, 1, 1),
+        )
+    first_drew = threading.Event()
+    outcomes: dict[int, DrawDown] = {}
+
+    def node(vaccination_id: int, hold: bool) -> None:
+        with db.transaction() as uow:
+            (outcome,) = _service(uow).draw_down(
+                ORIGIN,
+                [AdministeredDose(vaccination_id, "03", ("LAST-1",), date(2026, 2, 1))],
+            )
+            uow.flush()
+            outcomes[vaccination_id] = outcome
+            if hold:
+                first_drew.set()
+                # Keep the transaction open while the other node tries.
+                threading.Event().wait(0.5)
+
+    first = threading.Thread(target=node, args=(1, True))
+    first.start()
+    assert first_drew.wait(10)
+    second = threading.Thread(target=node, args=(2, False))
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert outcomes[1].drawn and outcomes[1].reason is None
+    assert (outcomes[2].drawn, outcomes[2].reason) == (False, "out-of-stock")
+    assert ("LAST-1", "VFC", 0) in _on_hand(db, CLINIC1)
