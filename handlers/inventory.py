@@ -24,8 +24,8 @@ The rules (issue 19 item 1):
   sending directly puts its own id in MSH-4 and RXA-11; a sending facility
   for client sites puts the site's id in RXA-11). A sender draws down only
   its own lots, or those of a facility it may report for
-  (``may_report_for``: the relation arrives with organizations and roles,
-  issue 17; until then a sender reports only for itself). A dose naming
+  (``may_report_for``: the VXU handler allows the facility ids of the
+  sender's authenticated organization, issue 17). A dose naming
   another facility that keeps inventory is an exception of the sender's
   (``not-permitted``); one naming a site that keeps none is left alone.
 - A facility keeps inventory once it has a lot; a facility without one is

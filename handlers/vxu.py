@@ -67,9 +67,9 @@ class VxuHandler:
         review_score: the score of the review item for two doses that may
             be one (an "unsure" verdict).
         may_report_for: whether a sender may draw down the inventory of
-            another facility named in RXA-11 (a sending facility for its
-            client sites; issue 17 brings the relation). By default a
-            sender draws down only its own lots.
+            another facility named in RXA-11, beyond the facility ids of its
+            authenticated organization. By default a sender draws down only
+            its own lots and its organization's.
     """
 
     #: A VXU changes the registry: MSH-11 T or D makes it a dry run.
@@ -223,9 +223,23 @@ class VxuHandler:
         )
 
     def _inventory(self, uow: UnitOfWork, ctx: MessageContext) -> InventoryService:
-        """The inventory service over this message's unit of work."""
+        """The inventory service over this message's unit of work.
+
+        An authenticated organization may draw down the lots of every
+        facility id it sends as (a group practice's sites, a hub's client
+        sites: issue 17's organization facilities), besides what
+        ``may_report_for`` allows.
+        """
+        principal = ctx.principal
+        configured = self._may_report_for
+
+        def may_report_for(sender: str, facility: str) -> bool:
+            if principal is not None and facility in principal.facility_ids:
+                return True
+            return configured is not None and configured(sender, facility)
+
         return InventoryService(
-            uow.inventory, uow, lambda: ctx.received_at, self._may_report_for
+            uow.inventory, uow, lambda: ctx.received_at, may_report_for
         )
 
     def _doses(self, uow: UnitOfWork, ctx: MessageContext) -> DoseService:

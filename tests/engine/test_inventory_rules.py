@@ -302,22 +302,24 @@ def test_another_clinic_with_the_same_lot_number_draws_nothing_from_clinic1(
     assert registry.query("SELECT COUNT(*) FROM inventory_exceptions") == [(0,)]
 
 
-def _naming_clinic1(registry: InProcessRegistry, sender: str) -> bytes:
-    return registry.send(
-        vxu(
-            sender=sender,
-            mrn="INV8",
-            doses=[
-                Dose(
-                    cvx="03",
-                    date="20260310",
-                    lot="MMR-A1",
-                    location="CLINIC1",
-                    observations=VFC,
-                )
-            ],
-        )
+def _naming_clinic1_message(sender: str) -> str:
+    return vxu(
+        sender=sender,
+        mrn="INV8",
+        doses=[
+            Dose(
+                cvx="03",
+                date="20260310",
+                lot="MMR-A1",
+                location="CLINIC1",
+                observations=VFC,
+            )
+        ],
     )
+
+
+def _naming_clinic1(registry: InProcessRegistry, sender: str) -> bytes:
+    return registry.send(_naming_clinic1_message(sender))
 
 
 def test_another_clinic_naming_clinic1_in_rxa11_cannot_draw_its_lots(
@@ -425,3 +427,33 @@ def test_junk_lot_numbers_are_stored_and_reported_not_matched(
     )
     assert [reason for reason, _n in rows] == ["unknown-lot", "no-lot"]
     assert all(int(str(n)) <= 200 for _r, n in rows)
+
+
+def test_an_organization_draws_down_the_lots_of_each_of_its_facility_ids(
+    registry: InProcessRegistry, db: Database
+) -> None:
+    """GROUP sends as CLINIC1 and CLINIC2: a dose sent as CLINIC2 naming CLINIC1 takes from CLINIC1's lot."""
+    from argon2 import PasswordHasher
+
+    from handlers.identity import IdentityService
+
+    service = IdentityService(
+        db.transaction,
+        now=lambda: NOW,
+        hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
+    service.add_organization(
+        "test",
+        code="GROUP",
+        name="",
+        org_type="provider",
+        region="BAY",
+        facility_ids=["CLINIC1", "CLINIC2"],
+    )
+    group = service.principal_of("GROUP")
+    assert group is not None
+    message = _naming_clinic1_message("CLINIC2")
+    reply = registry.send(message, principal=group)
+    assert msa_code(reply) == "AA"
+    assert _rxa_warnings(reply) == []
+    assert on_hand(db)[("MMR-A1", "VFC")] == 9
