@@ -17,12 +17,13 @@ Layout is :mod:`handlers.reporting`'s (``handlers/templates/patient_record.html`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from handlers.disclosure import Access, access_of, read_view
 from handlers.reporting import Table, render_html
+from handlers.roles import View
 from parsers.codes import GIVEN, NOT_A_VACCINE
 from storage import NewAuditEntry
 
@@ -77,11 +78,15 @@ class Requester:
         region: the organization's own region.
         visible_regions: the regions it may search (its own; all in
             statewide mode).
+        scope: its role's view (handlers/roles.py): ``requirements``
+            (schools, child care) sees doses and forecast, no contact
+            details or guardians.
     """
 
     organization: str
     region: str
     visible_regions: tuple[str, ...]
+    scope: View = "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,8 @@ class PatientRecord:
     forecast: tuple[ForecastRow, ...]
     release: str
     forecast_note: str = ""
+    #: False for a ``requirements`` view: guardians are not shown
+    contacts_shown: bool = True
 
     def tables(self) -> list[Table]:
         """The history and the forecast as report tables (terminal, CSV)."""
@@ -257,7 +264,7 @@ class PatientRecordService:
         if access == "hidden":
             self._audit(uow, requester, at, stored.id, region, "locked")
             return RecordAnswer(None, refusal)
-        view = read_view(uow, requester.organization, stored, access)
+        view = read_view(uow, requester.organization, stored, access, requester.scope)
         outcome = (
             self._forecaster.forecast(view, as_of)
             if self._forecaster is not None
@@ -271,7 +278,12 @@ class PatientRecordService:
             region,
             "disclosed" if access == "full" else "disclosed-own",
         )
-        return RecordAnswer(self._record(requester, view, outcome, as_of))
+        return RecordAnswer(
+            replace(
+                self._record(requester, view, outcome, as_of),
+                contacts_shown=requester.scope == "full",
+            )
+        )
 
     def _audit(
         self,

@@ -20,12 +20,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from config import Settings
 from engine.app import database_url, load_forecaster
 from engine.commands._common import add_database_options, settings_from
 from handlers.codes import CodeTables
-from handlers.patient_record import PatientRecordService, Requester
+from handlers.patient_record import PatientRecordService, RecordAnswer, Requester
 from handlers.reporting import html_to_pdf, text_table, write_csv
-from storage import PatientVersion, StorageError, open_database
+from handlers.roles import role_of, view_of
+from storage import PatientVersion, StorageError, UnitOfWork, open_database
 
 
 def register(subparsers: Any) -> None:
@@ -115,8 +117,9 @@ def register_record(sub: Any) -> None:
     record.add_argument(
         "--organization",
         required=True,
-        help="the organization asking (a configured [[facilities]] id): a locked "
-        "record shows only what it reported, another region's not at all",
+        help="who asks, by facility id (MSH-4): an organization's (cairn org) or a "
+        "configured [[facilities]] id; a locked record shows only what it "
+        "reported, another region's nothing, a school's no contact details",
     )
     record.add_argument(
         "--format",
@@ -147,22 +150,37 @@ def register_record(sub: Any) -> None:
     record.set_defaults(func=run_record)
 
 
+def _requester(uow: UnitOfWork, settings: Settings, facility: str) -> Requester | str:
+    """Who asks: the organization a facility id belongs to, else a configured facility.
+
+    Returns:
+        The requester, or why the facility id cannot ask.
+    """
+    regions = tuple(r.code for r in settings.regions)
+    owner = uow.identity.find_facility_owner(facility)
+    org = uow.identity.get_organization_by_id(owner) if owner is not None else None
+    if org is not None:
+        if org.disabled:
+            return (
+                f"--organization: {facility} belongs to {org.code}, which is disabled"
+            )
+        scope = view_of(role_of(org.org_type))
+        region = org.region
+    else:
+        configured = {f.id: f.region for f in settings.facilities}
+        if facility not in configured:
+            return (
+                f"--organization: {facility} is neither an organization's facility id "
+                "(cairn org) nor a configured facility ([[facilities]])"
+            )
+        scope, region = "full", configured[facility]
+    visible = regions if settings.registry.statewide else (region,)
+    return Requester(facility, region, visible or (region,), scope)
+
+
 def run_record(args: argparse.Namespace) -> int:
     """Write one patient's immunization record, audited, for one organization."""
     settings = settings_from(args)
-    configured = {f.id: f.region for f in settings.facilities}
-    own = configured.get(args.organization)
-    if own is None:
-        print(
-            f"cairn: --organization: {args.organization} is not a configured organization "
-            "([[facilities]] in the configuration)",
-            file=sys.stderr,
-        )
-        return 1
-    regions = tuple(r.code for r in settings.regions)
-    requester = Requester(
-        args.organization, own, regions if settings.registry.statewide else (own,)
-    )
     forecaster, why = load_forecaster(settings)
     codes = CodeTables.load()
     service = PatientRecordService(forecaster, codes.text, settings.registry.name, why)
@@ -171,8 +189,18 @@ def run_record(args: argparse.Namespace) -> int:
         db = open_database(database_url(settings))
         try:
             with db.transaction() as uow:
-                answer = service.read(
-                    uow, requester, args.region, args.id, args.as_of or now.date(), now
+                requester = _requester(uow, settings, args.organization)
+                answer = (
+                    RecordAnswer(None, requester)
+                    if isinstance(requester, str)
+                    else service.read(
+                        uow,
+                        requester,
+                        args.region,
+                        args.id,
+                        args.as_of or now.date(),
+                        now,
+                    )
                 )
         finally:
             db.close()

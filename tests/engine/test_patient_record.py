@@ -276,3 +276,51 @@ def test_patient_record_command_writes_a_pdf(
     assert capsys.readouterr().err == (
         f"cairn: no patient {patient_id} in region BAY that LACLINIC may see\n"
     )
+
+
+def test_a_schools_record_has_doses_and_forecast_but_no_guardian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A school (an organization of `cairn org`, role requirements) gets the record without contacts."""
+    from argon2 import PasswordHasher
+
+    from handlers.identity import IdentityService
+
+    config = tmp_path / "cairn.toml"
+    config.write_text(CONFIG3)
+    data = ["--config", str(config)]
+    local = ["--data-dir", str(tmp_path / "var")]
+    assert main([*data, "db", "upgrade", *local]) == 0
+    db = open_database(f"sqlite:///{tmp_path / 'var' / 'cairn.sqlite3'}")
+    (tmp_path / "reg").mkdir()
+    try:
+        patient_id = _load(build_registry(db, tmp_path / "reg", monkeypatch, CONFIG3))
+        IdentityService(
+            db.transaction,
+            now=lambda: AT,
+            hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+        ).add_organization(
+            "test",
+            code="SCHOOLDIST",
+            name="",
+            org_type="school",
+            region="BAY",
+            facility_ids=["SCHOOL1"],
+        )
+    finally:
+        db.close()
+    out = tmp_path / "school.html"
+    argv = [*data, "patient", "record", str(patient_id), "--region", "BAY"]
+    argv += ["--organization", "SCHOOL1", "--format", "html", "-o", str(out), *local]
+    assert main([*argv, "--as-of", "2024-03-01"]) == 0
+    html = out.read_text()
+    assert "(not shown to schools and child care)" in html
+    assert f"Parent {CANARY_FAMILY}" not in html
+    assert "Varicella" in html and "Jan 10, 2024" in html
+    capsys.readouterr()
+    argv[argv.index("SCHOOL1")] = "NOBODY"
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        "cairn: --organization: NOBODY is neither an organization's facility id "
+        "(cairn org) nor a configured facility ([[facilities]])\n"
+    )
