@@ -190,12 +190,18 @@ def register(subparsers: Any) -> None:
     report.set_defaults(func=run_report)
 
 
-def _facility(settings: Settings, facility: str, region: str | None) -> Facility:
+def _facility(
+    settings: Settings, uow: UnitOfWork, facility: str, region: str | None
+) -> Facility:
+    """A facility id and its region: its organization's (cairn org), else the configuration's."""
+    owner = uow.identity.find_facility_owner(facility)
+    org = uow.identity.get_organization_by_id(owner) if owner is not None else None
     configured = {f.id: f.region for f in settings.facilities}
-    known = configured.get(facility)
+    known = org.region if org is not None else configured.get(facility)
     if known is None and not region:
         raise _CommandError(
-            f"--facility: {facility} is not a configured facility; give --region"
+            f"--facility: {facility} is neither an organization's facility id "
+            "(cairn org) nor a configured facility; give --region"
         )
     if known is not None and region and region != known:
         raise _CommandError(
@@ -206,21 +212,21 @@ def _facility(settings: Settings, facility: str, region: str | None) -> Facility
 
 def _run(
     args: argparse.Namespace,
-    body: Callable[[InventoryService, Facility, Settings], int],
+    body: Callable[[InventoryService, Facility, Settings, UnitOfWork], int],
     *,
     write: bool,
 ) -> int:
     """Open the database, run ``body`` in one transaction, print errors as one line."""
     try:
         settings = settings_from(args)
-        facility = _facility(settings, args.facility, args.region)
         db = open_database(database_url(settings))
         try:
             with _unit(db, write) as uow:
+                facility = _facility(settings, uow, args.facility, args.region)
                 service = InventoryService(
                     uow.inventory, uow, lambda: datetime.now(UTC)
                 )
-                return body(service, facility, settings)
+                return body(service, facility, settings, uow)
         finally:
             db.close()
     except (InventoryError, _CommandError, StorageError) as exc:
@@ -249,7 +255,9 @@ def _vaccine_names() -> Callable[[str], str]:
 def run_receive(args: argparse.Namespace) -> int:
     """Record a receipt."""
 
-    def body(service: InventoryService, facility: Facility, _s: Settings) -> int:
+    def body(
+        service: InventoryService, facility: Facility, _s: Settings, _u: UnitOfWork
+    ) -> int:
         lot = service.receive(
             facility,
             cvx=args.cvx,
@@ -274,7 +282,9 @@ def run_receive(args: argparse.Namespace) -> int:
 def run_adjust(args: argparse.Namespace) -> int:
     """Record wastage, expiry, a return or an adjustment."""
 
-    def body(service: InventoryService, facility: Facility, _s: Settings) -> int:
+    def body(
+        service: InventoryService, facility: Facility, _s: Settings, _u: UnitOfWork
+    ) -> int:
         lot = service.adjust(
             facility,
             args.lot_id,
@@ -295,8 +305,13 @@ def run_adjust(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     """Move doses to another facility."""
 
-    def body(service: InventoryService, facility: Facility, settings: Settings) -> int:
-        to = _facility(settings, args.to, facility.region)
+    def body(
+        service: InventoryService,
+        facility: Facility,
+        settings: Settings,
+        uow: UnitOfWork,
+    ) -> int:
+        to = _facility(settings, uow, args.to, facility.region)
         sent, received = service.transfer(
             facility, args.lot_id, to, args.quantity, on=_today(args.on), by="cli"
         )
@@ -313,7 +328,9 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Print every lot with its quantity on hand."""
 
-    def body(service: InventoryService, facility: Facility, _s: Settings) -> int:
+    def body(
+        service: InventoryService, facility: Facility, _s: Settings, _u: UnitOfWork
+    ) -> int:
         table = lot_table(
             service.lots(facility),
             title=f"Lots of {facility.id} ({facility.region})",
@@ -331,7 +348,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """Print the inventory report; write its CSV files and HTML page on request."""
 
-    def body(service: InventoryService, facility: Facility, _s: Settings) -> int:
+    def body(
+        service: InventoryService, facility: Facility, _s: Settings, _u: UnitOfWork
+    ) -> int:
         report = service.report(
             facility,
             _today(args.as_of),

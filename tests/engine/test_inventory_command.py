@@ -162,7 +162,8 @@ def test_inventory_command_errors_are_one_line(
         ),
         (
             ["list", "--facility", "NOWHERE"],
-            "cairn: --facility: NOWHERE is not a configured facility; give --region\n",
+            "cairn: --facility: NOWHERE is neither an organization's facility id "
+            "(cairn org) nor a configured facility; give --region\n",
         ),
     ]
     for argv, err in cases:
