@@ -10,7 +10,7 @@ export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
 export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
 export CAIRN_CODES_DIR ?= $(SHARED)/codes
 
-.PHONY: run test lint unit coverage fuzz soak bench clean install
+.PHONY: run test lint unit coverage fuzz soak bench clean install system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,22 @@ run: $(STAMP)
 	$(BIN)/cairn serve --data-dir var --listen 127.0.0.1:2575 --http-listen 127.0.0.1:8080
 
 ## test: set up and run the whole suite (lint, types, import rules, tests)
-test: $(STAMP) lint
+test: $(STAMP) system-deps lint
 	$(BIN)/pytest -q -n auto --dist loadfile tests
+
+## system-deps: the Debian libraries PDF reports need (WeasyPrint uses pango), installed only when missing
+system-deps:
+	@if ! ldconfig -p | grep -q 'libpango-1.0.so.0' || ! ldconfig -p | grep -q 'libpangoft2-1.0.so.0' \
+	    || ! ldconfig -p | grep -q 'libharfbuzz-subset.so.0' || ! fc-list 2>/dev/null | grep -qi dejavu; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing pango and fonts for PDF reports (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core >/dev/null; \
+	  else \
+	    echo "PDF reports need pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

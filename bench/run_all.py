@@ -4,7 +4,7 @@ Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
 sections: forecast, ingest, ingest-pg, auth, spy, query, batch, memory, matching,
-lock-timing, fuzz, dashboard (the Grafana panels over a load run, drawn to
+lock-timing, inventory, fuzz, dashboard (the Grafana panels over a load run, drawn to
 contrib/grafana/cairn-dashboard.png), limits.
 """
 
@@ -26,6 +26,7 @@ from bench import (
     dashboard,
     forecast,
     ingest,
+    inventory,
     limits,
     lock_timing,
     matching,
@@ -141,6 +142,7 @@ SECTIONS = (
     "memory",
     "matching",
     "lock-timing",
+    "inventory",
     "fuzz",
     "dashboard",
     "limits",
@@ -309,6 +311,15 @@ def main() -> None:
                 lock_timing.run(
                     argparse.Namespace(patients=300, queries=queries, database=None)
                 ),
+            )
+        )
+    if "inventory" in only:
+        count = 1000 if args.quick else 3000
+        sys.argv = [str(ROOT / "bench" / "inventory.py")]
+        sections.append(
+            (
+                f"Inventory draw-down (`.venv/bin/python -m bench.inventory --messages {count} --rounds 3`)",
+                inventory.run(argparse.Namespace(messages=count, rounds=3)),
             )
         )
     if "fuzz" in only:

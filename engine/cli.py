@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.review",
     "engine.commands.patient",
     "engine.commands.org",
+    "engine.commands.inventory",
 )
 
 

@@ -37,6 +37,8 @@ ALLOWED_KEYS = frozenset(
         "control_id",
         "sender",
         "region",
+        # an organization's id (RXA-11's facility, an inventory's owner)
+        "facility",
         "fallback_region",
         "processing_id",
         "messages",

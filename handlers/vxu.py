@@ -9,6 +9,7 @@ services; this module holds only the mapping between HL7 and them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,13 @@ from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.dedup import DoseDeduplicator
 from handlers.doses import DoseReport, DoseService
 from handlers.filing import Origin
+from handlers.inventory import (
+    REASON_TEXT,
+    AdministeredDose,
+    DrawDown,
+    InventoryService,
+    funding_of,
+)
 from handlers.matching import PatientMatcher
 from handlers.patients import FiledPatient, PatientService, PatientSubmission
 from handlers.roles import Operation
@@ -28,10 +36,12 @@ from handlers.vxu_validation import (
     VxuValidator,
 )
 from parsers import (
+    GIVEN,
     Acknowledgement,
     ActionCode,
     AppError,
     Hl7Error,
+    InformationSource,
     Issue,
     Location,
     Message,
@@ -56,6 +66,10 @@ class VxuHandler:
         dedup: compares doses.
         review_score: the score of the review item for two doses that may
             be one (an "unsure" verdict).
+        may_report_for: whether a sender may draw down the inventory of
+            another facility named in RXA-11, beyond the facility ids of its
+            authenticated organization. By default a sender draws down only
+            its own lots and its organization's.
     """
 
     #: A VXU changes the registry: MSH-11 T or D makes it a dry run.
@@ -67,8 +81,10 @@ class VxuHandler:
         matcher: PatientMatcher | None = None,
         dedup: DoseDeduplicator | None = None,
         review_score: float = 0.5,
+        may_report_for: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._review_score = review_score
+        self._may_report_for = may_report_for
         self._validator = VxuValidator(codes)
         self._matcher = matcher or PatientMatcher()
         self._dedup = dedup or DoseDeduplicator(codes)
@@ -162,16 +178,37 @@ class VxuHandler:
             new_patient=filed.created,
         )
         stored = deleted = 0
+        inventory = self._inventory(uow, ctx)
+        administered: list[AdministeredDose] = []
+        at: dict[int, CleanDose] = {}
         for dose, outcome in zip(result.doses, outcomes, strict=True):
             if outcome.action == "refused":
                 result.add(_refused(dose))
             elif outcome.action == "deleted":
                 deleted += 1
+                assert outcome.vaccination_id is not None
+                inventory.give_back(origin, outcome.vaccination_id)
                 log.debug("dose_deleted", dose_row=outcome.vaccination_id)
             else:
+                if outcome.action == "added" and _draws_down(dose):
+                    assert outcome.vaccination_id is not None
+                    at[outcome.vaccination_id] = dose
+                    administered.append(_administered(dose, outcome.vaccination_id))
                 stored += 1
                 if outcome.action == "updated":
                     log.debug("dose_updated", dose_row=outcome.vaccination_id)
+        if administered:
+            for drawn in inventory.draw_down(origin, administered):
+                if drawn.reason is not None:
+                    finding = _inventory_finding(at[drawn.vaccination_id], drawn)
+                    if finding is not None:
+                        result.add(finding)
+                    log.info(
+                        "inventory_exception",
+                        facility=drawn.facility,
+                        reason=drawn.reason,
+                        dose_row=drawn.vaccination_id,
+                    )
         return stored, deleted
 
     def _patients(self, uow: UnitOfWork, ctx: MessageContext) -> PatientService:
@@ -183,6 +220,26 @@ class VxuHandler:
             uow,
             partial(self._matcher.find, uow),
             lambda: ctx.received_at,
+        )
+
+    def _inventory(self, uow: UnitOfWork, ctx: MessageContext) -> InventoryService:
+        """The inventory service over this message's unit of work.
+
+        An authenticated organization may draw down the lots of every
+        facility id it sends as (a group practice's sites, a hub's client
+        sites: issue 17's organization facilities), besides what
+        ``may_report_for`` allows.
+        """
+        principal = ctx.principal
+        configured = self._may_report_for
+
+        def may_report_for(sender: str, facility: str) -> bool:
+            if principal is not None and facility in principal.facility_ids:
+                return True
+            return configured is not None and configured(sender, facility)
+
+        return InventoryService(
+            uow.inventory, uow, lambda: ctx.received_at, may_report_for
         )
 
     def _doses(self, uow: UnitOfWork, ctx: MessageContext) -> DoseService:
@@ -225,6 +282,61 @@ def _patient_findings(filed: FiledPatient) -> list[Issue]:
             )
         )
     return issues
+
+
+def _draws_down(dose: CleanDose) -> bool:
+    """A dose the sender administered (RXA-9 00, RXA-20 CP or PA) takes a unit of stock."""
+    return (
+        dose.information_source == InformationSource.NEW_RECORD
+        and dose.completion_status in GIVEN
+        and not dose.is_patient_observation
+    )
+
+
+def _administered(dose: CleanDose, vaccination_id: int) -> AdministeredDose:
+    return AdministeredDose(
+        vaccination_id,
+        dose.cvx,
+        dose.lot_numbers,
+        dose.administered_on,
+        funding_of(dose.funding_source, dose.funding_eligibility),
+        dose.administered_location,
+    )
+
+
+def _inventory_finding(dose: CleanDose, drawn: DrawDown) -> Issue | None:
+    """The warning of a dose stored without (or despite) its inventory lot.
+
+    None for a dose without RXA-15: validation has already said it is missing.
+    """
+    assert drawn.reason is not None
+    if drawn.reason == "no-lot":
+        return None
+    if drawn.reason == "not-permitted":
+        return warning(
+            Hl7Error.MESSAGE_ACCEPTED,
+            at=Location("RXA", dose.rxa_occurrence, 11),
+            app=AppError.INVALID_VALUE,
+            text=f"RXA-11 (administered-at location) {REASON_TEXT[drawn.reason]}; "
+            f"dose stored, no inventory drawn down (order group {dose.group})",
+        )
+    consequence = (
+        "dose stored and drawn down from that lot"
+        if drawn.drawn
+        else f"dose stored, inventory of {drawn.facility} not drawn down"
+    )
+    app = {
+        "unknown-lot": AppError.INVALID_VALUE,
+        "expired": AppError.ILLOGICAL_DATE,
+        "out-of-stock": AppError.ILLOGICAL_VALUE,
+    }[drawn.reason]
+    return warning(
+        Hl7Error.MESSAGE_ACCEPTED,
+        at=Location("RXA", dose.rxa_occurrence, 15),
+        app=app,
+        text=f"RXA-15 (lot number) {REASON_TEXT[drawn.reason]}; {consequence} "
+        f"(order group {dose.group})",
+    )
 
 
 def _refused(dose: CleanDose) -> Issue:

@@ -4,7 +4,8 @@ Must not import any other Cairn package. Repositories take and return frozen
 dataclasses; region is a required argument of every patient or dose query.
 
 One module per topic: ``journal``, ``patients``, ``doses``, ``observations``,
-``review``, ``audit``, ``identity`` (organizations, users); ``unit_of_work`` (one transaction, savepoints, locks),
+``review``, ``audit``, ``identity`` (organizations, users), ``inventory``;
+``unit_of_work`` (one transaction, savepoints, locks),
 ``database`` (the handle, reading and search helpers) and ``dialects`` (every
 SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
@@ -28,15 +29,22 @@ from storage.identity import (
     Organization,
     UserAccount,
 )
+from storage.inventory import InventoryRepository
 from storage.journal import JOURNAL_KEY_LIMITS, JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
 from storage.records import (
     AuditEntry,
+    InventoryException,
+    InventoryLot,
+    InventoryTransaction,
     JournalAnswer,
     JournalEntry,
     JournalLookup,
     NewAuditEntry,
+    NewInventoryException,
+    NewInventoryLot,
+    NewInventoryTransaction,
     NewJournalEntry,
     NewMatchDecision,
     NewNextOfKin,
@@ -68,11 +76,18 @@ __all__ = [
     "Database",
     "DatabaseUnreachable",
     "IdentityRepository",
+    "InventoryException",
+    "InventoryLot",
+    "InventoryRepository",
+    "InventoryTransaction",
     "JournalAnswer",
     "JournalEntry",
     "JournalLookup",
     "JournalRepository",
     "NewAuditEntry",
+    "NewInventoryException",
+    "NewInventoryLot",
+    "NewInventoryTransaction",
     "NewJournalEntry",
     "NewMatchDecision",
     "NewNextOfKin",

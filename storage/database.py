@@ -44,6 +44,8 @@ from storage.records import (
 )
 from storage.schema import (
     audit_log,
+    inventory_exceptions,
+    inventory_transactions,
     match_decisions,
     message_journal,
     observations,
@@ -64,6 +66,9 @@ JOURNAL_POINTERS: tuple[Column[Any], ...] = (
     patients.c.created_by_journal_id,
     patient_versions.c.journal_id,
     match_decisions.c.journal_id,
+    # A dose's draw-down and its exception name the VXU that made them.
+    inventory_transactions.c.journal_id,
+    inventory_exceptions.c.journal_id,
 )
 
 #: Journal rows read (and deleted) at a time by the prune.

@@ -425,3 +425,105 @@ class PatientVersion:
     kind: str
     recorded_at: datetime
     demographics: Mapping[str, str | int | None]
+
+
+# -- inventory (issue 19) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewInventoryLot:
+    """A vaccine lot a facility stocks (created by its first receipt)."""
+
+    region: str
+    facility: str
+    cvx: str
+    mvx: str
+    lot_number: str
+    expires_on: date
+    #: ``VFC``, ``state`` or ``private`` (VXU OBX 30963-3 / 64994-7)
+    funding: str
+    unit: str = "doses"
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryLot:
+    """A stored lot with its quantity on hand (the sum of its transactions)."""
+
+    id: int
+    region: str
+    facility: str
+    cvx: str
+    mvx: str
+    lot_number: str
+    expires_on: date
+    funding: str
+    unit: str
+    on_hand: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewInventoryTransaction:
+    """One change to a lot's stock: ``quantity`` is signed (+ in, - out)."""
+
+    region: str
+    facility: str
+    lot_id: int
+    kind: str
+    quantity: int
+    occurred_on: date
+    recorded_at: datetime
+    recorded_by: str = ""
+    reason: str = ""
+    counterparty: str = ""
+    vaccination_id: int | None = None
+    journal_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryTransaction:
+    """A stored transaction, with the lot it moved."""
+
+    id: int
+    region: str
+    facility: str
+    lot_id: int
+    kind: str
+    quantity: int
+    reason: str
+    counterparty: str
+    vaccination_id: int | None
+    journal_id: int | None
+    occurred_on: date
+    recorded_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewInventoryException:
+    """An administered dose that could not draw its lot down, and why."""
+
+    region: str
+    facility: str
+    vaccination_id: int | None
+    journal_id: int | None
+    cvx: str
+    lot_number: str
+    reason: str
+    occurred_on: date
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryException:
+    """A stored inventory exception."""
+
+    id: int
+    region: str
+    facility: str
+    vaccination_id: int | None
+    journal_id: int | None
+    cvx: str
+    lot_number: str
+    reason: str
+    occurred_on: date
+    recorded_at: datetime

@@ -372,3 +372,62 @@ users = Table(
     Column("password_changed_at", DateTime(timezone=True), nullable=False),
     Index(None, "organization_id"),
 )
+
+# -- inventory (issue 19): lots per facility, every change a transaction ------
+
+inventory_lots = Table(
+    "inventory_lots",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("facility", String(180), nullable=False),
+    Column("cvx", String(10), nullable=False),
+    _text("mvx", 10),
+    Column("lot_number", String(100), nullable=False),
+    Column("expires_on", Date, nullable=False),
+    # VFC, state or private: separate stock even under one lot number.
+    Column("funding", String(10), nullable=False),
+    Column("unit", String(20), nullable=False, server_default="doses"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("region", "facility", "lot_number", "cvx", "funding"),
+)
+
+inventory_transactions = Table(
+    "inventory_transactions",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("facility", String(180), nullable=False),
+    Column("lot_id", RowId, ForeignKey("inventory_lots.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    # Signed: what the transaction adds to (or takes from) the quantity on
+    # hand, which is the sum of these and is never stored.
+    Column("quantity", Integer, nullable=False),
+    _text("reason", 200),
+    _text("counterparty", 180),
+    Column("vaccination_id", RowId, nullable=True),
+    Column("journal_id", RowId, nullable=True),
+    Column("occurred_on", Date, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    _text("recorded_by", 180),
+    # Covering: a lot's quantity on hand is summed from the index alone.
+    Index(None, "lot_id", "quantity"),
+    Index(None, "region", "facility", "occurred_on"),
+    Index(None, "region", "vaccination_id"),
+)
+
+inventory_exceptions = Table(
+    "inventory_exceptions",
+    metadata,
+    _id(),
+    Column("region", String(16), nullable=False),
+    Column("facility", String(180), nullable=False),
+    Column("vaccination_id", RowId, nullable=True),
+    Column("journal_id", RowId, nullable=True),
+    Column("cvx", String(10), nullable=False),
+    _text("lot_number", 200),
+    Column("reason", String(30), nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index(None, "region", "facility"),
+)

@@ -28,6 +28,7 @@ from storage.errors import (
     TransientStorageError,
 )
 from storage.identity import IdentityRepository
+from storage.inventory import InventoryRepository
 from storage.journal import JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
@@ -91,6 +92,7 @@ class UnitOfWork:
         self.audit = AuditRepository(conn, sql)
         self.review = ReviewRepository(conn, sql)
         self.identity = IdentityRepository(conn)
+        self.inventory = InventoryRepository(conn, sql)
         self._savepoints = 0
 
     def lock(self, keys: Iterable[str]) -> None:

@@ -42,6 +42,10 @@ class Dose:
         ]
     )
     with_orc: bool = True
+    #: RXA-11.4, the administered-at facility ("": not sent)
+    location: str = ""
+    #: RXA-5 as sent, when not ``{cvx}^vaccine^CVX`` (an NDC, say)
+    code: str = ""
 
     def segments(self) -> list[str]:
         """The ORC/RXA/RXR/OBX segments of this dose."""
@@ -56,7 +60,7 @@ class Dose:
             return out
         if self.source == "00":
             out.append(
-                f"RXA|0|1|{self.date}||{self.cvx}^vaccine^CVX|{self.amount}|mL^mL^UCUM||00^New^NIP001||||||{self.lot}|20301231|{self.mvx}^maker^MVX|||{self.completion}|{self.action}"
+                f"RXA|0|1|{self.date}||{self.code or f'{self.cvx}^vaccine^CVX'}|{self.amount}|mL^mL^UCUM||00^New^NIP001||{f'^^^{self.location}' if self.location else ''}||||{self.lot}|20301231|{self.mvx}^maker^MVX|||{self.completion}|{self.action}"
             )
             out.append("RXR|C28161^IM^NCIT|LA^Left Arm^HL70163")
         else:
