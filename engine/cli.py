@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.patient",
     "engine.commands.org",
     "engine.commands.inventory",
+    "engine.commands.report",
 )
 
 
