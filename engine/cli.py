@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.org",
     "engine.commands.inventory",
     "engine.commands.report",
+    "engine.commands.replay",
 )
 
 
