@@ -168,6 +168,8 @@ class _Run:
     def replay(self) -> None:
         """Every VXU of the journal, oldest first, through today's pipeline on scratch."""
         pipeline = app.build_pipeline(self.settings, self.scratch)
+        self.identity = app.build_identity(self.settings, self.live)
+        self.principals: dict[str, Any] = {}
         batch: list[JournalEntry] = []
         entries = (e for e in self.live.journal_scan() if _replayable(e))
         for entry in tqdm(entries, desc="replaying", unit="msg", file=sys.stderr):
@@ -181,11 +183,29 @@ class _Run:
 
     def _file(self, pipeline: Any, batch: Sequence[JournalEntry]) -> None:
         outcomes = pipeline.process_batch(
-            [Inbound(e.raw, e.peer or "replay", "replay") for e in batch]
+            [
+                Inbound(e.raw, e.peer or "replay", "replay", principal=self._as(e))
+                for e in batch
+            ]
         )
         for entry, outcome in zip(batch, outcomes, strict=True):
             if outcome.journal_id is not None:
                 self.mapping[entry.id] = outcome.journal_id
+
+    def _as(self, entry: JournalEntry) -> Any:
+        """The organization owning the message's sending facility, if one does.
+
+        Journaled messages are filed again as an authenticated listener
+        would file them: as the organization (region, role, facility ids)
+        that owns the MSH-4 the journal keyed them by; a sender no
+        organization owns is filed by the [[facilities]] map, as on an open
+        listener.
+        """
+        if entry.sender not in self.principals:
+            self.principals[entry.sender] = self.identity.principal_for_facility(
+                entry.sender
+            )
+        return self.principals[entry.sender]
 
     def compare(self, scope: Sequence[int]) -> ReplayDiff:
         """Read both sides and compare the messages in scope."""
@@ -342,6 +362,14 @@ class _Run:
         pipeline = app.build_pipeline(self.settings, self.live)
         peer = f"replay {now.strftime('%Y%m%dT%H%M%SZ')}"
         outcomes = pipeline.process_batch(
-            [Inbound(self.live_entries[j].raw, peer, "replay") for j in journal_ids]
+            [
+                Inbound(
+                    self.live_entries[j].raw,
+                    peer,
+                    "replay",
+                    principal=self._as(self.live_entries[j]),
+                )
+                for j in journal_ids
+            ]
         )
         return sum(1 for o in outcomes if o.ack_code in {"AA", "AE"})

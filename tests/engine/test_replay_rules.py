@@ -223,3 +223,39 @@ def test_replay_after_a_stricter_match_threshold_shows_a_split(
         f"patient #{patients[0][0]} would be 2 records (messages {ids['S1']} | {ids['S2']})"
         in lines
     )
+
+
+def test_replay_files_an_organizations_messages_as_that_organization(
+    registry: InProcessRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sender known only as an organization (no [[facilities]] entry) replays the same.
+
+    Its messages came through an authenticated listener; replayed without
+    its organization they would be refused as an unregistered MSH-4, and the
+    dry run would report every one of them as changed.
+    """
+    from engine import app
+    from engine.pipeline import Inbound
+
+    identity = app.build_identity(registry.settings, registry.db)
+    identity.add_organization(
+        "test",
+        code="ORGCLINIC",
+        name="A clinic registered as an organization",
+        org_type="provider",
+        region="BAY",
+        facility_ids=["ORGFAC"],
+    )
+    principal = identity.principal_of("ORGCLINIC")
+    assert principal is not None
+    raw = vxu(control_id="O1", sender="ORGFAC", doses=[Dose()]).encode()
+    (outcome,) = registry.pipeline.process_batch(
+        [Inbound(raw, "10.0.0.5:4000", "mllp", principal=principal)]
+    )
+    assert outcome.ack_code == "AA"
+    code, lines = _replay(registry, tmp_path, CONFIG, capsys, "--dry-run")
+    assert code == 0
+    assert lines[0] == (
+        "replayed 1 message(s) on a scratch database; 1 in scope; 0 would be "
+        "answered or filed differently; 0 patient record change(s)"
+    )
