@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.patient",
     "engine.commands.org",
     "engine.commands.inventory",
+    "engine.commands.report",
+    "engine.commands.replay",
 )
 
 
@@ -63,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `cairn messages | head`: the reader left; not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -364,6 +364,17 @@ class IdentityService:
             org = uow.identity.get_organization(code)
             return None if org is None or org.disabled else _principal(org)
 
+    def principal_for_facility(self, facility_id: str) -> Principal | None:
+        """The enabled organization owning a sending-facility id, as a principal.
+
+        For fronts that file journaled messages again (replay): the
+        organization an authenticated listener would have found for them.
+        """
+        with self._transaction() as uow:
+            owner = uow.identity.find_facility_owner(facility_id)
+            org = None if owner is None else uow.identity.get_organization_by_id(owner)
+            return None if org is None or org.disabled else _principal(org)
+
     def refusal(self, reason: str) -> Refusal:
         """The refusal with its standard text (for fronts that refuse on their own)."""
         return Refusal(reason, _TEXTS[reason])

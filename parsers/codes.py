@@ -149,6 +149,11 @@ class Loinc(StrEnum):
     FUNDING_ELIGIBILITY = "64994-7"
     #: funding source of the dose (OBX-5 from CDC table CDCPHINVS)
     FUNDING_SOURCE = "30963-3"
+    #: the date the Vaccine Information Statement was given to the patient
+    VIS_PRESENTED = "29769-7"
+    #: the VIS edition: its publication date, or its document (GTIN barcode)
+    VIS_PUBLISHED = "29768-9"
+    VIS_DOCUMENT = "69764-9"
 
 
 #: OBX-3 codes whose OBX-5.1 fills the dose's funding columns.

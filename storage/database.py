@@ -353,6 +353,48 @@ class Database:
             raise translate_error(exc) from exc
         return deleted
 
+    def journal_scan(
+        self,
+        *,
+        sender: str | None = None,
+        control_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 500,
+    ) -> Iterator[JournalEntry]:
+        """Every matching journal row, oldest first, read ``batch`` rows at a time.
+
+        Reports and replay walk a sender's whole history; reading it in
+        batches keyed on the row id keeps memory flat and each read short.
+        """
+        c = message_journal.c
+        conds = []
+        if sender:
+            conds.append(c.sender == sender)
+        if control_id:
+            conds.append(c.control_id == control_id)
+        if since:
+            conds.append(c.received_at >= since)
+        if until:
+            conds.append(c.received_at <= until)
+        after = 0
+        while True:
+            query = (
+                select(message_journal)
+                .where(and_(c.id > after, *conds))
+                .order_by(c.id)
+                .limit(batch)
+            )
+            with self._reading() as conn:
+                rows = [
+                    record_from_row(JournalEntry, row)
+                    for row in conn.execute(query).all()
+                ]
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1].id
+
     def audit_search(
         self,
         *,
