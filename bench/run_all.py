@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
-sections: forecast, ingest, ingest-pg, auth, spy, query, batch, memory, matching,
+sections: forecast, ingest, ingest-pg, auth, soap, spy, query, batch, memory, matching,
 lock-timing, inventory, fuzz, dashboard (the Grafana panels over a load run, drawn to
 contrib/grafana/cairn-dashboard.png), limits.
 """
@@ -31,6 +31,7 @@ from bench import (
     lock_timing,
     matching,
     query,
+    soap,
     spy,
 )
 from bench._common import ROOT, header
@@ -136,6 +137,7 @@ SECTIONS = (
     "ingest",
     "ingest-pg",
     "auth",
+    "soap",
     "spy",
     "query",
     "batch",
@@ -301,6 +303,21 @@ def main() -> None:
             (
                 f"MLLP open, ip and TLS listeners (`.venv/bin/python -m bench.auth --senders 8 --messages {count}`)",
                 auth.run(argparse.Namespace(senders=8, messages=count)),
+            )
+        )
+    if "soap" in only:
+        m = 200 if args.quick else 800
+        sys.argv = [
+            str(ROOT / "bench" / "soap.py"),
+            "--messages",
+            str(m),
+            "--senders",
+            "8",
+        ]
+        sections.append(
+            (
+                f"SOAP over HTTPS beside MLLP with and without TLS (`.venv/bin/python -m bench.soap --messages {m} --senders 8`)",
+                soap.run(argparse.Namespace(messages=m, senders=8)),
             )
         )
     if "lock-timing" in only:

@@ -20,6 +20,7 @@ from config._settings import (
     RegistrySettings,
     ServerSettings,
     Settings,
+    SoapSettings,
     load_settings,
     with_overrides,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "RegistrySettings",
     "ServerSettings",
     "Settings",
+    "SoapSettings",
     "load_settings",
     "with_overrides",
 ]

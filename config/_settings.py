@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -141,12 +142,35 @@ class HttpSettings:
 
     Off by default, so that two engines on one machine (or tests in
     parallel) never fight for a port nobody asked for; ``make run`` and the
-    production example turn it on. Plain HTTP: keep it on a private address
-    (TLS keys belong in this section when HTTPS is added).
+    production example turn it on. Plain HTTP unless ``tls_certificate`` and
+    ``tls_private_key_file`` are set; keep a plain one on a private address.
     """
 
     #: HOST:PORT to listen on; empty: no HTTP listener.
     listen: str = ""
+    #: HTTPS: the server's certificate chain (PEM, leaf first) and its
+    #: unencrypted PEM key; both or neither (empty: plain HTTP).
+    tls_certificate: str = ""
+    tls_private_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class SoapSettings:
+    """The CDC IIS SOAP web service (``urn:cdc:iisb:2011``), on the HTTP listener.
+
+    Every request carries a username and password (``cairn user add``);
+    there is no open mode. The service is served at
+    ``http(s)://HOST:PORT/<path>`` of ``http.listen``.
+    """
+
+    #: Serve the SOAP service (needs ``http.listen``).
+    enabled: bool = False
+    #: The one path segment it is served at.
+    path: str = "soap"
+    #: The operator's copy of CDC's single-file WSDL (``cdc-iis-2011.wsdl``),
+    #: served at ``?wsdl`` with its endpoint address set to the address the
+    #: client called; empty: ``?wsdl`` answers 404.
+    wsdl: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +291,7 @@ class Settings:
 
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    soap: SoapSettings = field(default_factory=SoapSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -480,6 +505,10 @@ def _check_address(source: str, key: str, value: str, alternative: str = "") -> 
         raise ConfigError(source, key, f"expected {expected}, got {value!r}")
 
 
+#: One URL path segment, as HttpRoot.mount takes it.
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def _check(settings: Settings, source: str) -> None:
     """Cross-field rules: regions unique, facilities point at known regions."""
     seen: set[str] = set()
@@ -523,6 +552,27 @@ def _check(settings: Settings, source: str) -> None:
     if settings.http.listen:
         _check_address(
             source, "http.listen", settings.http.listen, "or empty (no HTTP listener)"
+        )
+    if bool(settings.http.tls_certificate) != bool(settings.http.tls_private_key_file):
+        raise ConfigError(
+            source,
+            "http.tls_private_key_file"
+            if settings.http.tls_certificate
+            else "http.tls_certificate",
+            "HTTPS needs both http.tls_certificate and http.tls_private_key_file",
+        )
+    if settings.soap.enabled and not settings.http.listen:
+        raise ConfigError(
+            source,
+            "soap.enabled",
+            "the SOAP service is served on the HTTP listener: set http.listen too",
+        )
+    if not _SEGMENT.fullmatch(settings.soap.path):
+        raise ConfigError(
+            source,
+            "soap.path",
+            "expected one URL path segment (letters, digits, '.', '_', '-'), "
+            f"got {settings.soap.path!r}",
         )
     if settings.server.max_message_bytes < 1024:
         raise ConfigError(source, "server.max_message_bytes", "must be at least 1024")

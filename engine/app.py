@@ -37,6 +37,7 @@ from engine.pipeline import (
     Route,
     SenderPolicy,
 )
+from engine.soap import SharedLogins, SoapGateway
 from engine.tls import ServerTls, TlsError, TlsFiles, listen_tls, load_server_tls
 from forecast import (
     Forecaster,
@@ -54,7 +55,9 @@ from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
 from listeners.mllp import MllpFactory
+from listeners.soap import SoapResource
 from parsers.limits import MessageLimits
+from parsers.soap import ServiceDescription, WsdlError, read_service_description
 from storage import Database, open_database
 
 logger = structlog.get_logger()
@@ -599,6 +602,90 @@ def build_http_root(
     return root
 
 
+def _listen_http(reactor: Any, settings: Settings, site: Any) -> Any:
+    """Open the HTTP listener: HTTPS when ``http.tls_certificate`` is set.
+
+    TLS comes from engine/tls.py (the same loader as MLLP's): a missing,
+    unreadable or mismatched certificate or key is one StartupError line
+    naming the key and the file. A plaintext client on the HTTPS port fails
+    the handshake; it is never read as HTTP.
+    """
+    http = settings.http
+    if not http.tls_certificate:
+        return _listen(reactor, http.listen, site, "--http-listen or http.listen")
+    try:
+        tls = load_server_tls(
+            TlsFiles(http.tls_certificate, http.tls_private_key_file, setting="http"),
+            require_client_certificate=False,
+        )
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
+    return _listen(reactor, http.listen, site, "--http-listen or http.listen", tls)
+
+
+def mount_soap(
+    reactor: Any,
+    settings: Settings,
+    db: Database,
+    sink: PipelineSink,
+    root: HttpRoot,
+    metrics: EngineMetrics | None = None,
+) -> None:
+    """Mount the CDC SOAP service at ``/<soap.path>`` of the HTTP listener.
+
+    Credentials are checked by the identity service (argon2, on the
+    reactor's thread pool); messages go to ``sink``, the MLLP listener's
+    pipeline, with the authenticated organization's session: it is their
+    sender, and its messages-a-minute limit applies (AR naming it).
+
+    Raises:
+        StartupError: ``soap.wsdl`` cannot be read or is not a WSDL this
+            service can serve, or the path is taken.
+    """
+    soap = settings.soap
+    wsdl = load_wsdl(soap.wsdl) if soap.wsdl else None
+    identity = build_identity(settings, db)
+    gateway = SoapGateway(
+        authenticate=identity.authenticate,
+        audit=identity.audit_refusal,
+        submit=sink.submit,
+        run_blocking=lambda f, *args: deferToThreadPool(
+            reactor, reactor.getThreadPool(), f, *args
+        ),
+        max_message_bytes=settings.server.max_message_bytes,
+        logins=SharedLogins(),
+    )
+    resource = SoapResource(
+        gateway,
+        wsdl=wsdl.at if wsdl is not None else None,
+        max_request_bytes=soap_request_limit(settings),
+        on_fault=metrics.soap_fault if metrics is not None else None,
+    )
+    try:
+        root.mount(soap.path, resource)
+    except ValueError as exc:
+        raise StartupError(f"soap.path: {exc}") from None
+
+
+def soap_request_limit(settings: Settings) -> int:
+    """The largest SOAP request body: the envelope and XML escaping around a message of the MLLP limit."""
+    return 2 * settings.server.max_message_bytes + 64 * 1024
+
+
+def load_wsdl(path: str) -> ServiceDescription:
+    """The operator's WSDL (``soap.wsdl``), checked; StartupError in one line if not."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StartupError(
+            f"soap.wsdl: {path}: cannot be read ({exc.strerror or exc})"
+        ) from None
+    try:
+        return read_service_description(data)
+    except WsdlError as exc:
+        raise StartupError(f"soap.wsdl: {path}: {exc}") from None
+
+
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
     """Wire the pipeline to an MLLP listener (and the HTTP listener) and start listening.
 
@@ -653,8 +740,9 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         max_batch=settings.database.group_commit_max,
         max_queue=settings.server.max_in_flight,
         readers=settings.query.reader_threads,
+        # Authenticated senders (an MLLP gate, the SOAP service) are limited.
         limiter=RateLimiter(reactor.seconds, settings.identity.messages_per_minute)
-        if gate is not None
+        if gate is not None or settings.soap.enabled
         else None,
     )
     sink.start()
@@ -712,20 +800,24 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         raise
     http_root = build_http_root(reactor, db, metrics, release)
     http_port = None
-    if settings.http.listen:
-        try:
-            http_port = _listen(
-                reactor,
-                settings.http.listen,
-                build_site(http_root, reactor=reactor),
-                "--http-listen or http.listen",
+    try:
+        if settings.soap.enabled:
+            mount_soap(reactor, settings, db, sink, http_root, metrics)
+        if settings.http.listen:
+            site = build_site(
+                http_root,
+                reactor=reactor,
+                # Twice the SOAP service's own limit: bodies between the two
+                # get its MessageTooLargeFault, larger ones are not even kept.
+                max_request_bytes=2 * soap_request_limit(settings),
             )
-        except StartupError:
-            port.stopListening()
-            if test_port is not None:
-                test_port.stopListening()
-            sink.stop()
-            raise
+            http_port = _listen_http(reactor, settings, site)
+    except StartupError:
+        port.stopListening()
+        if test_port is not None:
+            test_port.stopListening()
+        sink.stop()
+        raise
     revalidation = None
     if gate is not None:
         revalidation = LoopingCall(gate.revalidate)
@@ -780,10 +872,6 @@ def listening_address(server: RunningServer, *, test: bool = False) -> tuple[str
 def auth_mode(settings: Settings) -> str:
     """Who may send, in one phrase (the sender check on MSH-4)."""
     registry = settings.registry
-    if settings.server.auth == "tls":
-        return "tls: client certificates mapped to organizations; MSH-4 theirs"
-    if settings.server.auth == "ip":
-        return "ip: addresses on organizations' allow-lists; MSH-4 theirs"
     if registry.unknown_sender == "accept":
         return (
             "open: any MSH-4 accepted, unregistered senders into region"
@@ -795,15 +883,21 @@ def auth_mode(settings: Settings) -> str:
 def startup_summary(settings: Settings, server: RunningServer) -> dict[str, Any]:
     """What ``cairn serve`` says once at startup (the ``engine_started`` event).
 
-    The listeners, who may send, the database (its URL without password),
+    The listeners (and whether SOAP is served on HTTP), who may send, the
+    database (its URL without password),
     the CDSi release, the regions and the registered sending facilities.
     Configuration only: nothing from a message.
     """
     host, port = listening_address(server)
     http = http_address(server)
+    scheme = "https" if settings.http.tls_certificate else "http"
+    soap = settings.soap.enabled and http is not None
     return {
         "mllp": f"{host}:{port}",
         "http": f"{http[0]}:{http[1]}" if http is not None else "off",
+        "soap": f"{scheme}://{http[0]}:{http[1]}/{settings.soap.path}"
+        if soap and http is not None
+        else "off",
         "auth": auth_mode(settings),
         "database": server.db.url,
         "cdsi_release": server.cdsi_release or "none (Z44 carries no forecast)",

@@ -102,6 +102,10 @@ ALLOWED_KEYS = frozenset(
         "depth",
         "rate",
         "max_connections",
+        # the SOAP service (listeners/soap.py, engine/soap.py)
+        "operation",
+        "fault",
+        "soap",
     }
 )
 

@@ -104,6 +104,14 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: Why the MLLP listener closes a connection by a per-peer limit.
 CONNECTION_LIMITS = ("connections", "address", "frame_timeout", "buffer")
 
+#: The fault elements of the CDC 2011 WSDL (``fault`` is UnknownFault).
+SOAP_FAULTS = (
+    "fault",
+    "SecurityFault",
+    "MessageTooLargeFault",
+    "UnsupportedOperationFault",
+)
+
 
 class EngineMetrics:
     """Every metric of one engine, on its own registry.
@@ -173,6 +181,14 @@ class EngineMetrics:
             "1 when CDSi supporting data is loaded (Z44 carries a forecast)",
             registry=r,
         )
+        self._soap_faults = Counter(
+            "cairn_soap_faults",
+            "SOAP requests answered with a fault, by the WSDL's fault element",
+            ["fault"],
+            registry=r,
+        )
+        for fault in SOAP_FAULTS:
+            self._soap_faults.labels(fault)  # present at 0 from the start
         for kind in ("unavailable", "refused", "commit"):
             self._database_errors.labels(kind)  # present at 0 from the start
         for path in ("ingest", "query"):
@@ -204,6 +220,10 @@ class EngineMetrics:
     def connection_limited(self, reason: str) -> None:
         """An MLLP connection closed by a per-peer limit (see ``CONNECTION_LIMITS``)."""
         self._limited.labels(reason).inc()
+
+    def soap_fault(self, fault: str) -> None:
+        """A SOAP request answered with a fault (its WSDL element, e.g. ``SecurityFault``)."""
+        self._soap_faults.labels(fault).inc()
 
     def message_failed(self, exc: BaseException) -> None:
         """A message failed inside: count it if the database was the cause."""

@@ -32,10 +32,10 @@ as ``RunningServer.http_root``::
 - Access logging is off: a URL can carry a query's parameters, and the
   features log their own facts (structlog, no PHI).
 
-TLS: the listener is plaintext here; ``engine/app.py`` opens the port with
-``listenTCP``. An HTTPS variant adds certificate keys to the ``[http]``
-section and opens the same ``Site`` with ``listenSSL`` (or an
-``SSL4ServerEndpoint``); nothing in this module changes.
+TLS: this module does not know whether it is served over TLS.
+``engine/app.py`` opens the port with ``listenTCP``, or, when
+``http.tls_certificate`` is set, with engine/tls.py's ``listen_tls``
+(``listenSSL``); resources ask ``request.isSecure()``.
 """
 
 from __future__ import annotations
@@ -188,6 +188,66 @@ class BytesResource(Resource):
         return body
 
 
+class _CappedRequest(Request):
+    """A request whose body may not exceed the site's ``max_request_bytes``.
+
+    twisted.web reads a whole body (into a temporary file beyond 100 KB)
+    before any resource sees it. A body declared or found over the cap is
+    answered 413 at once and the connection closed: nothing more of it is
+    read or kept. Resources keep their own, smaller limits (the SOAP
+    service answers a MessageTooLargeFault below this cap).
+    """
+
+    #: set on the per-site subclass by :func:`build_site`
+    max_body: int | None = None
+    _seen = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse a declared Content-Length over the cap before reading the body."""
+        cap = self.max_body
+        if cap is not None and length is not None and length > cap:
+            self._refuse(length)
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Keep body bytes up to the cap; beyond it, refuse (chunked bodies)."""
+        if self._refused:
+            return
+        self._seen += len(data)
+        if self.max_body is not None and self._seen > self.max_body:
+            self._refuse(self._seen)
+            return
+        super().handleContentChunk(data)
+
+    def process(self) -> None:
+        """Render, unless the body was refused (bytes already read in that go nowhere)."""
+        if self._refused:
+            return
+        super().process()
+
+    def _refuse(self, size: int) -> None:
+        self._refused = True
+        peer = self.getClientAddress()
+        logger.warning(
+            "http_body_too_large",
+            peer=f"{getattr(peer, 'host', '')}:{getattr(peer, 'port', '')}",
+            size=size,
+            limit=self.max_body,
+        )
+        body = f"request body over {self.max_body:,} bytes; refused\n".encode()
+        transport: Any = self.channel.transport if self.channel is not None else None
+        if transport is None:  # pragma: no cover - a request always has a channel here
+            return
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        transport.loseConnection()
+
+
 class _QuietSite(Site):
     """A Site without access logs (URLs may carry a query's parameters)."""
 
@@ -195,11 +255,23 @@ class _QuietSite(Site):
         """No access log line."""
 
 
-def build_site(root: HttpRoot, *, reactor: IReactorTime, timeout: float = 60.0) -> Site:
+def build_site(
+    root: HttpRoot,
+    *,
+    reactor: IReactorTime,
+    timeout: float = 60.0,
+    max_request_bytes: int | None = None,
+) -> Site:
     """The Site serving ``root``; idle connections close after ``timeout`` seconds.
 
     ``reactor`` times the idle timeouts (the engine's; a test's clock).
+    ``max_request_bytes`` caps request bodies (413 and the connection
+    closed beyond it, before the body is kept); None: no cap.
     """
     site = _QuietSite(root, timeout=timeout, reactor=reactor)
     site.displayTracebacks = False  # a traceback can quote a message
+    capped: type[Request] = type(
+        "CappedRequest", (_CappedRequest,), {"max_body": max_request_bytes}
+    )
+    site.requestFactory = capped
     return site

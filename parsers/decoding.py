@@ -73,3 +73,19 @@ def decode_message(raw: bytes) -> DecodedText:
         return DecodedText(
             raw.decode("cp1252", errors="replace"), "cp1252", problem, declared
         )
+
+
+def encode_message(text: str) -> bytes:
+    """Encode a message received as text (the SOAP service) for the pipeline.
+
+    The bytes are in the character set MSH-18 declares, so that
+    :func:`decode_message` reads back the same text; when the declared set
+    cannot carry a character, UTF-8, which :func:`decode_message` then
+    reports as not matching the declaration (as it would for MLLP bytes).
+    """
+    raw = text.encode("utf-8")
+    codec = _CHARSETS.get(_declared_charset(raw), "utf-8")
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError:
+        return raw

@@ -81,7 +81,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"cairn: listening for MLLP on {host}:{port}{how}", flush=True)
     http = http_address(server)
     if http is not None:
-        print(f"cairn: listening for HTTP on {http[0]}:{http[1]}", flush=True)
+        scheme = "https" if settings.http.tls_certificate else "http"
+        print(
+            f"cairn: listening for {scheme.upper()} on {http[0]}:{http[1]}", flush=True
+        )
+        if settings.soap.enabled:
+            url = f"{scheme}://{http[0]}:{http[1]}/{settings.soap.path}"
+            wsdl = f"{url}?wsdl" if settings.soap.wsdl else "none (set soap.wsdl)"
+            print(
+                f"cairn: CDC SOAP service at {url}; WSDL: {wsdl}; every request "
+                "needs a user's credentials (cairn user add)",
+                flush=True,
+            )
     if server.test_port is not None:
         host, port = listening_address(server, test=True)
         print(

@@ -352,6 +352,52 @@ def test_settings_tls_auth_from_environment_names_environment() -> None:
     assert str(err.value).startswith("environment: server.tls_certificate: only used")
 
 
+def test_settings_http_listener_is_off_by_default_and_checked(tmp_path: Path) -> None:
+    """http.listen is empty (no HTTP port) unless set; a set value must be HOST:PORT."""
+    assert load_settings(None, environ={}).http.listen == ""
+    on = load_settings(None, environ={"CAIRN_HTTP__LISTEN": "127.0.0.1:8080"})
+    assert on.http.listen == "127.0.0.1:8080"
+    path = tmp_path / "cairn.toml"
+    path.write_text("[http]\nlisten = '8080'\n")
+    with pytest.raises(ConfigError, match=r"http\.listen: expected HOST:PORT"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[soap]\nenabled = true\n", r"soap\.enabled: .*set http\.listen"),
+        (
+            "[http]\nlisten = '127.0.0.1:0'\n[soap]\npath = 'a/b'\n",
+            r"soap\.path: expected one URL path segment",
+        ),
+        (
+            "[http]\nlisten = '127.0.0.1:0'\ntls_certificate = 'c.pem'\n",
+            r"http\.tls_private_key_file: HTTPS needs both",
+        ),
+    ],
+)
+def test_settings_soap_and_https_are_checked(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    """SOAP without an HTTP listener, a path with a slash, half an HTTPS pair: refused by key."""
+    path = tmp_path / "cairn.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=says):
+        load_settings(path, environ={})
+
+
+def test_settings_soap_is_off_by_default_and_the_example_turns_it_on_in_one_key() -> (
+    None
+):
+    """No SOAP by default; the production example has its keys, off until HTTPS is set up."""
+    assert load_settings(None, environ={}).soap.enabled is False
+    example = load_settings(EXAMPLE, environ={})
+    assert example.soap.enabled is False
+    assert example.soap.wsdl
+    assert "enabled = false" in EXAMPLE.read_text()
+
+
 def test_settings_unknown_auth_mode_is_refused(tmp_path: Path) -> None:
     """The auth mode is one of open, tls, ip."""
     path = tmp_path / "cairn.toml"
@@ -365,17 +411,6 @@ def test_settings_identity_limits_checked(tmp_path: Path) -> None:
     path = tmp_path / "cairn.toml"
     path.write_text("[identity]\nmessages_per_minute = 0\n")
     with pytest.raises(ConfigError, match=r"identity\.messages_per_minute: expected 1"):
-        load_settings(path, environ={})
-
-
-def test_settings_http_listener_is_off_by_default_and_checked(tmp_path: Path) -> None:
-    """http.listen is empty (no HTTP port) unless set; a set value must be HOST:PORT."""
-    assert load_settings(None, environ={}).http.listen == ""
-    on = load_settings(None, environ={"CAIRN_HTTP__LISTEN": "127.0.0.1:8080"})
-    assert on.http.listen == "127.0.0.1:8080"
-    path = tmp_path / "cairn.toml"
-    path.write_text("[http]\nlisten = '8080'\n")
-    with pytest.raises(ConfigError, match=r"http\.listen: expected HOST:PORT"):
         load_settings(path, environ={})
 
 

@@ -187,7 +187,11 @@ def start_server(
 
 
 def _serve(
-    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+    backend: str,
+    tmp_path: Path,
+    pg_databases: PostgresDatabases,
+    *,
+    config_text: str = CONFIG,
 ) -> Iterator[ServerProcess]:
     """Start a server on ``backend``; stop it with SIGTERM and check its logs for PHI."""
     extra: list[str] = []
@@ -204,7 +208,7 @@ def _serve(
             f"cairn db upgrade failed:\n{upgraded.stdout}\n{upgraded.stderr}"
         )
         extra = ["--database", url]
-    server = start_server(tmp_path, *extra)
+    server = start_server(tmp_path, *extra, config_text=config_text)
     try:
         yield server
     finally:

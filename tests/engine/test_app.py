@@ -437,6 +437,134 @@ def test_start_server_opens_the_http_listener_only_when_configured(
         server.sink.stop()
 
 
+def test_start_server_mounts_soap_and_serves_https_when_configured(
+    db: Database, tmp_path: Path
+) -> None:
+    """soap.enabled mounts /soap; http.tls_certificate opens the HTTP port with TLS."""
+    from listeners.soap import SoapResource
+    from tests.support.certs import CertificateAuthority
+
+    cert = CertificateAuthority(tmp_path).issue("localhost", server=True)
+    reactor = _Reactor()
+    settings = _settings(
+        tmp_path,
+        server={"listen": "127.0.0.1:0"},
+        http={
+            "listen": "127.0.0.1:0",
+            "tls_certificate": str(cert.cert_path),
+            "tls_private_key_file": str(cert.key_path),
+        },
+        soap={"enabled": True, "path": "IISService"},
+    )
+    server = start_server(reactor, settings, db)
+    try:
+        assert [entry[0] for entry in reactor.tcpServers] == [0]
+        ((port, site, _ctx, _backlog, _interface),) = reactor.sslServers
+        assert port == 0
+        assert isinstance(site, Site)
+        assert server.http_root is not None
+        assert "IISService" in server.http_root.mounted
+        assert isinstance(site.resource.children[b"IISService"], SoapResource)
+    finally:
+        server.sink.stop()
+
+
+@pytest.mark.parametrize(
+    ("http", "soap", "says"),
+    [
+        (
+            {"tls_certificate": "{tmp}/missing.pem", "tls_private_key_file": "{tmp}/k"},
+            {},
+            "http.tls_certificate: {tmp}/missing.pem",
+        ),
+        (
+            {},
+            {"enabled": True, "wsdl": "{tmp}/missing.wsdl"},
+            "soap.wsdl: {tmp}/missing.wsdl: cannot be read",
+        ),
+        (
+            {},
+            {"enabled": True, "wsdl": "{tmp}/bad.wsdl"},
+            "soap.wsdl: {tmp}/bad.wsdl: not a WSDL 1.1 document",
+        ),
+        (
+            {},
+            {"enabled": True, "path": "healthz"},
+            "soap.path: /healthz is already mounted",
+        ),
+    ],
+)
+def test_start_server_http_and_soap_problems_are_one_line(
+    db: Database,
+    tmp_path: Path,
+    http: dict[str, str],
+    soap: dict[str, Any],
+    says: str,
+) -> None:
+    """A missing certificate, an unreadable or foreign WSDL, a taken path: StartupError naming key and file."""
+    from engine.app import StartupError
+
+    (tmp_path / "bad.wsdl").write_text("<definitions/>")
+    fill = {
+        k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v
+        for k, v in {**http}.items()
+    }
+    soap = {
+        k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v
+        for k, v in soap.items()
+    }
+    reactor = _Reactor()
+    settings = _settings(
+        tmp_path,
+        server={"listen": "127.0.0.1:0"},
+        http={"listen": "127.0.0.1:0", **fill},
+        soap=soap,
+    )
+    with pytest.raises(StartupError) as caught:
+        start_server(reactor, settings, db)
+    assert str(caught.value).startswith(says.replace("{tmp}", str(tmp_path)))
+    assert "\n" not in str(caught.value)
+
+
+def test_soap_senders_are_rate_limited_like_authenticated_mllp(
+    db: Database, tmp_path: Path
+) -> None:
+    """With SOAP on, an open MLLP listener still gets a limiter for SOAP's organizations."""
+    from engine.access import Session
+    from handlers.identity import Principal
+    from handlers.roles import OrgType, Role
+
+    settings = _settings(
+        tmp_path,
+        server={"listen": "127.0.0.1:0"},
+        http={"listen": "127.0.0.1:0"},
+        soap={"enabled": True},
+        identity={"messages_per_minute": 1},
+    )
+    server = start_server(_Reactor(), settings, db)
+    org = Principal(
+        1, "ORG", OrgType.PROVIDER, Role.PROVIDER, "BAY", frozenset({"CLINIC1"})
+    )
+    try:
+        answers: list[bytes] = []
+        for control in ("RL-1", "RL-2"):
+            server.sink.submit(
+                vxu(control_id=control, doses=[Dose()]).encode(),
+                "p:1",
+                "soap",
+                Session(org),
+            ).addCallback(answers.append)
+        deadline = time.monotonic() + 20
+        while len(answers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The second is refused at once (before the first is committed).
+        assert sorted(msa_code(a) for a in answers) == ["AA", "AR"]
+        refused = next(a for a in answers if msa_code(a) == "AR")
+        assert "rate limit" in errs(refused)[0][8]
+    finally:
+        server.sink.stop()
+
+
 def test_start_server_tls_listens_only_with_tls_on_both_listeners(
     db: Database, tmp_path: Path
 ) -> None:

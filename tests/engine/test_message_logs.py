@@ -250,6 +250,7 @@ def test_startup_says_once_how_the_engine_is_set_up_without_the_password(
         "timestamp": started["timestamp"],
         "mllp": "127.0.0.1:2575",
         "http": "127.0.0.1:8080",
+        "soap": "off",
         "auth": "registered senders only (MSH-4)",
         "database": "postgresql+psycopg://cairn:***@127.0.0.1:1/registry",
         "cdsi_release": "none (Z44 carries no forecast)",

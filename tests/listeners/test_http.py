@@ -171,3 +171,77 @@ def test_an_idle_connection_is_closed_after_the_timeout_on_the_given_clock() -> 
     assert not transport.disconnecting
     clock.advance(2)
     assert transport.disconnecting
+
+
+def _post_raw(root: HttpRoot, head: bytes, body: bytes, cap: int) -> StringTransport:
+    site = build_site(root, reactor=MemoryReactorClock(), max_request_bytes=cap)
+    proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    assert proto is not None
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(head + body)
+    return transport
+
+
+class _Sink(Resource):
+    """Records the bodies it was handed."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+
+    def render_POST(self, request: Request) -> bytes:
+        assert request.content is not None
+        self.bodies.append(request.content.read())
+        return b"ok"
+
+
+def test_body_over_the_cap_by_content_length_is_413_and_closed_unread() -> None:
+    """A declared Content-Length over the cap: 413 at once, the connection closed, nothing rendered."""
+    sink = _Sink()
+    root = HttpRoot()
+    root.mount("in", sink)
+    transport = _post_raw(
+        root,
+        b"POST /in HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n",
+        b"x" * 100,
+        cap=1000,
+    )
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert b"1,000 bytes" in transport.value()
+    assert transport.disconnecting
+    assert sink.bodies == []
+
+
+def test_chunked_body_over_the_cap_is_refused_when_it_gets_there() -> None:
+    """A chunked body with no length is counted as it arrives and refused past the cap."""
+    sink = _Sink()
+    root = HttpRoot()
+    root.mount("in", sink)
+    chunk = b"400\r\n" + b"y" * 0x400 + b"\r\n"
+    transport = _post_raw(
+        root,
+        b"POST /in HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        chunk * 3 + b"0\r\n\r\n",
+        cap=2048,
+    )
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert transport.disconnecting
+    assert sink.bodies == []
+
+
+def test_body_within_the_cap_reaches_the_resource() -> None:
+    """Under the cap, nothing changes."""
+    sink = _Sink()
+    root = HttpRoot()
+    root.mount("in", sink)
+    transport = _post_raw(
+        root,
+        b"POST /in HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
+        b"0123456789",
+        cap=1000,
+    )
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    assert sink.bodies == [b"0123456789"]
