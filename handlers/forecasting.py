@@ -6,12 +6,13 @@ from collections import defaultdict
 from datetime import date
 from typing import TYPE_CHECKING
 
-from forecast import AdministeredDose, Forecaster, PatientInput
+from forecast import AdministeredDose, Forecaster, ForecastResult, PatientInput
 from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
 from parsers import GIVEN, NOT_A_VACCINE
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView
+    from storage import VaccinationRecord
 
 #: CVX of the "unspecified formulation" vaccine of each vaccine group, for OBX 30956-7.
 GROUP_CVX = {
@@ -47,8 +48,14 @@ class CdsiForecastService:
         """The supporting-data release in use."""
         return self._forecaster.data.version
 
-    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
-        """Evaluate every dose given and forecast every vaccine group."""
+    def run(
+        self, view: PatientView, as_of: date
+    ) -> tuple[ForecastResult, list[VaccinationRecord]]:
+        """Run the engine on a view; returns the result and the doses it was given.
+
+        A dose evaluation's ``dose_index`` is the position in the returned
+        list: the doses given (not refusals or "not a vaccine" records).
+        """
         patient = view.record
         doses = [
             d
@@ -78,6 +85,11 @@ class CdsiForecastService:
             [AdministeredDose(d.administered_on, d.cvx, d.mvx or None) for d in doses],
             as_of,
         )
+        return result, doses
+
+    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
+        """Evaluate every dose given and forecast every vaccine group."""
+        result, doses = self.run(view, as_of)
         group_of = {
             a: g
             for g, antigens in self._forecaster.data.vaccine_groups.items()
