@@ -225,14 +225,14 @@ class RecallService:
 
     Args:
         db: the database (the run is recorded in one transaction).
-        assessor: forecasts the patients in scope.
+        assessor: forecasts the patients in scope (None: ``mark`` only).
         now: the clock (when a run or contact is recorded).
     """
 
     def __init__(
         self,
         db: RecallDatabase,
-        assessor: PopulationAssessor,
+        assessor: PopulationAssessor | None,
         now: Callable[[], datetime],
     ) -> None:
         self._db = db
@@ -248,6 +248,8 @@ class RecallService:
         progress: Callable[[int, int], None] | None = None,
     ) -> RecallResult:
         """List (and record) the patients in scope due or overdue as of ``as_of``."""
+        if self._assessor is None:
+            raise RecallError("recall: this service was built without a forecaster")
         assessments = self._assessor.assess(scope, requester, as_of, progress)
         with self._db.reading() as uow:
             contacts = uow.recall.last_contacts(scope.region, requester.organization)
