@@ -141,7 +141,12 @@ class CoverageService:
         progress: Callable[[int, int], None] | None = None,
     ) -> CoverageReport:
         """The coverage of the patients in scope as of ``as_of``."""
-        assessments = self._assessor.assess(scope, requester, as_of, progress)
+        antigens = self._assessor.antigens_for(
+            groups, requirement.antigens() if requirement is not None else ()
+        )
+        assessments = self._assessor.assess(
+            scope, requester, as_of, progress, antigens=antigens
+        )
         left_out = {"deceased": 0, "inactive": 0}
         applicable = dict.fromkeys(groups, 0)
         current = dict.fromkeys(groups, 0)

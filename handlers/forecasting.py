@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -48,13 +49,27 @@ class CdsiForecastService:
         """The supporting-data release in use."""
         return self._forecaster.data.version
 
+    def vaccine_groups(self) -> dict[str, tuple[str, ...]]:
+        """Each vaccine group of the release and its antigens."""
+        return dict(self._forecaster.data.vaccine_groups)
+
+    def antigens_of(self, groups: Iterable[str]) -> frozenset[str]:
+        """Every antigen of these vaccine groups (unknown names contribute none)."""
+        known = self._forecaster.data.vaccine_groups
+        return frozenset(a for g in groups for a in known.get(g, ()))
+
     def run(
-        self, view: PatientView, as_of: date
+        self,
+        view: PatientView,
+        as_of: date,
+        antigens: Collection[str] | None = None,
     ) -> tuple[ForecastResult, list[VaccinationRecord]]:
         """Run the engine on a view; returns the result and the doses it was given.
 
         A dose evaluation's ``dose_index`` is the position in the returned
         list: the doses given (not refusals or "not a vaccine" records).
+        ``antigens`` limits the work to those antigens (see
+        ``Forecaster.run``).
         """
         patient = view.record
         doses = [
@@ -84,6 +99,7 @@ class CdsiForecastService:
             PatientInput(birth, patient.sex or "U", observations, dated),
             [AdministeredDose(d.administered_on, d.cvx, d.mvx or None) for d in doses],
             as_of,
+            antigens,
         )
         return result, doses
 

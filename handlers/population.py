@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -260,20 +260,21 @@ def assess_history(
     requester: Requester,
     as_of: date,
     forecasts: CdsiForecastService,
+    antigens: frozenset[str] | None = None,
 ) -> Assessment | None:
     """Disclose and forecast one patient read in bulk; None when hidden from the requester."""
     view = view_of_history(uow, requester.organization, history)
     if view is None:
         return None
     record = view.record
-    result, doses = forecasts.run(view, as_of)
+    result, doses = forecasts.run(view, as_of, antigens)
     valid: dict[str, list[tuple[date, str]]] = {}
     for ev in result.dose_evaluations:
         if ev.status == "Valid":
             dose = doses[ev.dose_index]
             valid.setdefault(ev.antigen, []).append((dose.administered_on, dose.cvx))
     groups = []
-    antigens = []
+    states = []
     for g in result.vaccine_groups:
         groups.append(
             GroupStatus(
@@ -286,7 +287,7 @@ def assess_history(
             )
         )
         for a in g.antigens:
-            antigens.append(
+            states.append(
                 AntigenStatus(
                     a.antigen, a.status, a.earliest, tuple(valid.get(a.antigen, ()))
                 )
@@ -326,7 +327,7 @@ def assess_history(
         record.death_indicator == "Y" or record.death_date is not None,
         contact,
         tuple(groups),
-        tuple(antigens),
+        tuple(states),
     )
 
 
@@ -349,11 +350,14 @@ def _assess_chunk(
     ids: Sequence[int],
     requester: Requester,
     as_of: date,
+    antigens: frozenset[str] | None,
 ) -> list[Assessment]:
     out = []
     with db.reading() as uow:
         for history in uow.cohort.histories(region, ids):
-            assessed = assess_history(uow, history, requester, as_of, forecasts)
+            assessed = assess_history(
+                uow, history, requester, as_of, forecasts, antigens
+            )
             if assessed is not None:
                 out.append(assessed)
     return out
@@ -371,12 +375,16 @@ def _init_worker(url: str, forecasts: CdsiForecastService) -> None:
 
 
 def _worker_chunk(
-    region: str, ids: Sequence[int], requester: Requester, as_of: date
+    region: str,
+    ids: Sequence[int],
+    requester: Requester,
+    as_of: date,
+    antigens: frozenset[str] | None,
 ) -> list[Assessment]:
     db = _WORKER["db"]
     forecasts = _WORKER["forecasts"]
     assert isinstance(forecasts, CdsiForecastService)
-    return _assess_chunk(db, forecasts, region, ids, requester, as_of)  # type: ignore[arg-type]
+    return _assess_chunk(db, forecasts, region, ids, requester, as_of, antigens)  # type: ignore[arg-type]
 
 
 class PopulationAssessor:
@@ -403,6 +411,22 @@ class PopulationAssessor:
         self._workers = workers
         self._chunk = max(1, chunk)
 
+    def antigens_for(
+        self, groups: Iterable[str] = (), antigens: Iterable[str] = ()
+    ) -> frozenset[str]:
+        """The antigens to forecast for these vaccine groups and antigens.
+
+        An antigen brings the other antigens of its vaccine group, so that
+        every group forecast is whole.
+        """
+        data = self._forecasts.antigens_of
+        wanted = set(data(groups))
+        for antigen in antigens:
+            for members in self._forecasts.vaccine_groups().values():
+                if antigen in members:
+                    wanted |= set(members)
+        return frozenset(wanted)
+
     def patient_ids(self, scope: Scope) -> list[int]:
         """The patients in scope, before disclosure (lowest id first)."""
         if scope.patient_ids is not None:
@@ -422,6 +446,7 @@ class PopulationAssessor:
         requester: Requester,
         as_of: date,
         progress: Callable[[int, int], None] | None = None,
+        antigens: frozenset[str] | None = None,
     ) -> list[Assessment]:
         """Every patient in scope the requester may see, forecast as of ``as_of``.
 
@@ -431,6 +456,8 @@ class PopulationAssessor:
             as_of: the assessment date.
             progress: called with (patients done, patients in scope) after
                 each chunk.
+            antigens: forecast only these antigens (:meth:`antigens_for`);
+                None forecasts every one.
 
         Returns:
             The assessments, in the order of the scope (lowest id first, or
@@ -449,7 +476,13 @@ class PopulationAssessor:
             for part in chunks:
                 results.append(
                     _assess_chunk(
-                        self._db, self._forecasts, scope.region, part, requester, as_of
+                        self._db,
+                        self._forecasts,
+                        scope.region,
+                        part,
+                        requester,
+                        as_of,
+                        antigens,
                     )
                 )
                 done += len(part)
@@ -457,7 +490,9 @@ class PopulationAssessor:
                     progress(done, total)
         else:
             results = list(
-                self._in_workers(url, scope.region, chunks, requester, as_of, progress)
+                self._in_workers(
+                    url, scope.region, chunks, requester, as_of, progress, antigens
+                )
             )
         return [a for part in results for a in part]
 
@@ -469,6 +504,7 @@ class PopulationAssessor:
         requester: Requester,
         as_of: date,
         progress: Callable[[int, int], None] | None,
+        antigens: frozenset[str] | None,
     ) -> Iterator[list[Assessment]]:
         total = sum(len(c) for c in chunks)
         # Spawned, not forked: the parent may hold threads and open
@@ -481,7 +517,7 @@ class PopulationAssessor:
             initargs=(url, self._forecasts),
         ) as pool:
             futures: list[Future[list[Assessment]]] = [
-                pool.submit(_worker_chunk, region, part, requester, as_of)
+                pool.submit(_worker_chunk, region, part, requester, as_of, antigens)
                 for part in chunks
             ]
             done = 0

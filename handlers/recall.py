@@ -250,7 +250,18 @@ class RecallService:
         """List (and record) the patients in scope due or overdue as of ``as_of``."""
         if self._assessor is None:
             raise RecallError("recall: this service was built without a forecaster")
-        assessments = self._assessor.assess(scope, requester, as_of, progress)
+        groups = (
+            [criteria.vaccine_group]
+            if criteria.vaccine_group is not None
+            else [g for g in GROUP_CVX if g not in SEASONAL_GROUPS]
+        )
+        assessments = self._assessor.assess(
+            scope,
+            requester,
+            as_of,
+            progress,
+            antigens=self._assessor.antigens_for(groups),
+        )
         with self._db.reading() as uow:
             contacts = uow.recall.last_contacts(scope.region, requester.organization)
         left_out = {"deceased": 0, "inactive": 0, "no reminder/recall": 0}

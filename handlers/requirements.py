@@ -128,6 +128,18 @@ class RequirementSet:
     bands: tuple[Band, ...]
     readings: tuple[str, ...]
 
+    def antigens(self) -> frozenset[str]:
+        """Every antigen the set's rules count."""
+        return frozenset(
+            name
+            for band in self.bands
+            for rule in band.rules
+            for name in (
+                rule.antigen,
+                *(a.one_valid_for for a in rule.alternatives if a.one_valid_for),
+            )
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RuleResult:

@@ -145,7 +145,12 @@ def run_check(args: argparse.Namespace) -> int:
             raise CommandError("give --patient ID or --list FILE")
         with population_run(args) as run:
             scope = Scope(run.scope.region, patient_ids=tuple(ids))
-            assessed = run.assessor.assess(scope, run.requester, run.as_of)
+            assessed = run.assessor.assess(
+                scope,
+                run.requester,
+                run.as_of,
+                antigens=run.assessor.antigens_for(antigens=req.antigens()),
+            )
         results = [(a, check(req, a, run.as_of)) for a in assessed]
         found = {a.patient_id for a in assessed}
         # A patient not found, of another region or locked away is the same

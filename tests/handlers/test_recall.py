@@ -258,3 +258,27 @@ def test_parse_age_range_refuses_junk(text: str, reason: str) -> None:
     """Junk ages get an error naming --age and why."""
     with pytest.raises(PopulationError, match=f"--age: .*{reason}"):
         parse_age_range(text, AS_OF)
+
+
+def test_forecasting_only_some_antigens_changes_nothing_kept(
+    db: Database, population
+) -> None:
+    """Forecasting only the groups asked about gives those groups exactly what a full run gives."""
+    population_assessor = assessor(db)
+    wanted = population_assessor.antigens_for(["MMR"], ["Diphtheria"])
+    assert wanted == {
+        "Measles",
+        "Mumps",
+        "Rubella",
+        "Diphtheria",
+        "Tetanus",
+        "Pertussis",
+    }
+    full = population_assessor.assess(Scope("BAY"), CLINIC1, AS_OF)
+    part = population_assessor.assess(Scope("BAY"), CLINIC1, AS_OF, antigens=wanted)
+    assert [a.patient_id for a in part] == [a.patient_id for a in full]
+    for whole, some in zip(full, part, strict=True):
+        assert some.groups == tuple(
+            g for g in whole.groups if g.vaccine_group in {"MMR", "DTaP/Tdap/Td"}
+        )
+        assert some.antigens == tuple(a for a in whole.antigens if a.antigen in wanted)
