@@ -144,7 +144,7 @@ class CoverageService:
         antigens = self._assessor.antigens_for(
             groups, requirement.antigens() if requirement is not None else ()
         )
-        assessments = self._assessor.assess(
+        assessments = self._assessor.each(
             scope, requester, as_of, progress, antigens=antigens
         )
         left_out = {"deceased": 0, "inactive": 0}

@@ -463,38 +463,57 @@ class PopulationAssessor:
             The assessments, in the order of the scope (lowest id first, or
             the order of ``scope.patient_ids``); hidden patients left out.
         """
+        return list(self.each(scope, requester, as_of, progress, antigens))
+
+    def each(
+        self,
+        scope: Scope,
+        requester: Requester,
+        as_of: date,
+        progress: Callable[[int, int], None] | None = None,
+        antigens: frozenset[str] | None = None,
+    ) -> Iterator[Assessment]:
+        """:meth:`assess`, one patient at a time: a region is never held whole.
+
+        The scope is checked before anything is read.
+        """
         requester.check_scope(scope)
+        return self._each(scope, requester, as_of, progress, antigens)
+
+    def _each(
+        self,
+        scope: Scope,
+        requester: Requester,
+        as_of: date,
+        progress: Callable[[int, int], None] | None,
+        antigens: frozenset[str] | None,
+    ) -> Iterator[Assessment]:
         ids = self.patient_ids(scope)
         chunks = [ids[i : i + self._chunk] for i in range(0, len(ids), self._chunk)]
         total = len(ids)
         if progress is not None:
             progress(0, total)
-        results: list[list[Assessment]] = []
         url = self._db.worker_url() if self._workers > 0 and len(chunks) > 1 else None
         if url is None:
             done = 0
             for part in chunks:
-                results.append(
-                    _assess_chunk(
-                        self._db,
-                        self._forecasts,
-                        scope.region,
-                        part,
-                        requester,
-                        as_of,
-                        antigens,
-                    )
+                yield from _assess_chunk(
+                    self._db,
+                    self._forecasts,
+                    scope.region,
+                    part,
+                    requester,
+                    as_of,
+                    antigens,
                 )
                 done += len(part)
                 if progress is not None:
                     progress(done, total)
         else:
-            results = list(
-                self._in_workers(
-                    url, scope.region, chunks, requester, as_of, progress, antigens
-                )
-            )
-        return [a for part in results for a in part]
+            for assessed in self._in_workers(
+                url, scope.region, chunks, requester, as_of, progress, antigens
+            ):
+                yield from assessed
 
     def _in_workers(
         self,
@@ -516,14 +535,17 @@ class PopulationAssessor:
             initializer=_init_worker,
             initargs=(url, self._forecasts),
         ) as pool:
-            futures: list[Future[list[Assessment]]] = [
+            futures: list[Future[list[Assessment]] | None] = [
                 pool.submit(_worker_chunk, region, part, requester, as_of, antigens)
                 for part in chunks
             ]
             done = 0
-            for part, future in zip(chunks, futures, strict=True):
+            for i, part in enumerate(chunks):
                 # In order: a chunk's result is yielded as soon as it and
-                # every chunk before it are done.
+                # every chunk before it are done, then let go of.
+                future = futures[i]
+                assert future is not None
+                futures[i] = None
                 yield future.result()
                 done += len(part)
                 if progress is not None:

@@ -255,7 +255,7 @@ class RecallService:
             if criteria.vaccine_group is not None
             else [g for g in GROUP_CVX if g not in SEASONAL_GROUPS]
         )
-        assessments = self._assessor.assess(
+        assessments = self._assessor.each(
             scope,
             requester,
             as_of,
@@ -266,7 +266,9 @@ class RecallService:
             contacts = uow.recall.last_contacts(scope.region, requester.organization)
         left_out = {"deceased": 0, "inactive": 0, "no reminder/recall": 0}
         entries = []
+        considered = 0
         for a in assessments:
+            considered += 1
             if a.deceased:
                 left_out["deceased"] += 1
                 continue
@@ -326,7 +328,7 @@ class RecallService:
                     as_of,
                     criteria.text(scope),
                     self._now(),
-                    len(assessments),
+                    considered,
                     len(entries),
                 ),
                 [
