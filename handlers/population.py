@@ -57,12 +57,16 @@ __all__ = [
     "parse_age_range",
 ]
 
-#: The kinds of organization CAIR's confidentiality agreement names.
-Role = Literal["provider", "school", "child-care", "registry"]
-ROLES: tuple[Role, ...] = ("provider", "school", "child-care", "registry")
+#: The roles of CAIR's confidentiality agreement, named as the identity
+#: work names them (handlers/roles.py there): ``requirements`` is a school,
+#: child care or foster care organization, ``benefits`` WIC or a health
+#: plan, ``staff`` registry staff.
+Role = Literal["provider", "requirements", "benefits", "staff"]
+ROLES: tuple[Role, ...] = ("provider", "requirements", "benefits", "staff")
 
-#: Roles that may see a patient's contact details (address, phone, guardian).
-_CONTACT_ROLES = frozenset({"provider", "registry"})
+#: Roles that may see a patient's contact details (address, phone, guardian):
+#: every role but ``requirements`` (identity's ``view_of(role) == "full"``).
+_CONTACT_ROLES = frozenset({"provider", "benefits", "staff"})
 
 #: Patients read (and forecast) together: one chunk is one task for a worker.
 CHUNK = 400
@@ -102,7 +106,7 @@ class Requester:
         Raises:
             PopulationError: the scope is another region's or facility's.
         """
-        if self.role == "registry":
+        if self.role == "staff":
             return
         if scope.region != self.region:
             raise PopulationError(

@@ -53,7 +53,7 @@ def add_requester_options(parser: argparse.ArgumentParser) -> None:
         "--role",
         choices=ROLES,
         default="provider",
-        help="the organization's role: schools and child care get no contact details (default provider)",
+        help="the organization's role: requirements (a school or child care) gets no contact details; staff (registry) may ask about any facility or region (default provider)",
     )
 
 
