@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -119,6 +120,13 @@ def generate(path: Path, patients: int, seed: int = 19) -> None:
     db.close()
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run(args: argparse.Namespace) -> list[str]:
     """Generate, time, and return the result lines."""
     from forecast import Forecaster, load_supporting_data
@@ -152,12 +160,16 @@ def run(args: argparse.Namespace) -> list[str]:
         registry = Requester("CAIRN", REGION, "staff")
         now = lambda: datetime.now(UTC)  # noqa: E731
         spread = PopulationAssessor(db, forecasts, workers=args.workers)
-        t0 = time.perf_counter()
+        load = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), _cpu()
         result = RecallService(db, spread, now).run(Scope(REGION), registry, AS_OF)
-        recall_s = time.perf_counter() - t0
+        recall_s, recall_cpu = time.perf_counter() - t0, _cpu() - c0
         lines.append(
             f"recall, region of {args.patients} patients, {args.workers} worker process(es): "
-            f"{recall_s:.1f} s = {result.run.considered / recall_s:,.0f} patients/s; "
+            f"{recall_s:.1f} s wall = {result.run.considered / recall_s:,.0f} patients/s; "
+            f"{recall_cpu:.0f} CPU-seconds in all ({recall_cpu / result.run.considered * 1000:.1f} ms a patient, "
+            f"{recall_cpu / (os.cpu_count() or 1):.0f} s if every core were ours); "
+            f"load average {load:.1f} at the start; "
             f"{result.run.considered} considered (locked left out), {result.run.listed} listed"
         )
         print(lines[-1], flush=True)
@@ -174,17 +186,18 @@ def run(args: argparse.Namespace) -> list[str]:
             f"{args.workers} workers {args.sample / many_s:,.0f} patients/s (speed-up x{one_s / many_s:.2f}, start-up included)"
         )
         print(lines[-1], flush=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         report = CoverageService(spread).report(
             Scope(REGION, ages=parse_age_range("0..18", AS_OF)),
             registry,
             AS_OF,
             requirement=load_requirement_set("ca-k12-admission"),
         )
-        coverage_s = time.perf_counter() - t0
+        coverage_s, coverage_cpu = time.perf_counter() - t0, _cpu() - c0
         lines.append(
             f"coverage report, ages 0..18 with ca-k12-admission, {args.workers} worker process(es): "
-            f"{coverage_s:.1f} s for a cohort of {report.cohort} patients"
+            f"{coverage_s:.1f} s wall, {coverage_cpu:.0f} CPU-seconds, for a cohort of {report.cohort} patients; "
+            f"load average {os.getloadavg()[0]:.1f} at the end"
         )
         print(lines[-1], flush=True)
         db.close()

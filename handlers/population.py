@@ -533,12 +533,13 @@ class PopulationAssessor:
         # Spawned, not forked: the parent may hold threads and open
         # connections that a forked child must not share.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(self._workers, len(chunks)),
             mp_context=context,
             initializer=_init_worker,
             initargs=(url, self._forecasts),
-        ) as pool:
+        )
+        try:
             futures: list[Future[list[Assessment]] | None] = [
                 pool.submit(_worker_chunk, region, part, requester, as_of, antigens)
                 for part in chunks
@@ -554,3 +555,7 @@ class PopulationAssessor:
                 done += len(part)
                 if progress is not None:
                     progress(done, total)
+        finally:
+            # Interrupted (Ctrl-C, an error, the consumer stopping): the
+            # chunks not started are dropped, not worked through first.
+            pool.shutdown(wait=True, cancel_futures=True)
