@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
+import structlog
+
 from handlers.forecasting import GROUP_CVX
 from handlers.population import (
     Assessment,
@@ -59,6 +61,8 @@ __all__ = [
     "RecallService",
     "vaccine_group_named",
 ]
+
+logger = structlog.get_logger()
 
 Status = Literal["due", "overdue"]
 
@@ -338,6 +342,14 @@ class RecallService:
                     for e in entries
                 ],
             )
+        # Counts only: never who was listed.
+        logger.info(
+            "recall_run",
+            sender=requester.organization,
+            region=scope.region,
+            candidates=considered,
+            count=len(entries),
+        )
         return RecallResult(run, tuple(entries), left_out)
 
     def mark(

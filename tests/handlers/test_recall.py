@@ -282,3 +282,23 @@ def test_forecasting_only_some_antigens_changes_nothing_kept(
             g for g in whole.groups if g.vaccine_group in {"MMR", "DTaP/Tdap/Td"}
         )
         assert some.antigens == tuple(a for a in whole.antigens if a.antigen in wanted)
+
+
+def test_recall_logs_counts_never_patients(db: Database, population) -> None:
+    """One line per run: who asked, the region and the counts; no name, date or phone."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _service(db).run(Scope("BAY"), CLINIC1, AS_OF)
+    (line,) = [e for e in logs if e["event"] == "recall_run"]
+    assert line == {
+        "event": "recall_run",
+        "log_level": "info",
+        "sender": "CLINIC1",
+        "region": "BAY",
+        "candidates": 9,
+        "count": 4,
+    }
+    text = repr(logs)
+    for leak in ("Early", "Mara", "5105550104", "Pine", "2021-01-15"):
+        assert leak not in text
