@@ -114,7 +114,7 @@ def requester_from(
     """The requester the flags name."""
     organization = args.organization or default
     if not organization:
-        raise CommandError("--organization is required with --region")
+        raise CommandError("--organization is required (the facility id of who asks)")
     role: Role = args.role
     return Requester(organization, region_of(settings, organization), role)
 

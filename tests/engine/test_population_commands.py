@@ -152,7 +152,10 @@ def test_recall_json_for_a_school_has_no_contact_fields(
             ["--facility", "CLINIC2", "--organization", "CLINIC1"],
             "cairn: --facility: CLINIC1 may list its own patients only",
         ),
-        (["--region", "BAY"], "cairn: --organization is required with --region"),
+        (
+            ["--region", "BAY"],
+            "cairn: --organization is required (the facility id of who asks)",
+        ),
         (
             ["--facility", "CLINIC1", "--age", "six..7"],
             "cairn: --age: 'six' is not an age",
