@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> list[str]:
     )
     from handlers.recall import RecallService
     from handlers.requirements import load_requirement_set
+    from handlers.roles import Role
     from storage import open_database
 
     lines = [header()]
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> list[str]:
                 flush=True,
             )
         db = open_database(f"sqlite:///{path}")
-        registry = Requester("CAIRN", REGION, "staff")
+        registry = Requester("CAIRN", REGION, Role.STAFF)
         now = lambda: datetime.now(UTC)  # noqa: E731
         spread = PopulationAssessor(db, forecasts, workers=args.workers)
         load = os.getloadavg()[0]

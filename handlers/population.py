@@ -33,11 +33,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from forecast import add_duration
 from handlers.disclosure import view_of_history
 from handlers.forecasting import CdsiForecastService
+from handlers.roles import Role, view_of
 
 if TYPE_CHECKING:
     from storage import PatientHistory, UnitOfWork
@@ -52,21 +53,13 @@ __all__ = [
     "PopulationAssessor",
     "PopulationError",
     "Requester",
-    "Role",
     "Scope",
     "parse_age_range",
 ]
 
-#: The roles of CAIR's confidentiality agreement, named as the identity
-#: work names them (handlers/roles.py there): ``requirements`` is a school,
-#: child care or foster care organization, ``benefits`` WIC or a health
-#: plan, ``staff`` registry staff.
-Role = Literal["provider", "requirements", "benefits", "staff"]
-ROLES: tuple[Role, ...] = ("provider", "requirements", "benefits", "staff")
-
-#: Roles that may see a patient's contact details (address, phone, guardian):
-#: every role but ``requirements`` (identity's ``view_of(role) == "full"``).
-_CONTACT_ROLES = frozenset({"provider", "benefits", "staff"})
+#: The roles of CAIR's confidentiality agreement (handlers/roles.py): a
+#: school, child care or foster care organization has ``requirements``.
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 
 #: Patients read (and forecast) together: one chunk is one task for a worker.
 CHUNK = 400
@@ -78,22 +71,24 @@ class PopulationError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Requester:
-    """Who asks: an organization (a sending facility id) and its role.
+    """Who asks: an organization (a sending facility id), its region and role.
 
-    The role is stated by the caller today (the CLI's ``--role``). When the
-    identity issue lands it comes from the authenticated organization, and
-    this is the one place that decides what a role may see
-    (:attr:`sees_contacts`).
+    The role decides what is shown (``handlers.roles.view_of``: the
+    ``requirements`` role sees doses and forecast, no contact details) and
+    what may be asked (:meth:`check_scope`). The CLI takes role and region
+    from the organization registered for the facility (``cairn org``), and
+    from the configuration and ``--role`` only for a facility no
+    organization claims (an open, development registry).
     """
 
     organization: str
     region: str
-    role: Role = "provider"
+    role: Role = Role.PROVIDER
 
     @property
     def sees_contacts(self) -> bool:
         """Whether this requester may see addresses, phones and guardians."""
-        return self.role in _CONTACT_ROLES
+        return view_of(self.role) == "full"
 
     def check_scope(self, scope: Scope) -> None:
         """Refuse a scope outside what this requester may ask about.
@@ -106,7 +101,7 @@ class Requester:
         Raises:
             PopulationError: the scope is another region's or facility's.
         """
-        if self.role == "staff":
+        if self.role == Role.STAFF:
             return
         if scope.region != self.region:
             raise PopulationError(
@@ -267,7 +262,9 @@ def assess_history(
     antigens: frozenset[str] | None = None,
 ) -> Assessment | None:
     """Disclose and forecast one patient read in bulk; None when hidden from the requester."""
-    view = view_of_history(uow, requester.organization, history)
+    view = view_of_history(
+        uow, requester.organization, history, view_of(requester.role)
+    )
     if view is None:
         return None
     record = view.record

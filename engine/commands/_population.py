@@ -23,10 +23,10 @@ from handlers.population import (
     PopulationAssessor,
     PopulationError,
     Requester,
-    Role,
     Scope,
     parse_age_range,
 )
+from handlers.roles import Role, role_of
 from storage import Database, StorageError
 
 
@@ -52,8 +52,8 @@ def add_requester_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--role",
         choices=ROLES,
-        default="provider",
-        help="the organization's role: requirements (a school or child care) gets no contact details; staff (registry) may ask about any facility or region (default provider)",
+        default=None,
+        help="the role of an organization no 'cairn org' registration claims (a registered one's comes from its type): requirements (a school or child care) gets no contact details; staff may ask about any facility or region (default provider)",
     )
 
 
@@ -109,14 +109,38 @@ class PopulationRun:
 
 
 def requester_from(
-    settings: Settings, args: argparse.Namespace, default: str | None
+    settings: Settings,
+    args: argparse.Namespace,
+    default: str | None,
+    db: Database,
 ) -> Requester:
-    """The requester the flags name."""
+    """The requester the flags name, its role and region enforced when registered.
+
+    A facility id that a registered organization sends as (``cairn org add
+    --facility``) takes that organization's role and region, and a
+    ``--role`` that says otherwise is refused; a disabled organization asks
+    nothing. An unregistered facility (an open registry) takes its region
+    from ``[[facilities]]`` and its role from ``--role``.
+    """
     organization = args.organization or default
     if not organization:
         raise CommandError("--organization is required (the facility id of who asks)")
-    role: Role = args.role
-    return Requester(organization, region_of(settings, organization), role)
+    stated = Role(args.role) if args.role else None
+    with db.reading() as uow:
+        owner = uow.identity.find_facility_owner(organization)
+        org = uow.identity.get_organization_by_id(owner) if owner is not None else None
+    if org is None:
+        return Requester(
+            organization, region_of(settings, organization), stated or Role.PROVIDER
+        )
+    if org.disabled:
+        raise CommandError(f"--organization: {org.code} is disabled")
+    role = role_of(org.org_type)
+    if stated is not None and stated != role:
+        raise CommandError(
+            f"--role: {organization} belongs to {org.code}, a {org.org_type} organization: its role is {role.value}, not {stated.value}"
+        )
+    return Requester(organization, org.region, role)
 
 
 @contextmanager
@@ -129,18 +153,25 @@ def population_run(args: argparse.Namespace) -> Iterator[PopulationRun]:
     # The list goes to stdout: only warnings may join it (on stdout, as
     # every command logs), not the start-up's info lines.
     configure_logging(settings.logging.format, "warning")
-    requester = requester_from(settings, args, args.facility)
-    region = region_of(settings, args.facility) if args.facility else args.region
     try:
         ages = parse_age_range(args.age, as_of) if args.age else None
     except PopulationError as exc:
         raise CommandError(str(exc)) from None
-    scope = Scope(region, args.facility or None, ages)
     forecasts, why = load_forecaster(settings)
     if forecasts is None:
         raise CommandError(f"the forecast is unavailable: {why}")
     db = open_registry_database(settings, upgrade=False)
     try:
+        requester = requester_from(settings, args, args.facility, db)
+        if args.facility:
+            region = (
+                requester.region
+                if args.facility == requester.organization
+                else region_of(settings, args.facility)
+            )
+        else:
+            region = args.region
+        scope = Scope(region, args.facility or None, ages)
         yield PopulationRun(
             db,
             PopulationAssessor(db, forecasts, workers=max(0, args.workers)),

@@ -213,7 +213,6 @@ def run_mark(args: argparse.Namespace) -> int:
 
     def body() -> int:
         settings = settings_from(args)
-        requester = requester_from(settings, args, getattr(args, "facility", None))
         on = (
             parse_date(args.on, "--on")
             if args.on
@@ -221,6 +220,9 @@ def run_mark(args: argparse.Namespace) -> int:
         )
         db = open_registry_database(settings, upgrade=False)
         try:
+            requester = requester_from(
+                settings, args, getattr(args, "facility", None), db
+            )
             # Marking needs no forecast: no assessor.
             service = RecallService(db, None, lambda: datetime.now(UTC))
             count = service.mark(args.run, requester, args.method, on, args.patient)

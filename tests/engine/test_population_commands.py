@@ -328,3 +328,50 @@ def test_coverage_writes_csv_and_html_with_the_chart(
     svg = (tmp_path / "report" / "coverage.svg").read_text()
     assert svg.lstrip().startswith("<?xml")
     assert "meets ca-k12-admission" in svg
+
+
+def test_a_registered_school_is_a_school_whatever_it_says(
+    cli: list[str], tmp_path: Path, capsys
+) -> None:
+    """SCHOOL1 registered as a school: no contact columns without --role, and --role provider refused."""
+    data = ["--data-dir", str(tmp_path)]
+    assert (
+        main(
+            [
+                *cli,
+                "org",
+                "add",
+                "SCHOOLDIST",
+                "--type",
+                "school",
+                "--region",
+                "BAY",
+                "--facility",
+                "SCHOOL1",
+                *data,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    args = [
+        "recall",
+        "--region",
+        "BAY",
+        "--organization",
+        "SCHOOL1",
+        "--as-of",
+        "2026-11-01",
+        "--format",
+        "csv",
+    ]
+    assert main([*cli, *args, *_data(tmp_path)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "phone" not in header
+    assert "address" not in header
+    code = main([*cli, *args, "--role", "provider", *_data(tmp_path)])
+    assert code == 2
+    assert (
+        "--role: SCHOOL1 belongs to SCHOOLDIST, a school organization: its role is requirements, not provider"
+        in capsys.readouterr().err
+    )

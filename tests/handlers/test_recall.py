@@ -13,6 +13,7 @@ from handlers.population import (
     parse_age_range,
 )
 from handlers.recall import RecallCriteria, RecallError, RecallService
+from handlers.roles import Role
 from storage import Database
 from tests.support.population import AS_OF, assessor, store_population
 
@@ -154,7 +155,7 @@ def test_recall_refuses_another_region_or_facility(db: Database, population) -> 
 def test_recall_for_a_school_has_no_contact_details(db: Database, population) -> None:
     """A school's list names the children and what is due, never an address or phone."""
     result = _service(db).run(
-        Scope("BAY"), Requester("SCHOOL1", "BAY", "requirements"), AS_OF
+        Scope("BAY"), Requester("SCHOOL1", "BAY", Role.REQUIREMENTS), AS_OF
     )
     assert len(result.entries) == 4
     assert all(e.contact is None for e in result.entries)

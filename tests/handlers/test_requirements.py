@@ -16,6 +16,7 @@ from handlers.requirements import (
     parse_requirement_set,
     requirement_sets,
 )
+from handlers.roles import Role
 from storage import Database
 from tests.support.population import AS_OF, assessor, store_population
 
@@ -186,7 +187,7 @@ def test_child_care_by_age(db: Database, population) -> None:
 
 def test_school_checks_only_what_it_may_see(db: Database, population) -> None:
     """A school's list with a locked child it did not send and another region's child: neither answered."""
-    school = Requester("SCHOOL1", "BAY", "requirements")
+    school = Requester("SCHOOL1", "BAY", Role.REQUIREMENTS)
     ids = [population["ada"], population["eve"], population["finn"], population["dan"]]
     results = _check(db, ids, "ca-k12-admission", school)
     assert list(results) == [population["ada"], population["dan"]]
