@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> list[str]:
     from storage import open_database
 
     lines = [header()]
+    print(lines[0], flush=True)
     cdsi = os.environ.get(
         "CAIRN_CDSI_DIR", str(ROOT.parent / "shared" / "cdsi" / "supporting-data")
     )
