@@ -236,3 +236,34 @@ def test_unknown_set_lists_the_shipped_ones() -> None:
     """An unknown set name says which sets exist."""
     with pytest.raises(RequirementError, match="ca-k12-admission"):
         load_requirement_set("texas")
+
+
+def test_varicella_history_meets_the_varicella_rule(db: Database, population) -> None:
+    """Dan's provider records a history of varicella (OBX 59784-9, SNOMED 38907003): immune, met."""
+    from storage import NewObservation
+
+    with db.transaction() as uow:
+        uow.observations.insert_many(
+            [
+                NewObservation(
+                    "BAY",
+                    population["dan"],
+                    None,
+                    None,
+                    1,
+                    "",
+                    "CE",
+                    "59784-9",
+                    "Disease with presumed immunity",
+                    "38907003",
+                    "History of varicella",
+                    "SCT",
+                    date(2023, 3, 1),
+                )
+            ]
+        )
+    (result,) = _check(db, [population["dan"]], "ca-k12-admission").values()
+    varicella = next(r for r in result.rules if r.name == "Varicella")
+    assert (varicella.met, varicella.note, varicella.earliest) == (True, "immune", None)
+    # The rest of Dan's record is as before: still not met.
+    assert not result.met
