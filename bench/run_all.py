@@ -4,7 +4,7 @@ Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 
 ``--only`` reruns some sections and keeps the others already in the file;
 sections: forecast, ingest, ingest-pg, auth, soap, spy, query, batch, memory, matching,
-lock-timing, inventory, fuzz, dashboard (the Grafana panels over a load run, drawn to
+lock-timing, inventory, recall, fuzz, dashboard (the Grafana panels over a load run, drawn to
 contrib/grafana/cairn-dashboard.png), limits.
 """
 
@@ -31,6 +31,7 @@ from bench import (
     lock_timing,
     matching,
     query,
+    recall,
     soap,
     spy,
 )
@@ -145,6 +146,7 @@ SECTIONS = (
     "matching",
     "lock-timing",
     "inventory",
+    "recall",
     "fuzz",
     "dashboard",
     "limits",
@@ -337,6 +339,26 @@ def main() -> None:
             (
                 f"Inventory draw-down (`.venv/bin/python -m bench.inventory --messages {count} --rounds 3`)",
                 inventory.run(argparse.Namespace(messages=count, rounds=3)),
+            )
+        )
+    if "recall" in only:
+        patients = 10000 if args.quick else 100000
+        workers = os.cpu_count() or 1
+        sys.argv = [
+            str(ROOT / "bench" / "recall.py"),
+            "--patients",
+            str(patients),
+            "--workers",
+            str(workers),
+        ]
+        sections.append(
+            (
+                f"Reminder/recall and coverage (`.venv/bin/python -m bench.recall --patients {patients} --workers {workers}`)",
+                recall.run(
+                    argparse.Namespace(
+                        patients=patients, workers=workers, sample=2000, keep=None
+                    )
+                ),
             )
         )
     if "fuzz" in only:

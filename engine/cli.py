@@ -32,6 +32,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.inventory",
     "engine.commands.report",
     "engine.commands.replay",
+    "engine.commands.recall",
+    "engine.commands.requirements",
+    "engine.commands.coverage",
 )
 
 

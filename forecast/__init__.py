@@ -5,6 +5,7 @@ data is loaded. Must not import any other Cairn package.
 """
 
 from forecast.data import SupportingData, load_supporting_data
+from forecast.dates import add_duration
 from forecast.engine import Forecaster
 from forecast.errors import ForecastError, SupportingDataError
 from forecast.install import installed_release
@@ -28,6 +29,7 @@ __all__ = [
     "SupportingData",
     "SupportingDataError",
     "VaccineGroupForecast",
+    "add_duration",
     "installed_release",
     "load_supporting_data",
 ]

@@ -24,7 +24,7 @@ I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -159,8 +159,17 @@ class Forecaster:
         patient: PatientInput,
         doses: Sequence[AdministeredDose],
         assessment_date: date,
+        antigens: Collection[str] | None = None,
     ) -> ForecastResult:
-        """Evaluate every dose and forecast every vaccine group as of ``assessment_date``."""
+        """Evaluate every dose and forecast every vaccine group as of ``assessment_date``.
+
+        ``antigens`` limits the work to those antigens (population reports
+        that ask about a few vaccine groups): each antigen is evaluated and
+        forecast on its own, so the ones kept get the answer a full run
+        gives, and only groups with a kept antigen are forecast. Name every
+        antigen of a multi-antigen group (DTaP/Tdap/Td, MMR) to get that
+        group's forecast right.
+        """
         ordered = sorted(enumerate(doses), key=lambda item: (item[1].date, item[0]))
         history = [
             (index, d.date, self._norm_cvx(d.cvx), (d.mvx or "").upper())
@@ -174,6 +183,8 @@ class Forecaster:
         evaluations: list[DoseEvaluation] = []
         antigen_forecasts: dict[str, AntigenForecast] = {}
         for name, antigen in self.data.antigens.items():
+            if antigens is not None and name not in antigens:
+                continue
             antigen_doses = self._antigen_doses(name, patient, history, conflicts)
             # Series are evaluated in the data's order (standard groups come
             # first), so a risk series' "completed series" skip can see when a

@@ -29,13 +29,22 @@ if TYPE_CHECKING:
     from storage import (
         NextOfKinRecord,
         ObservationRecord,
+        PatientHistory,
         PatientRecord,
         PatientVersion,
         UnitOfWork,
         VaccinationRecord,
     )
 
-__all__ = ["LOCKED", "Access", "PatientView", "access_of", "read_view"]
+__all__ = [
+    "LOCKED",
+    "Access",
+    "PatientView",
+    "access_from",
+    "access_of",
+    "read_view",
+    "view_of_history",
+]
 
 #: PD1-12 protection indicator value of a locked record (HL7 table 0136).
 LOCKED = "Y"
@@ -102,6 +111,13 @@ def access_of(uow: UnitOfWork, requester: str, record: PatientRecord) -> Access:
     record from another one (issue 14, item 8).
     """
     submitters = uow.patients.submitters(record.region, record.id)
+    return access_from(requester, record, submitters)
+
+
+def access_from(
+    requester: str, record: PatientRecord, submitters: frozenset[str]
+) -> Access:
+    """The rule of :func:`access_of`, on submitters already read (bulk reads)."""
     if record.protection != LOCKED:
         return "full"
     return "own-data" if requester in submitters else "hidden"
@@ -119,6 +135,32 @@ _CONTACT_FIELDS = (
 )
 
 
+def view_of_history(
+    uow: UnitOfWork,
+    requester: str,
+    history: PatientHistory,
+    scope: View = "full",
+) -> PatientView | None:
+    """What ``requester`` may see of a patient read in bulk; None when hidden.
+
+    A record shown in full is built from the bulk read; a locked record shown
+    to one of its submitters goes through :func:`read_view`, the one place
+    that decides what "own data" is. ``scope`` is the role's view, as for
+    :func:`read_view`.
+    """
+    access = access_from(requester, history.record, history.submitters)
+    if access == "hidden":
+        return None
+    if access == "own-data":
+        return read_view(uow, requester, history.record, access, scope)
+    return _scoped(
+        PatientView(
+            history.record, history.next_of_kin, history.doses, history.observations
+        ),
+        scope,
+    )
+
+
 def read_view(
     uow: UnitOfWork,
     requester: str,
@@ -131,7 +173,11 @@ def read_view(
     ``scope`` is the requester's role's view: ``requirements`` drops the
     contact details and the next of kin, whatever the access.
     """
-    view = _read_view(uow, requester, record, access)
+    return _scoped(_read_view(uow, requester, record, access), scope)
+
+
+def _scoped(view: PatientView, scope: View) -> PatientView:
+    """A view as a role sees it: ``requirements`` without contact details or kin."""
     if scope == "full":
         return view
     blank: dict[str, object] = dict.fromkeys(_CONTACT_FIELDS, "")

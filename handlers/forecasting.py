@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from forecast import AdministeredDose, Forecaster, PatientInput
+from forecast import AdministeredDose, Forecaster, ForecastResult, PatientInput
 from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
 from parsers import GIVEN, NOT_A_VACCINE
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView
+    from storage import VaccinationRecord
 
 #: CVX of the "unspecified formulation" vaccine of each vaccine group, for OBX 30956-7.
 GROUP_CVX = {
@@ -47,8 +49,28 @@ class CdsiForecastService:
         """The supporting-data release in use."""
         return self._forecaster.data.version
 
-    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
-        """Evaluate every dose given and forecast every vaccine group."""
+    def vaccine_groups(self) -> dict[str, tuple[str, ...]]:
+        """Each vaccine group of the release and its antigens."""
+        return dict(self._forecaster.data.vaccine_groups)
+
+    def antigens_of(self, groups: Iterable[str]) -> frozenset[str]:
+        """Every antigen of these vaccine groups (unknown names contribute none)."""
+        known = self._forecaster.data.vaccine_groups
+        return frozenset(a for g in groups for a in known.get(g, ()))
+
+    def run(
+        self,
+        view: PatientView,
+        as_of: date,
+        antigens: Collection[str] | None = None,
+    ) -> tuple[ForecastResult, list[VaccinationRecord]]:
+        """Run the engine on a view; returns the result and the doses it was given.
+
+        A dose evaluation's ``dose_index`` is the position in the returned
+        list: the doses given (not refusals or "not a vaccine" records).
+        ``antigens`` limits the work to those antigens (see
+        ``Forecaster.run``).
+        """
         patient = view.record
         doses = [
             d
@@ -77,7 +99,13 @@ class CdsiForecastService:
             PatientInput(birth, patient.sex or "U", observations, dated),
             [AdministeredDose(d.administered_on, d.cvx, d.mvx or None) for d in doses],
             as_of,
+            antigens,
         )
+        return result, doses
+
+    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
+        """Evaluate every dose given and forecast every vaccine group."""
+        result, doses = self.run(view, as_of)
         group_of = {
             a: g
             for g, antigens in self._forecaster.data.vaccine_groups.items()

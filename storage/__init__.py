@@ -4,14 +4,16 @@ Must not import any other Cairn package. Repositories take and return frozen
 dataclasses; region is a required argument of every patient or dose query.
 
 One module per topic: ``journal``, ``patients``, ``doses``, ``observations``,
-``review``, ``audit``, ``identity`` (organizations, users), ``inventory``;
-``unit_of_work`` (one transaction, savepoints, locks),
+``review``, ``audit``, ``identity`` (organizations, users), ``inventory``,
+``cohort`` (bulk reads for population work), ``recall``; ``unit_of_work``
+(one transaction, savepoints, locks),
 ``database`` (the handle, reading and search helpers) and ``dialects`` (every
 SQLite/PostgreSQL difference). Private helpers live in ``storage/_*.py``.
 """
 
 from storage.audit import AuditRepository
 from storage.backup import BackupInfo
+from storage.cohort import CohortRepository
 from storage.database import JOURNAL_POINTERS, Database, open_database
 from storage.doses import VaccinationRepository
 from storage.errors import (
@@ -33,6 +35,7 @@ from storage.inventory import InventoryRepository
 from storage.journal import JOURNAL_KEY_LIMITS, JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
+from storage.recall import RecallRepository
 from storage.records import (
     AuditEntry,
     InventoryException,
@@ -51,13 +54,19 @@ from storage.records import (
     NewObservation,
     NewPatient,
     NewPatientVersion,
+    NewRecallContact,
+    NewRecallRun,
     NewReviewItem,
     NewVaccination,
     NextOfKinRecord,
     ObservationRecord,
+    PatientHistory,
     PatientIdentifier,
     PatientRecord,
     PatientVersion,
+    RecallContact,
+    RecallListing,
+    RecallRun,
     ReviewItem,
     Submitter,
     VaccinationRecord,
@@ -72,6 +81,7 @@ __all__ = [
     "AuditRepository",
     "BackupInfo",
     "BackupUnsupported",
+    "CohortRepository",
     "Credential",
     "Database",
     "DatabaseUnreachable",
@@ -95,17 +105,24 @@ __all__ = [
     "NewOrganization",
     "NewPatient",
     "NewPatientVersion",
+    "NewRecallContact",
+    "NewRecallRun",
     "NewReviewItem",
     "NewVaccination",
     "NextOfKinRecord",
     "ObservationRecord",
     "ObservationRepository",
     "Organization",
+    "PatientHistory",
     "PatientIdentifier",
     "PatientRecord",
     "PatientRepository",
     "PatientVersion",
     "PermanentStorageError",
+    "RecallContact",
+    "RecallListing",
+    "RecallRepository",
+    "RecallRun",
     "ReviewItem",
     "ReviewRepository",
     "SchemaOutOfDate",

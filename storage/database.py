@@ -111,6 +111,18 @@ class Database:
         """The database URL without password."""
         return self.engine.url.render_as_string(hide_password=True)
 
+    def worker_url(self) -> str | None:
+        """The URL another process opens this database with; None if it cannot.
+
+        For work spread over worker processes (population reports). An
+        in-memory SQLite database lives in this process only. The URL keeps
+        its password: hand it to a worker, never to a log.
+        """
+        url = self.engine.url
+        if self.backend == dialects.SQLITE and url.database in (None, "", ":memory:"):
+            return None
+        return url.render_as_string(hide_password=False)
+
     @contextmanager
     def reading(self) -> Iterator[UnitOfWork]:
         """A read-only unit of work on its own connection, outside any writer.

@@ -526,4 +526,88 @@ class InventoryException:
     lot_number: str
     reason: str
     occurred_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class PatientHistory:
+    """One patient read in bulk with everything a population report needs.
+
+    Attributes:
+        record: the stored demographics (identifiers left out).
+        submitters: the organizations that submitted data for the patient.
+        next_of_kin: the next of kin, by sequence.
+        doses: the consolidated doses, merged records' included, oldest first.
+        observations: the observations, merged records' included.
+    """
+
+    record: PatientRecord
+    submitters: frozenset[str]
+    next_of_kin: tuple[NextOfKinRecord, ...]
+    doses: tuple[VaccinationRecord, ...]
+    observations: tuple[ObservationRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecallRun:
+    """A reminder/recall run to record."""
+
+    organization: str
+    region: str
+    facility: str
+    as_of: date
+    criteria: str
+    ran_at: datetime
+    considered: int
+    listed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRun:
+    """A recorded reminder/recall run."""
+
+    id: int
+    organization: str
+    region: str
+    facility: str
+    as_of: date
+    criteria: str
+    ran_at: datetime
+    considered: int
+    listed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecallListing:
+    """A patient a run listed: worst status (``due``/``overdue``), since when, what."""
+
+    region: str
+    patient_id: int
+    status: str
+    since: date
+    due: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecallContact:
+    """A contact made about a patient a run listed."""
+
+    run_id: int
+    region: str
+    patient_id: int
+    organization: str
+    method: str
+    contacted_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class RecallContact:
+    """A recorded contact."""
+
+    id: int
+    run_id: int
+    region: str
+    patient_id: int
+    organization: str
+    method: str
+    contacted_on: date
     recorded_at: datetime

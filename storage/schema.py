@@ -431,3 +431,51 @@ inventory_exceptions = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Index(None, "region", "facility"),
 )
+
+#: One reminder/recall run (``cairn recall``): who ran it, on what, as of when.
+recall_runs = Table(
+    "recall_runs",
+    metadata,
+    _id(),
+    Column("organization", String(180), nullable=False),
+    Column("region", String(16), nullable=False),
+    _text("facility", 180),
+    Column("as_of", Date, nullable=False),
+    # The run's filters as given (vaccine group, age, overdue only), as text.
+    _text("criteria", 300),
+    Column("ran_at", DateTime(timezone=True), nullable=False),
+    Column("considered", Integer, nullable=False, server_default="0"),
+    Column("listed", Integer, nullable=False, server_default="0"),
+    Index(None, "organization", "ran_at"),
+)
+
+#: A patient a run listed: the worst status, since when, and what was due.
+recall_listings = Table(
+    "recall_listings",
+    metadata,
+    _id(),
+    Column("run_id", RowId, ForeignKey("recall_runs.id"), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("patient_id", RowId, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("since", Date, nullable=False),
+    _text("due", 300),
+    Index(None, "run_id"),
+    Index(None, "region", "patient_id"),
+)
+
+#: A contact made about a recall (a letter sent, a call made), by the
+#: organization that ran the run that listed the patient.
+recall_contacts = Table(
+    "recall_contacts",
+    metadata,
+    _id(),
+    Column("run_id", RowId, ForeignKey("recall_runs.id"), nullable=False),
+    Column("region", String(16), nullable=False),
+    Column("patient_id", RowId, nullable=False),
+    Column("organization", String(180), nullable=False),
+    Column("method", String(12), nullable=False),
+    Column("contacted_on", Date, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index(None, "region", "patient_id"),
+)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from storage import dialects
 from storage.audit import AuditRepository
+from storage.cohort import CohortRepository
 from storage.doses import VaccinationRepository
 from storage.errors import (
     PermanentStorageError,
@@ -32,6 +33,7 @@ from storage.inventory import InventoryRepository
 from storage.journal import JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
+from storage.recall import RecallRepository
 from storage.review import ReviewRepository
 
 
@@ -93,6 +95,8 @@ class UnitOfWork:
         self.review = ReviewRepository(conn, sql)
         self.identity = IdentityRepository(conn)
         self.inventory = InventoryRepository(conn, sql)
+        self.cohort = CohortRepository(conn, sql)
+        self.recall = RecallRepository(conn, sql)
         self._savepoints = 0
 
     def lock(self, keys: Iterable[str]) -> None:
