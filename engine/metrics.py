@@ -73,8 +73,8 @@ from storage import PermanentStorageError, TransientStorageError
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView
+    from handlers.forecast_outcome import ForecastOutcome
     from handlers.forecasting import CdsiForecastService
-    from handlers.rsp_body import ForecastOutcome
 
 #: Distinct unregistered senders that get a label of their own.
 UNREGISTERED_SENDER_LABELS = 100

@@ -8,8 +8,12 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from forecast import AdministeredDose, Forecaster, ForecastResult, PatientInput
-from handlers.rsp_body import DoseEvaluation, ForecastOutcome, GroupRecommendation
-from parsers import GIVEN, NOT_A_VACCINE
+from handlers.forecast_outcome import (
+    DoseEvaluation,
+    ForecastOutcome,
+    GroupRecommendation,
+)
+from parsers.codes import GIVEN, NOT_A_VACCINE
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView

@@ -29,8 +29,8 @@ from storage import NewAuditEntry
 
 if TYPE_CHECKING:
     from handlers.disclosure import PatientView
+    from handlers.forecast_outcome import ForecastOutcome, GroupRecommendation
     from handlers.forecasting import CdsiForecastService
-    from handlers.rsp_body import ForecastOutcome, GroupRecommendation
     from storage import UnitOfWork
 
 __all__ = [

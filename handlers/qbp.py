@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Literal
 from handlers.authorization import check_role
 from handlers.context import CodeLookup, Logger, MessageContext
 from handlers.disclosure import Access, PatientView, access_of, read_view
+from handlers.forecast_outcome import ForecastOutcome, ForecastService
 from handlers.matching import Candidate, PatientMatcher
 from handlers.roles import Operation
 from handlers.rsp_body import (
-    ForecastOutcome,
-    ForecastService,
     patient_segments,
+    recommendation_segments,
     vaccination_segments,
 )
 from parsers import (
@@ -622,7 +622,8 @@ class QbpHandler:
         body.extend(self._dose_segments(shown, outcome))
         if outcome is not None:
             body.extend(
-                outcome.recommendation_segments(
+                recommendation_segments(
+                    outcome,
                     ctx.today,
                     sum(1 for seg in body if seg.id == "OBX"),
                     self._registry,

@@ -7,11 +7,13 @@ LOINC codes of IG Appendix A (REFERENCE §8.4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from handlers.forecast_outcome import (
+    ForecastOutcome,
+)
 from parsers import (
     GIVEN,
     PLACEHOLDER_FILLER_ID,
@@ -40,154 +42,6 @@ def _no_text(_table: str, _code: str) -> str:
 
 def _hl7_date(value: date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
-
-
-@dataclass(frozen=True, slots=True)
-class DoseEvaluation:
-    """The evaluation of one dose for one vaccine group (Z42 evaluation OBX)."""
-
-    vaccine_group: str
-    vaccine_group_cvx: str
-    series_name: str
-    dose_number: str
-    valid: bool
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class GroupRecommendation:
-    """The forecast of one vaccine group (Z42 recommendation OBX)."""
-
-    vaccine_group: str
-    vaccine_group_cvx: str
-    series_name: str
-    status: str
-    dose_number: str
-    earliest: date | None
-    recommended: date | None
-    past_due: date | None
-    latest: date | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastOutcome:
-    """Evaluations per stored dose and recommendations per vaccine group."""
-
-    release: str
-    evaluations: Mapping[int, tuple[DoseEvaluation, ...]] = field(default_factory=dict)
-    recommendations: tuple[GroupRecommendation, ...] = ()
-
-    def recommendation_segments(
-        self, today: date, obx_before: int = 0, registry: str = "CAIRN"
-    ) -> list[OutSegment]:
-        """The forecast order group: ORC, RXA (998), and one OBX group per vaccine group."""
-        if not self.recommendations:
-            return []
-        stamp = _hl7_date(today)
-        out = [
-            OutSegment("ORC", ("RE", "", (PLACEHOLDER_FILLER_ID, registry))),
-            OutSegment(
-                "RXA",
-                (
-                    "0",
-                    "1",
-                    stamp,
-                    stamp,
-                    (Cvx.NO_VACCINE, "No vaccine administered", "CVX"),
-                    UNKNOWN_AMOUNT,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    CompletionStatus.NOT_ADMINISTERED,
-                ),
-            ),
-        ]
-        obx = _ObxCounter()
-        obx.n = obx_before  # OBX-1 keeps counting across the message
-        for sub_id, rec in enumerate(self.recommendations, start=1):
-            out.append(
-                obx.ce(
-                    "30956-7",
-                    "Vaccine type",
-                    sub_id,
-                    (rec.vaccine_group_cvx, rec.vaccine_group, "CVX"),
-                    stamp,
-                )
-            )
-            out.append(
-                obx.ce("59779-9", "Immunization schedule used", sub_id, SCHEDULE, stamp)
-            )
-            if rec.series_name:
-                out.append(
-                    obx.value(
-                        "ST",
-                        "59780-7",
-                        "Immunization series name",
-                        sub_id,
-                        rec.series_name,
-                        stamp,
-                    )
-                )
-            out.append(
-                obx.ce(
-                    "59783-1",
-                    "Status in immunization series",
-                    sub_id,
-                    (rec.status, rec.status, "L"),
-                    stamp,
-                )
-            )
-            if rec.dose_number:
-                out.append(
-                    obx.value(
-                        "NM",
-                        "30973-2",
-                        "Dose number in series",
-                        sub_id,
-                        rec.dose_number,
-                        stamp,
-                    )
-                )
-            for loinc, text, value in (
-                ("30981-5", "Earliest date to give", rec.earliest),
-                ("30980-7", "Date vaccine due", rec.recommended),
-                ("59778-1", "Date dose is overdue", rec.past_due),
-                ("59777-3", "Latest date to give", rec.latest),
-            ):
-                if value is not None:
-                    out.append(
-                        obx.value("DT", loinc, text, sub_id, _hl7_date(value), stamp)
-                    )
-            if rec.reason:
-                out.append(
-                    obx.value(
-                        "ST",
-                        "30982-3",
-                        "Reason applied by forecast logic",
-                        sub_id,
-                        rec.reason,
-                        stamp,
-                    )
-                )
-        return out
-
-
-class ForecastService(Protocol):
-    """Evaluates a patient's history and forecasts as of a date."""
-
-    def forecast(self, view: PatientView, as_of: date) -> ForecastOutcome:
-        """Run the forecast on the doses of a patient view."""
 
 
 class _ObxCounter:
@@ -254,6 +108,111 @@ class _ObxCounter:
                 stamp,
             ),
         )
+
+
+def recommendation_segments(
+    outcome: ForecastOutcome, today: date, obx_before: int = 0, registry: str = "CAIRN"
+) -> list[OutSegment]:
+    """The forecast order group: ORC, RXA (998), and one OBX group per vaccine group."""
+    if not outcome.recommendations:
+        return []
+    stamp = _hl7_date(today)
+    out = [
+        OutSegment("ORC", ("RE", "", (PLACEHOLDER_FILLER_ID, registry))),
+        OutSegment(
+            "RXA",
+            (
+                "0",
+                "1",
+                stamp,
+                stamp,
+                (Cvx.NO_VACCINE, "No vaccine administered", "CVX"),
+                UNKNOWN_AMOUNT,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                CompletionStatus.NOT_ADMINISTERED,
+            ),
+        ),
+    ]
+    obx = _ObxCounter()
+    obx.n = obx_before  # OBX-1 keeps counting across the message
+    for sub_id, rec in enumerate(outcome.recommendations, start=1):
+        out.append(
+            obx.ce(
+                "30956-7",
+                "Vaccine type",
+                sub_id,
+                (rec.vaccine_group_cvx, rec.vaccine_group, "CVX"),
+                stamp,
+            )
+        )
+        out.append(
+            obx.ce("59779-9", "Immunization schedule used", sub_id, SCHEDULE, stamp)
+        )
+        if rec.series_name:
+            out.append(
+                obx.value(
+                    "ST",
+                    "59780-7",
+                    "Immunization series name",
+                    sub_id,
+                    rec.series_name,
+                    stamp,
+                )
+            )
+        out.append(
+            obx.ce(
+                "59783-1",
+                "Status in immunization series",
+                sub_id,
+                (rec.status, rec.status, "L"),
+                stamp,
+            )
+        )
+        if rec.dose_number:
+            out.append(
+                obx.value(
+                    "NM",
+                    "30973-2",
+                    "Dose number in series",
+                    sub_id,
+                    rec.dose_number,
+                    stamp,
+                )
+            )
+        for loinc, text, value in (
+            ("30981-5", "Earliest date to give", rec.earliest),
+            ("30980-7", "Date vaccine due", rec.recommended),
+            ("59778-1", "Date dose is overdue", rec.past_due),
+            ("59777-3", "Latest date to give", rec.latest),
+        ):
+            if value is not None:
+                out.append(
+                    obx.value("DT", loinc, text, sub_id, _hl7_date(value), stamp)
+                )
+        if rec.reason:
+            out.append(
+                obx.value(
+                    "ST",
+                    "30982-3",
+                    "Reason applied by forecast logic",
+                    sub_id,
+                    rec.reason,
+                    stamp,
+                )
+            )
+    return out
 
 
 def patient_segments(
