@@ -259,6 +259,7 @@ def build_identity(settings: Settings, db: Database) -> IdentityService:
         now=lambda: datetime.now(UTC),
         max_failures=settings.identity.max_failed_logins,
         lockout_seconds=settings.identity.lockout_seconds,
+        reading=db.reading,
     )
 
 

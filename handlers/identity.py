@@ -3,13 +3,14 @@
 The one service every front asks "who is this?" (MLLP listeners by client
 certificate or address, the SOAP service and the web console by username and
 password), and the one the CLI changes organizations and users through.
-Synchronous and blocking (argon2 takes tens of milliseconds, each call is a
-transaction): Twisted callers run it in a thread (``deferToThread``).
+Synchronous and blocking (argon2 takes tens of milliseconds, each call opens
+a unit of work): Twisted callers run it in a thread (``deferToThread``).
 
 API (stable; the SOAP service and the HTTP listener depend on it)::
 
     service = IdentityService(database.transaction, now=clock,
-                              max_failures=5, lockout_seconds=900)
+                              max_failures=5, lockout_seconds=900,
+                              reading=database.reading)
 
     service.authenticate(username, password) -> Principal | Refusal
     service.principal_for_certificate(sha256_hex) -> Principal | Refusal
@@ -35,6 +36,14 @@ account is locked for ``lockout_seconds`` (even the right password is then
 refused); a good login or a new password clears the count. Every refusal and
 every change is an audit row (profile ``AUTH`` or ``ADMIN``); no log line or
 audit row ever carries a password or a hash.
+
+Logins and lookups read on a reader (``reading``), outside the writer, and
+argon2 runs outside any transaction: a good login with nothing to clear
+takes no write transaction, so it never queues behind ingest (SQLite's
+BEGIN IMMEDIATE). A write transaction is opened only to count a failure
+(the lock state is read again under it, so concurrent failures lock at
+exactly ``max_failures``), clear a failure count, rehash, or audit a
+refusal.
 
 argon2 costs about half a second of CPU a check here (its default profile,
 64 MiB), and the SOAP service authenticates every message. So a successful
@@ -172,6 +181,7 @@ class IdentityStore(Protocol):
         self, organization_id: int, username: str, password_hash: str, at: datetime
     ) -> int: ...
     def get_user(self, username: str) -> UserAccount | None: ...
+    def lock_user(self, username: str) -> UserAccount | None: ...
     def list_users(self, organization_id: int | None = None) -> list[UserAccount]: ...
     def set_password(self, user_id: int, password_hash: str, at: datetime) -> None: ...
     def set_user_disabled(self, user_id: int, disabled: bool) -> None: ...
@@ -210,6 +220,9 @@ class IdentityService:
         cache_seconds: how long a successful check spares the next ones
             with the same credentials (0: never).
         monotonic: the clock of that cache (seconds).
+        reading: opens a read-only unit of work outside the writer
+            (``Database.reading``) for what only reads; without it, reads
+            take ``transaction`` too.
     """
 
     def __init__(
@@ -222,6 +235,7 @@ class IdentityService:
         hasher: PasswordHasher | None = None,
         cache_seconds: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
+        reading: Transaction | None = None,
     ) -> None:
         self._cache_seconds = cache_seconds
         self._monotonic = monotonic
@@ -230,6 +244,7 @@ class IdentityService:
         self._verified: dict[bytes, tuple[float, str]] = {}
         self._cache_lock = threading.Lock()
         self._transaction = transaction
+        self._reading = reading or transaction
         self._now = now
         self._max_failures = max_failures
         self._lockout = timedelta(seconds=lockout_seconds)
@@ -241,44 +256,91 @@ class IdentityService:
     # -- authentication --------------------------------------------------------
 
     def authenticate(self, username: str, password: str) -> Principal | Refusal:
-        """Check a username and password; the principal, or why not."""
+        """Check a username and password; the principal, or why not.
+
+        The account is read on a reader and the password checked outside any
+        transaction; a write transaction is opened only when something must
+        change (a failure counted, a lockout, a failure count cleared, a
+        rehash, an audit row for a refusal), so that a good login never
+        waits for the ingest writer nor holds it up.
+        """
         now = self._now()
         key = hmac.digest(
             self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256
         )
+        with self._reading() as uow:
+            user = uow.identity.get_user(username) if 0 < len(username) <= 80 else None
+            org = (
+                None
+                if user is None
+                else uow.identity.get_organization_by_id(user.organization_id)
+            )
+        stored = user.password_hash if user else None
+        # Same argon2 work whether the user exists or not (the dummy hash).
+        good = self._remembered(key, stored) or self._verify(stored, password)
+        if user is None:
+            with self._transaction() as wuow:
+                return self._refuse(wuow, username, _NO_REGION, BAD_CREDENTIALS, now)
+        assert org is not None  # a foreign key
+        if not good:
+            return self._count_failure(user.id, username, org, now)
+        if _locked(user, now):
+            with self._transaction() as wuow:
+                return self._refuse(wuow, username, org.region, LOCKED_OUT, now)
+        if user.disabled or org.disabled:
+            with self._transaction() as wuow:
+                return self._refuse(wuow, username, org.region, DISABLED, now)
+        rehash = (
+            self._hasher.hash(password)
+            if self._hasher.check_needs_rehash(user.password_hash)
+            else None
+        )
+        if user.failed_attempts == 0 and rehash is None:
+            self._remember(key, user.password_hash)
+            return _principal(org, username)
+        with self._transaction() as wuow:
+            # Read again under the write lock: a concurrent failure may have
+            # locked the account, or an operator disabled it, since.
+            fresh = wuow.identity.lock_user(username)
+            if fresh is None or fresh.id != user.id:
+                return self._refuse(wuow, username, org.region, BAD_CREDENTIALS, now)
+            if fresh.password_hash != user.password_hash:
+                # Re-passworded meanwhile: what was checked is no longer the password.
+                return self._refuse(wuow, username, org.region, BAD_CREDENTIALS, now)
+            if _locked(fresh, now):
+                return self._refuse(wuow, username, org.region, LOCKED_OUT, now)
+            if fresh.disabled:
+                return self._refuse(wuow, username, org.region, DISABLED, now)
+            wuow.identity.record_success(user.id)
+            if rehash is not None:
+                wuow.identity.set_password(user.id, rehash, now)
+        if rehash is None:
+            self._remember(key, user.password_hash)
+        return _principal(org, username)
+
+    def _count_failure(
+        self, user_id: int, username: str, org: Organization, now: datetime
+    ) -> Refusal:
+        """Record a wrong password in a write transaction, locking at ``max_failures``.
+
+        Whether the account is already locked is decided again here, with
+        the user's row locked (``lock_user``), so that concurrent wrong
+        passwords are each counted once and the account locks at exactly
+        ``max_failures``.
+        """
         with self._transaction() as uow:
             store = uow.identity
-            user = store.get_user(username) if 0 < len(username) <= 80 else None
-            stored = user.password_hash if user else None
-            good = self._remembered(key, stored) or self._verify(stored, password)
-            if user is None:
-                return self._refuse(uow, username, _NO_REGION, BAD_CREDENTIALS, now)
-            org = store.get_organization_by_id(user.organization_id)
-            assert org is not None  # a foreign key
-            locked = user.locked_until is not None and user.locked_until > now
-            if not good:
-                if not locked:
-                    count = store.record_failure(
-                        user.id, self._max_failures, now + self._lockout
+            fresh = store.lock_user(username)
+            if fresh is not None and fresh.id == user_id and not _locked(fresh, now):
+                count = store.record_failure(
+                    user_id, self._max_failures, now + self._lockout
+                )
+                if count >= self._max_failures:
+                    logger.warning(
+                        "account_locked_out", organization=org.code, failures=count
                     )
-                    if count >= self._max_failures:
-                        logger.warning(
-                            "account_locked_out",
-                            organization=org.code,
-                            failures=count,
-                        )
-                        self._audit(uow, username, org.region, "lockout", "locked", now)
-                return self._refuse(uow, username, org.region, BAD_CREDENTIALS, now)
-            if locked:
-                return self._refuse(uow, username, org.region, LOCKED_OUT, now)
-            if user.disabled or org.disabled:
-                return self._refuse(uow, username, org.region, DISABLED, now)
-            store.record_success(user.id)
-            if self._hasher.check_needs_rehash(user.password_hash):
-                store.set_password(user.id, self._hasher.hash(password), now)
-            else:
-                self._remember(key, user.password_hash)
-            return _principal(org, username)
+                    self._audit(uow, username, org.region, "lockout", "locked", now)
+            return self._refuse(uow, username, org.region, BAD_CREDENTIALS, now)
 
     def _remembered(self, key: bytes, stored: str | None) -> bool:
         """Whether these credentials were checked against this very hash lately."""
@@ -328,7 +390,8 @@ class IdentityService:
             ip = ipaddress.ip_address(address)
         except ValueError:
             ip = None
-        with self._transaction() as uow:
+        org: Organization | None = None
+        with self._reading() as uow:
             if ip is not None:
                 # The most specific network wins (a /32 inside a shared /24).
                 best: tuple[int, Credential] | None = None
@@ -339,28 +402,34 @@ class IdentityService:
                 if best is not None:
                     org = uow.identity.get_organization_by_id(best[1].organization_id)
                     assert org is not None
-                    if org.disabled:
-                        return self._refuse(uow, org.code, org.region, DISABLED, now)
-                    return _principal(org)
-            return self._refuse(uow, address[:80], _NO_REGION, UNKNOWN_ADDRESS, now)
+        if org is not None and not org.disabled:
+            return _principal(org)
+        with self._transaction() as wuow:
+            if org is not None:
+                return self._refuse(wuow, org.code, org.region, DISABLED, now)
+            return self._refuse(wuow, address[:80], _NO_REGION, UNKNOWN_ADDRESS, now)
 
     def _by_credential(
         self, kind: str, value: str, unknown: str
     ) -> Principal | Refusal:
         now = self._now()
-        with self._transaction() as uow:
+        with self._reading() as uow:
             cred = uow.identity.find_credential(kind, value)
-            if cred is None:
-                return self._refuse(uow, value[:80], _NO_REGION, unknown, now)
-            org = uow.identity.get_organization_by_id(cred.organization_id)
-            assert org is not None
-            if org.disabled:
-                return self._refuse(uow, org.code, org.region, DISABLED, now)
+            org = (
+                None
+                if cred is None
+                else uow.identity.get_organization_by_id(cred.organization_id)
+            )
+        if cred is not None and org is not None and not org.disabled:
             return _principal(org)
+        with self._transaction() as wuow:
+            if org is None:
+                return self._refuse(wuow, value[:80], _NO_REGION, unknown, now)
+            return self._refuse(wuow, org.code, org.region, DISABLED, now)
 
     def principal_of(self, code: str) -> Principal | None:
         """An enabled organization's principal by code (in-process fronts, tests)."""
-        with self._transaction() as uow:
+        with self._reading() as uow:
             org = uow.identity.get_organization(code)
             return None if org is None or org.disabled else _principal(org)
 
@@ -370,7 +439,7 @@ class IdentityService:
         For fronts that file journaled messages again (replay): the
         organization an authenticated listener would have found for them.
         """
-        with self._transaction() as uow:
+        with self._reading() as uow:
             owner = uow.identity.find_facility_owner(facility_id)
             org = None if owner is None else uow.identity.get_organization_by_id(owner)
             return None if org is None or org.disabled else _principal(org)
@@ -696,6 +765,10 @@ class IdentityService:
 def normalize_fingerprint(fingerprint: str) -> str:
     """A SHA-256 fingerprint as lower-case hex without colons."""
     return fingerprint.replace(":", "").replace(" ", "").strip().lower()
+
+
+def _locked(user: UserAccount, now: datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
 
 
 def _principal(org: Organization, username: str = "") -> Principal:

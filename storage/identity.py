@@ -267,6 +267,19 @@ class IdentityRepository:
         ).first()
         return self._user(row) if row else None
 
+    def lock_user(self, username: str) -> UserAccount | None:
+        """A user by username, its row locked until the transaction ends.
+
+        For a read-then-write that must see concurrent writers' results
+        (counting failed logins): PostgreSQL ``SELECT ... FOR UPDATE``;
+        SQLite's write transaction (BEGIN IMMEDIATE) already excludes every
+        other writer, and SQLAlchemy leaves the clause out there.
+        """
+        row = self._conn.execute(
+            select(users).where(users.c.username == username).with_for_update()
+        ).first()
+        return self._user(row) if row else None
+
     def list_users(self, organization_id: int | None = None) -> list[UserAccount]:
         """Users, optionally of one organization, by username."""
         query = select(users).order_by(users.c.username)

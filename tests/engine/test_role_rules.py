@@ -66,6 +66,7 @@ class World:
             db.transaction,
             now=lambda: registry.pipeline._now(),
             hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+            reading=db.reading,
         )
         self.principals: dict[OrgType, Principal] = {}
         for org_type in OrgType:

@@ -134,6 +134,7 @@ def _soap(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Soap
         db.transaction,
         now=lambda: datetime.now(UTC),
         hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+        reading=db.reading,
     )
     gateway = SoapGateway(
         authenticate=_authenticate(calls),

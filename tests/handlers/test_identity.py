@@ -6,6 +6,10 @@ passwords, a disabled organization's user, a stranger's address.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +54,7 @@ def _service(db, clock) -> IdentityService:
         max_failures=3,
         lockout_seconds=600,
         hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+        reading=db.reading,
     )
     service.add_organization(
         "admin",
@@ -253,6 +258,7 @@ def _cached(db, clock) -> tuple[IdentityService, CountingHasher, Ticks]:
         hasher=hasher,
         cache_seconds=60,
         monotonic=ticks,
+        reading=db.reading,
     )
     service.add_organization(
         "admin",
@@ -297,3 +303,142 @@ def test_cached_credentials_still_see_disable_lockout_and_new_password(cached):
     service.set_user_disabled("admin", "nurse1", disabled=False)
     service.set_password("admin", "nurse1", "a brand new passphrase")
     assert service.authenticate("nurse1", PASSWORD).reason == BAD_CREDENTIALS
+
+
+# -- logins read outside the writer ------------------------------------------------
+
+
+class CountingWrites:
+    """A transaction factory that counts the write transactions it opens."""
+
+    def __init__(self, transaction: Callable) -> None:
+        self._transaction = transaction
+        self.opened = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self) -> Iterator:
+        with self._lock:
+            self.opened += 1
+        with self._transaction() as uow:
+            yield uow
+
+
+@pytest.fixture(name="counted")
+def _counted(db, clock) -> tuple[IdentityService, CountingWrites]:
+    writes = CountingWrites(db.transaction)
+    service = IdentityService(
+        writes,
+        now=clock,
+        max_failures=3,
+        lockout_seconds=600,
+        hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+        cache_seconds=0,
+        reading=db.reading,
+    )
+    service.add_organization(
+        "admin",
+        code="SUTTER",
+        name="",
+        org_type="provider",
+        region="SAC",
+        facility_ids=["SUTTERPEDS"],
+    )
+    service.add_user("admin", "SUTTER", "nurse1", PASSWORD)
+    service.add_certificate("admin", "SUTTER", "ab" * 32)
+    service.allow_address("admin", "SUTTER", "10.1.2.0/24")
+    return service, writes
+
+
+def test_good_login_takes_no_write_transaction(counted):
+    """A good login that changes nothing only reads; one after failures writes once to clear them."""
+    service, writes = counted
+    before = writes.opened
+    for _ in range(3):
+        assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert writes.opened == before
+    assert service.authenticate("nurse1", "wrong password!!").reason == BAD_CREDENTIALS
+    assert writes.opened == before + 1
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert writes.opened == before + 2  # the failure count cleared
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert writes.opened == before + 2
+
+
+def test_lookups_only_read_but_refusals_are_still_audited(counted, db):
+    """Certificates, addresses and codes are read outside the writer; a refusal is written."""
+    service, writes = counted
+    before = writes.opened
+    assert isinstance(service.principal_for_certificate("AB" * 32), Principal)
+    assert isinstance(service.principal_for_address("10.1.2.3"), Principal)
+    assert service.principal_of("SUTTER") is not None
+    assert service.principal_for_facility("SUTTERPEDS") is not None
+    assert writes.opened == before
+    assert service.principal_for_certificate("cd" * 32).reason == UNKNOWN_CERTIFICATE
+    assert service.principal_for_address("192.0.2.9").reason == UNKNOWN_ADDRESS
+    assert service.authenticate("nobody", PASSWORD).reason == BAD_CREDENTIALS
+    assert writes.opened == before + 3
+    refused = [
+        r.detail
+        for r in db.audit_search(limit=100)
+        if (r.profile, r.action, r.outcome) == ("AUTH", "authenticate", "refused")
+    ]
+    assert sorted(refused) == sorted(
+        [UNKNOWN_CERTIFICATE, UNKNOWN_ADDRESS, BAD_CREDENTIALS]
+    )
+
+
+def test_login_succeeds_while_another_connection_holds_the_write_lock(service, db):
+    """SQLite: a login does not queue behind the ingest writer (BEGIN IMMEDIATE held elsewhere)."""
+    if db.backend != "sqlite":
+        pytest.skip("SQLite's database-wide write lock")
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    writer = sqlite3.connect(db.engine.url.database, isolation_level=None, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE organizations SET name = name")
+        found = service.authenticate("nurse1", PASSWORD)
+        assert isinstance(found, Principal)
+        assert found.organization == "SUTTER"
+        assert service.principal_of("SUTTER") is not None
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def _concurrently(service: IdentityService, count: int, password: str) -> list:
+    barrier = threading.Barrier(count)
+    results: list = []
+
+    def attempt() -> None:
+        barrier.wait()
+        results.append(service.authenticate("nurse1", password))
+
+    threads = [threading.Thread(target=attempt) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_wrong_passwords_lock_out_at_exactly_max_failures(service, db):
+    """Wrong passwords at once are each counted: N-1 leave the account open, N lock it once."""
+    results = _concurrently(service, 2, "wrong password!!")
+    assert [r.reason for r in results] == [BAD_CREDENTIALS] * 2
+    with db.reading() as uow:
+        user = uow.identity.get_user("nurse1")
+    assert user is not None
+    assert user.failed_attempts == 2
+    assert user.locked_until is None
+    assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+
+    results = _concurrently(service, 6, "wrong password!!")
+    assert [r.reason for r in results] == [BAD_CREDENTIALS] * 6
+    assert service.authenticate("nurse1", PASSWORD).reason == LOCKED_OUT
+    lockouts = [
+        r
+        for r in db.audit_search(limit=200)
+        if (r.profile, r.action, r.outcome) == ("AUTH", "lockout", "locked")
+    ]
+    assert len(lockouts) == 1
