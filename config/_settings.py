@@ -26,6 +26,7 @@ from config.errors import ConfigError, ConfigErrors
 
 UnknownSenderPolicy = Literal["accept", "reject"]
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 SqliteSynchronous = Literal["FULL", "NORMAL"]
 AuthMode = Literal["open", "tls", "ip"]
 
@@ -211,7 +212,7 @@ class LoggingSettings:
     """structlog output."""
 
     format: LogFormat = "auto"
-    level: str = "info"
+    level: LogLevel = "info"
 
 
 @dataclass(frozen=True)
