@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
+from tests.conftest import REPO
 
 
 def test_misspelled_logging_level_is_refused_naming_the_choices(
@@ -20,3 +22,31 @@ def test_misspelled_logging_level_is_refused_naming_the_choices(
         f"cairn: configuration error: {config}: logging.level: expected one of "
         "'debug', 'info', 'warning', 'error', 'critical', got 'loud'\n"
     )
+
+
+def _readme_block(after: str) -> list[list[str]]:
+    """The cairn command lines of the first code block after a README heading."""
+    text = (REPO / "README.md").read_text()
+    block = text.split(after, 1)[1].split("```", 2)[1]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [
+        shlex.split(line)[1:]
+        for line in lines
+        if line.strip().startswith(".venv/bin/cairn ")
+    ]
+
+
+def test_readme_inventory_commands_work_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's inventory walk-through failed for CLINIC1, which is neither an
+    organization nor a [[facilities]] entry in the development defaults."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    commands = _readme_block("## Inventory")
+    assert len(commands) == 5
+    for argv in commands:
+        assert main(argv) == 0, (argv, capsys.readouterr().err)
+    out = capsys.readouterr().out
+    assert "transferred 2 of lot MMR-A1 to CLINIC2: on hand 7 at CLINIC1" in out
+    assert (tmp_path / "out" / "inventory.html").exists()
