@@ -50,3 +50,26 @@ def test_readme_inventory_commands_work_as_written(
     out = capsys.readouterr().out
     assert "transferred 2 of lot MMR-A1 to CLINIC2: on hand 7 at CLINIC1" in out
     assert (tmp_path / "out" / "inventory.html").exists()
+
+
+def test_mistyped_option_is_named_not_the_value_after_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cairn messages --sendr X` said "argument ACTION: invalid choice: 'X'"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["messages", "--sendr", "X"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "cairn messages: error: unrecognized option --sendr; did you mean --sender?"
+    )
+
+
+def test_a_mistyped_action_still_says_which_actions_exist(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["messages", "shw", "3"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "cairn messages: error: argument ACTION: invalid choice: 'shw' "
+        "(choose from 'show')"
+    )
