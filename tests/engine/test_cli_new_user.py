@@ -73,3 +73,32 @@ def test_a_mistyped_action_still_says_which_actions_exist(
         "cairn messages: error: argument ACTION: invalid choice: 'shw' "
         "(choose from 'show')"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"not a certificate at all\n", "not a certificate (PEM or DER)"),
+        (
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+            "not a certificate: the file holds a PEM CERTIFICATE REQUEST",
+        ),
+    ],
+)
+def test_granting_a_file_that_is_no_certificate_says_so_plainly(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+    reason: str,
+) -> None:
+    """Granting README.md printed a Rust parser's debug dump (ParseError { kind:
+    UnexpectedTag ... }); granting the clinic's CSR is the likely slip."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    assert main(["org", "add", "CLINIC", "--type", "provider", "--region", "SAC"]) == 0
+    bad = tmp_path / "clinic.pem"
+    bad.write_bytes(content)
+    capsys.readouterr()
+    assert main(["org", "grant", "CLINIC", "--client-certificate", str(bad)]) == 1
+    assert capsys.readouterr().err == f"cairn: client-certificate: {bad}: {reason}\n"
