@@ -708,7 +708,12 @@ def load_settings(
             with open(path, "rb") as handle:
                 table = tomllib.load(handle)
         except FileNotFoundError:
-            raise ConfigError(source, "", "file not found") from None
+            raise ConfigError(
+                source,
+                "",
+                "file not found (start from config/examples/cairn.production.toml,"
+                " or leave --config out for the development defaults)",
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     env = os.environ if environ is None else environ

@@ -102,3 +102,16 @@ def test_granting_a_file_that_is_no_certificate_says_so_plainly(
     capsys.readouterr()
     assert main(["org", "grant", "CLINIC", "--client-certificate", str(bad)]) == 1
     assert capsys.readouterr().err == f"cairn: client-certificate: {bad}: {reason}\n"
+
+
+def test_a_missing_config_file_says_where_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's walk-through runs `--config cairn.toml` before any exists."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", "cairn.toml", "org", "list"]) == 2
+    assert capsys.readouterr().err == (
+        "cairn: configuration error: cairn.toml: file not found (start from "
+        "config/examples/cairn.production.toml, or leave --config out for the "
+        "development defaults)\n"
+    )
