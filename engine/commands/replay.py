@@ -101,9 +101,10 @@ def _replayable(entry: JournalEntry) -> bool:
 def run_replay(args: argparse.Namespace) -> int:
     """Replay on a scratch database, print the differences, apply them unless dry."""
     settings = settings_from(args)
-    # The report is the output: per-message events (debug and info) would bury
-    # it, as they would `cairn load`'s summary; warnings still show.
-    configure_logging(settings.logging.format, "warning")
+    # The report is the output. Per-message events (debug, info) and the
+    # scratch run's warnings (an unregistered sender, a reused control id:
+    # what the journaled answers already said) would bury it; errors show.
+    configure_logging(settings.logging.format, "error")
     try:
         live = open_journal(settings)
     except StorageError as exc:
