@@ -115,3 +115,20 @@ def test_a_missing_config_file_says_where_to_start(
         "config/examples/cairn.production.toml, or leave --config out for the "
         "development defaults)\n"
     )
+
+
+def test_backup_into_a_folder_that_does_not_exist_says_to_create_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `cairn db backup /backups/cairn-….sqlite3` on a machine without
+    /backups said '/backups is not a directory'."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["db", "backup", "backups/cairn.sqlite3"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "cairn: backups is not a directory: create it first\n"
+    )
+    (tmp_path / "backups").mkdir()
+    assert main(["db", "backup", "backups/cairn.sqlite3"]) == 0
