@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli import build_parser, main
 from tests.conftest import REPO
 
 
@@ -132,3 +132,25 @@ def test_backup_into_a_folder_that_does_not_exist_says_to_create_it(
     )
     (tmp_path / "backups").mkdir()
     assert main(["db", "backup", "backups/cairn.sqlite3"]) == 0
+
+
+def test_readme_recall_requirements_and_coverage_examples_parse() -> None:
+    """`cairn requirements check ... --role school` in the README was refused:
+    the roles are provider, requirements, benefits and staff."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("cairn recall --facility CLINIC1 --as-of", 1)[1]
+    block = "cairn recall --facility CLINIC1 --as-of" + block.split("```", 1)[0]
+    lines = [
+        shlex.split(line, comments=True)[1:]
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.startswith("cairn ")
+    ]
+    assert [argv[:2] for argv in lines] == [
+        ["recall", "--facility"],
+        ["recall", "mark"],
+        ["requirements", "check"],
+        ["coverage", "--region"],
+    ]
+    parser = build_parser()
+    for argv in lines:
+        parser.parse_args([a for a in argv if a != ">" and not a.endswith(".csv")])
