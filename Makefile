@@ -23,6 +23,13 @@ install: $(STAMP)
 ## run: set up and start the engine on the embedded SQLite database under ./var/
 ## (MLLP on 2575; /metrics, /healthz and /readyz on http://127.0.0.1:8080)
 run: $(STAMP)
+	@# Install CDSi data and CDC's code tables into ./var once, so that the
+	@# commands run from another terminal (cairn replay, cairn patient record)
+	@# see the same releases as the server, not just this make's environment.
+	@if [ ! -e var/cdsi/current ] && [ -e "$(CAIRN_CDSI_DIR)" ]; then \
+	    $(BIN)/cairn cdsi import --data-dir var "$(CAIRN_CDSI_DIR)"; fi
+	@if [ ! -e var/codes/current ] && [ -e "$(CAIRN_CODES_DIR)" ]; then \
+	    $(BIN)/cairn codes import --data-dir var "$(CAIRN_CODES_DIR)"; fi
 	$(BIN)/cairn serve --data-dir var --listen 127.0.0.1:2575 --http-listen 127.0.0.1:8080
 
 ## test: set up and run the whole suite (lint, types, import rules, tests)

@@ -26,6 +26,7 @@ from config.errors import ConfigError, ConfigErrors
 
 UnknownSenderPolicy = Literal["accept", "reject"]
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 SqliteSynchronous = Literal["FULL", "NORMAL"]
 AuthMode = Literal["open", "tls", "ip"]
 
@@ -211,7 +212,7 @@ class LoggingSettings:
     """structlog output."""
 
     format: LogFormat = "auto"
-    level: str = "info"
+    level: LogLevel = "info"
 
 
 @dataclass(frozen=True)
@@ -707,7 +708,12 @@ def load_settings(
             with open(path, "rb") as handle:
                 table = tomllib.load(handle)
         except FileNotFoundError:
-            raise ConfigError(source, "", "file not found") from None
+            raise ConfigError(
+                source,
+                "",
+                "file not found (start from config/examples/cairn.production.toml,"
+                " or leave --config out for the development defaults)",
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     env = os.environ if environ is None else environ

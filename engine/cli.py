@@ -7,10 +7,12 @@ exits with 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 from config import ConfigError
 
@@ -38,9 +40,46 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that names a mistyped option, not the word after it.
+
+    ``cairn messages --sendr X`` made argparse skip the unknown ``--sendr``
+    and complain that ``X`` is not an ACTION; the user typed no ACTION.
+    """
+
+    _given: list[str]
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _options(self) -> Iterator[str]:
+        for action in self._actions:
+            yield from action.option_strings
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, _Parser):
+                        yield from sub._options()
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message:
+            known = sorted(set(self._options()))
+            for token in getattr(self, "_given", []):
+                name = token.split("=", 1)[0]
+                if name.startswith("--") and not any(o.startswith(name) for o in known):
+                    message = f"unrecognized option {name}"
+                    close = difflib.get_close_matches(name, known, n=1)
+                    if close:
+                        message += f"; did you mean {close[0]}?"
+                    break
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cairn",
         description="Cairn immunization information system (HL7 v2 engine).",
     )

@@ -36,6 +36,7 @@ peer is.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,8 +122,14 @@ def certificate_fingerprint(data: bytes) -> str:
             if data.lstrip().startswith(b"-----")
             else x509.load_der_x509_certificate(data)
         )
-    except ValueError as exc:
-        raise TlsError(f"not a certificate (PEM or DER): {exc}") from None
+    except ValueError:
+        # cryptography's text is a Rust parser's debug dump for DER; say what
+        # a person can act on: which PEM block the file holds, if any.
+        label = re.search(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)
+        if label and label.group(1) != b"CERTIFICATE":
+            kind = label.group(1).decode()
+            raise TlsError(f"not a certificate: the file holds a PEM {kind}") from None
+        raise TlsError("not a certificate (PEM or DER)") from None
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 

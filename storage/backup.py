@@ -89,7 +89,7 @@ def backup_sqlite(engine: Engine, target: Path) -> BackupInfo:
     if target.exists():
         raise StorageError(f"{target} exists; back up to a new path")
     if not target.parent.is_dir():
-        raise StorageError(f"{target.parent} is not a directory")
+        raise StorageError(f"{target.parent} is not a directory: create it first")
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:

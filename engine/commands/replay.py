@@ -45,6 +45,7 @@ from engine import app
 from engine.commands._common import add_database_options, settings_from
 from engine.commands.messages import _open as open_journal
 from engine.commands.messages import when
+from engine.logging import configure_logging
 from engine.pipeline import Inbound
 from handlers.replay import FiledMessage, ReplayDiff, compare, describe
 from storage import (
@@ -100,6 +101,10 @@ def _replayable(entry: JournalEntry) -> bool:
 def run_replay(args: argparse.Namespace) -> int:
     """Replay on a scratch database, print the differences, apply them unless dry."""
     settings = settings_from(args)
+    # The report is the output. Per-message events (debug, info) and the
+    # scratch run's warnings (an unregistered sender, a reused control id:
+    # what the journaled answers already said) would bury it; errors show.
+    configure_logging(settings.logging.format, "error")
     try:
         live = open_journal(settings)
     except StorageError as exc:

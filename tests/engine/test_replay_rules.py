@@ -259,3 +259,22 @@ def test_replay_files_an_organizations_messages_as_that_organization(
         "replayed 1 message(s) on a scratch database; 1 in scope; 0 would be "
         "answered or filed differently; 0 patient record change(s)"
     )
+
+
+def test_replay_prints_its_report_without_a_log_line_per_message(
+    registry: InProcessRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new user's `cairn replay --dry-run` printed log events for every message
+    (patient_matched, message_done, unregistered_sender_accepted) before the
+    report, on stdout."""
+    import structlog
+
+    _fill(registry)
+    structlog.reset_defaults()  # what a CLI process starts with, not the test capture
+    accepting = CONFIG.replace('unknown_sender = "reject"', 'unknown_sender = "accept"')
+    assert accepting != CONFIG
+    code, lines = _replay(registry, tmp_path, accepting, capsys, "--dry-run")
+    assert code == 0
+    assert [line for line in lines if '"event"' in line] == []
+    assert lines[0].startswith("replayed 3 message(s) on a scratch database")
+    assert lines[-1] == "dry run: nothing changed"
