@@ -218,7 +218,7 @@ class VxuHandler:
             uow.review,
             uow.audit,
             uow,
-            partial(self._matcher.find, uow),
+            partial(self._matcher.find, uow.patients),
             lambda: ctx.received_at,
         )
 
