@@ -11,8 +11,8 @@ from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
 from handlers.codes import CodeTables
 from handlers.context import MessageContext
 from handlers.qbp import QbpHandler, QueryPolicy
-from handlers.vxu import VxuHandler
-from parsers import Acknowledgement, Message
+from handlers.vxu import VxuDecision, VxuHandler
+from parsers import Acknowledgement
 from storage import Database, NewJournalEntry, UnitOfWork
 from tests.e2e.test_queries import qbp
 from tests.support.messages import (
@@ -91,11 +91,12 @@ def test_pipeline_group_commit_isolates_a_failing_message(db: Database) -> None:
     """A handler crash rolls back that message only and answers AE 207; the others commit."""
 
     class Flaky(VxuHandler):
-        def handle(
-            self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+        def apply(
+            self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
         ) -> Acknowledgement:
-            result = super().handle(message, ctx, uow, log)
-            if "BOOM" in message.msh.value(10):
+            result = super().apply(decision, ctx, uow, log)
+            patient = decision.result.patient
+            if patient is not None and patient.identifiers[0][0] == "M2":
                 raise RuntimeError("handler bug")
             return result
 
@@ -117,13 +118,13 @@ def test_pipeline_resend_after_internal_error_is_processed_again(db: Database) -
     calls = {"n": 0}
 
     class FailsOnce(VxuHandler):
-        def handle(
-            self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+        def apply(
+            self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
         ) -> Acknowledgement:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("transient")
-            return super().handle(message, ctx, uow, log)
+            return super().apply(decision, ctx, uow, log)
 
     pipeline = _pipeline(db, handler=FailsOnce(CodeTables.load()))
     message = vxu(control_id="T1", doses=[Dose()])
@@ -418,10 +419,10 @@ class _FailsInStorage(VxuHandler):
         super().__init__(CodeTables.load())
         self._fault = fault
 
-    def handle(
-        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    def apply(
+        self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
     ) -> Acknowledgement:
-        result = super().handle(message, ctx, uow, log)
+        result = super().apply(decision, ctx, uow, log)
         if self._fault == "refused":
             # NOT NULL violated on both backends, with patient data in the
             # statement's parameters.
@@ -431,7 +432,7 @@ class _FailsInStorage(VxuHandler):
                     CANARY_MRN,
                     CANARY_FAMILY,
                     NOW,
-                    message.text.encode(),
+                    CANARY_FAMILY.encode(),
                 )
             )
         else:
