@@ -7,10 +7,15 @@ other package receives plain values and collaborators.
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ from engine.pipeline import (
     GroupCommitter,
     Inbound,
     MessagePipeline,
+    MessageReader,
     Outcome,
     Route,
     SenderPolicy,
@@ -280,6 +286,8 @@ class PipelineSink:
             is refused.
         readers: the reader threads answering queries (``query.reader_threads``).
         limiter: the per-organization message rate (authenticated listeners).
+        processes: worker processes that read and decide messages before the
+            writer (``server.reader_processes``; 0: the writer does it).
     """
 
     def __init__(
@@ -291,10 +299,13 @@ class PipelineSink:
         max_queue: int = 4096,
         readers: int = 2,
         limiter: RateLimiter | None = None,
+        processes: int = 0,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
         self._limiter = limiter
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
         self._readers = ThreadPool(
             minthreads=0, maxthreads=readers, name="cairn-reader"
         )
@@ -316,7 +327,12 @@ class PipelineSink:
         return self._committer.pending() + self._reading
 
     def start(self) -> None:
-        """Start the writer thread and the reader pool."""
+        """Start the reader processes, then the writer thread and the reader pool.
+
+        The processes are forked first, while this is the only thread.
+        """
+        if self._processes:
+            self._pool = start_reader_processes(self._pipeline.reader, self._processes)
         self._committer.start()
         self._readers.start()
 
@@ -325,6 +341,9 @@ class PipelineSink:
         # Readers first: what they read still goes to the writer.
         self._readers.stop()
         self._committer.stop(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def submit(
         self, raw: bytes, peer: str, listener: str, session: object = None
@@ -377,13 +396,31 @@ class PipelineSink:
             self._read_then_write(item, d)
         else:
             d.addCallback(self._answered, started, "ingest")
-            self._committer.submit(item, d)
+            self._committer.submit(self._read_elsewhere(item), d)
         return d
 
     def _answered(self, payload: bytes, started: float, path: str) -> bytes:
         """Record the ACK latency of one answer; pass the answer on."""
         self._metrics.answered(path, time.perf_counter() - started)
         return payload
+
+    def _read_elsewhere(self, item: Inbound) -> Inbound:
+        """Hand the message's reading to a worker process; the writer waits for it.
+
+        The message still enters the writer's queue now, in arrival order;
+        the worker reads it while the writer stores the messages before it.
+        """
+        pool = self._pool
+        if pool is None:
+            return item
+        try:
+            pending = pool.submit(_read_in_worker, item.raw, self._pipeline.today())
+        except (BrokenProcessPool, RuntimeError) as exc:
+            # A worker died (killed, out of memory): the writer reads from now on.
+            logger.error("reader_processes_failed", **exception_summary(exc))
+            self._pool = None
+            return item
+        return replace(item, pending=pending)
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
         """A query's read step on a reader thread, then its writes on the writer."""
@@ -686,6 +723,50 @@ def load_wsdl(path: str) -> ServiceDescription:
         raise StartupError(f"soap.wsdl: {path}: {exc}") from None
 
 
+#: The worker process's reader (set by :func:`_start_worker`).
+_WORKER_READER: MessageReader | None = None
+
+
+def start_reader_processes(reader: MessageReader, count: int) -> ProcessPoolExecutor:
+    """Fork ``count`` worker processes that read and decide messages (see MessageReader).
+
+    Forked (the reader's header rules and code tables are inherited, not
+    pickled), and all of them at once, now: the caller starts its threads
+    afterwards. A worker leaves when its parent does, even a SIGKILLed one.
+    """
+    pool = ProcessPoolExecutor(
+        count,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_worker,
+        initargs=(reader, os.getpid()),
+    )
+    # ProcessPoolExecutor forks every worker on the first submit (fork context).
+    pool.submit(os.getpid).result(timeout=60)
+    return pool
+
+
+def _start_worker(reader: MessageReader, parent: int) -> None:
+    global _WORKER_READER
+    _WORKER_READER = reader
+    # The parent's signal handlers (Twisted's) make no sense here: SIGTERM
+    # ends a worker, Ctrl-C is the parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cairn-parent-watch", daemon=True).start()
+
+
+def _read_in_worker(raw: bytes, today: date) -> Any:
+    """In a worker process: the message's reading (no tokens: they are not sent back)."""
+    assert _WORKER_READER is not None
+    return _WORKER_READER.read(raw, today, keep_tokens=False)
+
+
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:
     """Wire the pipeline to an MLLP listener (and the HTTP listener) and start listening.
 
@@ -744,6 +825,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         limiter=RateLimiter(reactor.seconds, settings.identity.messages_per_minute)
         if gate is not None or settings.soap.enabled
         else None,
+        processes=settings.server.reader_processes,
     )
     sink.start()
     factory = MllpFactory(
