@@ -24,8 +24,10 @@ warns at MSH-10 that the id was reused. Queries are never replayed: each one
 is answered afresh from current data, with its own row.
 
 Messages that arrive together share one transaction (group commit, as
-DESIGN.md's performance budget requires), each isolated by a savepoint so a
-failing message rolls back alone. :meth:`MessagePipeline.process_batch` is
+DESIGN.md's performance budget requires). The group is written without
+savepoints; when a message fails, the whole group rolls back and is written
+again with each message in its own savepoint, so the failing message rolls
+back alone and the others commit. :meth:`MessagePipeline.process_batch` is
 synchronous and needs no reactor; :class:`GroupCommitter` runs it on a worker
 thread and hands the answers back to the reactor.
 """
@@ -541,6 +543,10 @@ def not_stored_reason(
     return None
 
 
+class _GroupFailed(Exception):
+    """A message of a group written without savepoints failed: write it again, isolated."""
+
+
 class _Discard(Exception):
     """Raised inside a savepoint to roll back what a test-mode message changed."""
 
@@ -725,7 +731,7 @@ class MessagePipeline:
     # -- processing --------------------------------------------------------
 
     def process_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
-        """Process messages in one transaction, one savepoint each.
+        """Process messages in one transaction (a failing one rolls back alone).
 
         The straight line: decode and check every header (no lock needed),
         then, in one transaction, look the batch up in the journal and, per
@@ -736,11 +742,42 @@ class MessagePipeline:
         the commit fails, the exception propagates: no answer may leave.
         """
         readings = [self._prepare(item) for item in batch]
+        try:
+            return self._write(batch, readings, isolated=False)
+        except _GroupFailed:
+            # Rare: one message failed. Nothing of the group was kept; each
+            # message now goes in a savepoint of its own, so the failing
+            # one rolls back alone and answers AE, and the others commit.
+            logger.info("group_retried_one_by_one", batch_size=len(batch))
+        return self._write(batch, readings, isolated=True)
+
+    def _write(
+        self,
+        batch: Sequence[Inbound],
+        readings: Sequence[_Reading | None],
+        *,
+        isolated: bool,
+    ) -> list[Outcome]:
+        """One transaction for the group: journal look-up, then message by message.
+
+        Not ``isolated`` (the usual case), no savepoints: any message's
+        failure, or a queued statement failing when sent, raises
+        :class:`_GroupFailed` and rolls the whole group back, to be written
+        again isolated. A savepoint per message cost a third of the SQL.
+        """
         outcomes: list[Outcome] = []
+        done: list[tuple[Any, dict[str, Any]]] = []
         with self._db.transaction() as uow:
             answers = self._prefetch(uow, readings)
             for item, reading in zip(batch, readings, strict=True):
-                outcomes.append(self._process_isolated(uow, item, reading, answers))
+                outcomes.append(
+                    self._process_isolated(uow, item, reading, answers, isolated, done)
+                )
+            if not isolated:
+                try:
+                    uow.flush()
+                except Exception as exc:
+                    raise _GroupFailed from exc
         # Counted once committed: an answer that never left is not counted.
         self.metrics.messages_answered(
             [
@@ -748,6 +785,9 @@ class MessagePipeline:
                 for reading, outcome in zip(readings, outcomes, strict=True)
             ]
         )
+        # Said once the group is durable (a group retried says it once).
+        for log, line in done:
+            log.info("message_done", **line)
         return outcomes
 
     def _metric_labels(
@@ -919,6 +959,8 @@ class MessagePipeline:
         item: Inbound,
         reading: _Reading | None = None,
         answers: dict[_Key, JournalLookup] | None = None,
+        isolated: bool = True,
+        done: list[tuple[Any, dict[str, Any]]] | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         # Every line about the message (message_done, message_failed, the
@@ -929,8 +971,16 @@ class MessagePipeline:
             **self._log_fields(reading.header if reading is not None else None),
         )
         try:
-            with uow.savepoint():
-                outcome = self._process(uow, item, log, reading, answers or {})
+            if isolated:
+                with uow.savepoint():
+                    outcome = self._process(uow, item, log, reading, answers or {})
+            else:
+                try:
+                    outcome = self._process(uow, item, log, reading, answers or {})
+                except Exception as exc:
+                    raise _GroupFailed from exc
+        except _GroupFailed:
+            raise
         except (
             Exception
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
@@ -948,12 +998,15 @@ class MessagePipeline:
                 else "V04",
             )
             return Outcome(ack.encode(self._ours(None), header, encoding), "AE", None)
-        log.info(
-            "message_done",
-            ack_code=outcome.ack_code,
-            journal_row=outcome.journal_id,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        line = {
+            "ack_code": outcome.ack_code,
+            "journal_row": outcome.journal_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if done is None:
+            log.info("message_done", **line)
+        else:
+            done.append((log, line))
         return outcome
 
     def _peek(self, raw: bytes) -> tuple[Encoding, MessageHeader | None]:
