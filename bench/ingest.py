@@ -138,6 +138,32 @@ def fresh_postgresql(database: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child))
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
+@dataclass
+class Measured:
+    """One ingest run."""
+
+    rate: float
+    latencies: list[float]
+    codes: dict[str, int]
+    #: the server's CPU (its processes together, not the load generator) per VXU
+    cpu_ms: float
+
+
 def measure(
     corpus: list[bytes],
     senders: int,
@@ -145,8 +171,12 @@ def measure(
     *,
     floor: bool = False,
     checkout: Path = ROOT,
-) -> tuple[float, list[float], dict[str, int]]:
-    """One ingest run on a fresh database: (VXU/s, ACK latencies in ms, ACK codes)."""
+) -> Measured:
+    """One ingest run on a fresh database: rate, ACK latencies (ms), ACK codes, CPU per VXU.
+
+    The CPU per VXU is the server's own (every process of it), measured
+    over the run: on a shared machine it moves less than the rate does.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         if database:
             fresh_postgresql(database)
@@ -154,10 +184,12 @@ def measure(
                 upgrade(database, checkout)
         server = start_server(Path(tmp), database, floor=floor, checkout=checkout)
         try:
+            cpu = cpu_seconds(server.proc.pid)
             elapsed, lat, codes = drive(server, split(corpus, senders))
+            cpu = cpu_seconds(server.proc.pid) - cpu
         finally:
             server.stop()
-    return len(lat) / elapsed, lat, codes
+    return Measured(len(lat) / elapsed, lat, codes, cpu / max(1, len(lat)) * 1000)
 
 
 def _span(values: list[float], fmt: str = "{:.0f}") -> str:
@@ -181,24 +213,27 @@ def quick(args: argparse.Namespace) -> list[str]:
     for name, url in backends:
         rates: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
         p99: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
+        cpu: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
         for _round in range(args.repeat):
             for label, floor, checkout in systems:
-                rate, lat, _codes = measure(
-                    corpus, 8, url, floor=floor, checkout=checkout
-                )
-                rates[label].append(rate)
-                p99[label].append(percentile(lat, 99))
+                run = measure(corpus, 8, url, floor=floor, checkout=checkout)
+                rates[label].append(run.rate)
+                p99[label].append(percentile(run.latencies, 99))
+                cpu[label].append(run.cpu_ms)
                 print(
-                    f"  {name} {label}: {rate:.0f} VXU/s, ACK p99 {p99[label][-1]:.1f} ms",
+                    f"  {name} {label}: {run.rate:.0f} VXU/s, ACK p99 {p99[label][-1]:.1f} ms, "
+                    f"server CPU {run.cpu_ms:.2f} ms/VXU",
                     flush=True,
                 )
         floor_rates = rates["floor"]
-        parts = [f"floor {_span(floor_rates)} VXU/s"]
+        parts = [
+            f"floor {_span(floor_rates)} VXU/s (server CPU {_span(cpu['floor'], '{:.2f}')} ms/VXU)"
+        ]
         for label, _f, _c in systems[1:]:
             ratios = [r / f for r, f in zip(rates[label], floor_rates, strict=True)]
             parts.append(
                 f"{label} {_span(rates[label])} VXU/s = {_span(ratios, '{:.2f}')} x floor "
-                f"(ACK p99 {_span(p99[label], '{:.0f}')} ms)"
+                f"(ACK p99 {_span(p99[label], '{:.0f}')} ms, server CPU {_span(cpu[label], '{:.2f}')} ms/VXU)"
             )
         lines.append(
             f"{name}, 8 senders, {len(corpus)} VXU, {args.repeat} round(s): "
@@ -305,14 +340,14 @@ def run(args: argparse.Namespace) -> list[str]:
     backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
     corpus = messages(args.messages)
     for senders in args.senders:
-        floor_rate, floor_lat, _codes = measure(
-            corpus, senders, args.database, floor=True
-        )
-        rate, lat, codes = measure(corpus, senders, args.database)
+        floor = measure(corpus, senders, args.database, floor=True)
+        run = measure(corpus, senders, args.database)
+        lat = run.latencies
         lines.append(
-            f"ingest {backend}, {senders} sender(s): {len(lat)} VXU = {rate:.0f} VXU/s = "
-            f"{rate / floor_rate:.2f} x the floor ({floor_rate:.0f} VXU/s, ACK p99 {percentile(floor_lat, 99):.1f} ms); "
-            f"ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; ACKs {dict(sorted(codes.items()))}"
+            f"ingest {backend}, {senders} sender(s): {len(lat)} VXU = {run.rate:.0f} VXU/s = "
+            f"{run.rate / floor.rate:.2f} x the floor ({floor.rate:.0f} VXU/s, ACK p99 {percentile(floor.latencies, 99):.1f} ms, "
+            f"server CPU {floor.cpu_ms:.2f} ms/VXU); ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; "
+            f"server CPU {run.cpu_ms:.2f} ms/VXU; ACKs {dict(sorted(run.codes.items()))}"
         )
         print(lines[-1], flush=True)
     for arrivals in args.arrivals if args.rate else ():
@@ -324,7 +359,7 @@ def run(args: argparse.Namespace) -> list[str]:
             try:
                 count = int(args.rate * args.seconds)
                 batch = messages(count, seed=99)
-                elapsed, lat, codes = drive(
+                elapsed, lat, _codes = drive(
                     server,
                     split(batch, 8),
                     rate_per_sender=args.rate / 8,

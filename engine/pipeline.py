@@ -630,6 +630,25 @@ def _spoofed(header: MessageHeader, principal: Principal | None) -> Issue | None
     )
 
 
+def _plain_message_code(raw: bytes) -> str | None:
+    """MSH-9.1 read straight from the bytes when the header is plain ASCII; else None.
+
+    Only a shortcut: None (a byte-order mark, an unusual header, anything
+    not letters and digits) sends the caller to the full reading.
+    """
+    head = raw[:1024].lstrip()
+    if not head.startswith(b"MSH") or len(head) < 9:
+        return None
+    first = head.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = first.split(head[3:4])
+    if len(fields) < 9 or not fields[1]:
+        return None
+    code = fields[8].split(fields[1][:1], 1)[0].strip()
+    if not code or not code.isalnum() or not code.isascii():
+        return None
+    return code.decode("ascii")
+
+
 class MessagePipeline:
     """Turns raw messages into durable, journaled responses.
 
@@ -671,6 +690,9 @@ class MessagePipeline:
         # than the look-up it guards.
         self._queries = {code: route.query for code, route in routes.items()}
         self._decides = {code: route.decides for code, route in routes.items()}
+        self._query_codes = frozenset(
+            code.upper() for code, query in self._queries.items() if query is not None
+        )
         #: unregistered senders already announced in the log (once each)
         self._announced: set[str] = set()
 
@@ -828,7 +850,12 @@ class MessagePipeline:
         """Whether a message is a query, whose read step runs on a reader.
 
         Reads MSH alone; anything unreadable goes to the writer, which answers it.
+        The reactor asks this of every message: a plain MSH-9 naming no
+        query route is answered from the bytes, without decoding the message.
         """
+        code = _plain_message_code(raw)
+        if code is not None and code.upper() not in self._query_codes:
+            return False
         header = self._msh_of(raw)
         if header is None:  # the writer reads it again and answers it
             return False
