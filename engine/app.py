@@ -7,15 +7,10 @@ other package receives plain values and collaborators.
 from __future__ import annotations
 
 import errno
-import multiprocessing
 import os
-import signal
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +33,11 @@ from engine.pipeline import (
     GroupCommitter,
     Inbound,
     MessagePipeline,
-    MessageReader,
     Outcome,
     Route,
     SenderPolicy,
 )
+from engine.readers import ReaderProcesses
 from engine.soap import SharedLogins, SoapGateway
 from engine.tls import ServerTls, TlsError, TlsFiles, listen_tls, load_server_tls
 from forecast import (
@@ -305,7 +300,7 @@ class PipelineSink:
         self._pipeline = pipeline
         self._limiter = limiter
         self._processes = processes
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ReaderProcesses | None = None
         self._readers = ThreadPool(
             minthreads=0, maxthreads=readers, name="cairn-reader"
         )
@@ -332,7 +327,7 @@ class PipelineSink:
         The processes are forked first, while this is the only thread.
         """
         if self._processes:
-            self._pool = start_reader_processes(self._pipeline.reader, self._processes)
+            self._pool = ReaderProcesses(self._pipeline.reader, self._processes)
         self._committer.start()
         self._readers.start()
 
@@ -342,7 +337,7 @@ class PipelineSink:
         self._readers.stop()
         self._committer.stop(timeout)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def submit(
@@ -413,14 +408,8 @@ class PipelineSink:
         pool = self._pool
         if pool is None:
             return item
-        try:
-            pending = pool.submit(_read_in_worker, item.raw, self._pipeline.today())
-        except (BrokenProcessPool, RuntimeError) as exc:
-            # A worker died (killed, out of memory): the writer reads from now on.
-            logger.error("reader_processes_failed", **exception_summary(exc))
-            self._pool = None
-            return item
-        return replace(item, pending=pending)
+        pending = pool.submit(item.raw, self._pipeline.today())
+        return item if pending is None else replace(item, pending=pending)
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
         """A query's read step on a reader thread, then its writes on the writer."""
@@ -721,50 +710,6 @@ def load_wsdl(path: str) -> ServiceDescription:
         return read_service_description(data)
     except WsdlError as exc:
         raise StartupError(f"soap.wsdl: {path}: {exc}") from None
-
-
-#: The worker process's reader (set by :func:`_start_worker`).
-_WORKER_READER: MessageReader | None = None
-
-
-def start_reader_processes(reader: MessageReader, count: int) -> ProcessPoolExecutor:
-    """Fork ``count`` worker processes that read and decide messages (see MessageReader).
-
-    Forked (the reader's header rules and code tables are inherited, not
-    pickled), and all of them at once, now: the caller starts its threads
-    afterwards. A worker leaves when its parent does, even a SIGKILLed one.
-    """
-    pool = ProcessPoolExecutor(
-        count,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_start_worker,
-        initargs=(reader, os.getpid()),
-    )
-    # ProcessPoolExecutor forks every worker on the first submit (fork context).
-    pool.submit(os.getpid).result(timeout=60)
-    return pool
-
-
-def _start_worker(reader: MessageReader, parent: int) -> None:
-    global _WORKER_READER
-    _WORKER_READER = reader
-    # The parent's signal handlers (Twisted's) make no sense here: SIGTERM
-    # ends a worker, Ctrl-C is the parent's to handle.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="cairn-parent-watch", daemon=True).start()
-
-
-def _read_in_worker(raw: bytes, today: date) -> Any:
-    """In a worker process: the message's reading (no tokens: they are not sent back)."""
-    assert _WORKER_READER is not None
-    return _WORKER_READER.read(raw, today, keep_tokens=False)
 
 
 def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServer:

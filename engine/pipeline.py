@@ -42,7 +42,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -373,6 +372,13 @@ class MessageDecider(Protocol):
         """The decision (plain, picklable data)."""
 
 
+class PendingReading(Protocol):
+    """A reading being worked out elsewhere (a worker process, a Future)."""
+
+    def result(self) -> Any:
+        """The reading (None: unreadable); raises when it could not be worked out."""
+
+
 class _Reading(NamedTuple):
     """A message decoded, tokenized, its header read and checked (once per message)."""
 
@@ -415,7 +421,7 @@ class Inbound:
     principal: Principal | None = None
     #: the reading being worked out in a worker process (the engine's
     #: :class:`MessageReader` pool); the writer waits for it
-    pending: Future[_Reading | None] | None = None
+    pending: PendingReading | None = None
 
 
 #: (sending facility, MSH-10, content digest): how the journal finds a resend.
@@ -935,9 +941,12 @@ class MessagePipeline:
             return item.prepared.reading
         if item.pending is not None:
             try:
-                return item.pending.result()
+                reading = item.pending.result()
             except Exception as exc:  # the worker died: read it here
                 logger.warning("message_reader_failed", **exception_summary(exc))
+            else:
+                if reading is None or isinstance(reading, _Reading):
+                    return reading
         return self.reader.read(
             item.raw, self.today(), authenticated=item.principal is not None
         )

@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from engine.app import _read_in_worker, start_reader_processes
 from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
+from engine.readers import ReaderProcesses
 from handlers.codes import CodeTables
 from handlers.vxu import VxuHandler
 from storage import Database
@@ -49,10 +48,12 @@ def test_a_workers_reading_is_the_writers_own(db: Database) -> None:
         vxu(control_id="W3", doses=[Dose(date="20990101")]).encode(),
         b"MSH|junk",
     ]
-    pool = start_reader_processes(pipeline.reader, 1)
+    pool = ReaderProcesses(pipeline.reader, 2)
     try:
-        for raw in messages:
-            theirs = pool.submit(_read_in_worker, raw, NOW.date()).result(timeout=60)
+        pending = [pool.submit(raw, NOW.date()) for raw in messages]
+        for raw, handed in zip(messages, pending, strict=True):
+            assert handed is not None
+            theirs = handed.result()
             ours = pipeline.reader.read(raw, NOW.date())
             if ours is None:
                 assert theirs is None
@@ -70,7 +71,7 @@ def test_a_workers_reading_is_the_writers_own(db: Database) -> None:
         assert pipeline.reader.read(messages[0], NOW.date()).decision is not None  # type: ignore[union-attr]
         assert pipeline.reader.read(messages[1], NOW.date()).decision is None  # type: ignore[union-attr]
     finally:
-        pool.shutdown()
+        pool.close()
 
 
 def test_the_writer_stores_what_a_worker_read(db: Database) -> None:
@@ -80,12 +81,12 @@ def test_the_writer_stores_what_a_worker_read(db: Database) -> None:
     same = vxu(
         control_id="P2", mrn="M2", doses=[Dose(date="20990101"), Dose()]
     ).encode()
-    pool = start_reader_processes(pipeline.reader, 1)
+    pool = ReaderProcesses(pipeline.reader, 1)
     try:
-        pending = pool.submit(_read_in_worker, raw, NOW.date())
+        pending = pool.submit(raw, NOW.date())
         (worker,) = pipeline.process_batch([Inbound(raw, "p", "mllp", pending=pending)])
     finally:
-        pool.shutdown()
+        pool.close()
     (writer,) = pipeline.process_batch([Inbound(same, "p", "mllp")])
     assert worker.ack_code == writer.ack_code
     assert errs(worker.payload), "the future dose is a finding"
@@ -96,22 +97,60 @@ def test_the_writer_stores_what_a_worker_read(db: Database) -> None:
 def test_a_failed_worker_leaves_the_message_to_the_writer(db: Database) -> None:
     """A worker that died mid-message: the writer reads the message itself."""
     pipeline = _pipeline(db)
-    broken: Future[object] = Future()
-    broken.set_exception(RuntimeError("worker died"))
-    raw = vxu(control_id="F1", doses=[Dose()]).encode()
-    (outcome,) = pipeline.process_batch(
-        [Inbound(raw, "p", "mllp", pending=broken)]  # type: ignore[arg-type]
-    )
-    assert msa_code(outcome.payload) == "AA"
+    pool = ReaderProcesses(pipeline.reader, 1)
+    try:
+        first = vxu(control_id="F1", doses=[Dose()]).encode()
+        second = vxu(control_id="F2", mrn="M2", doses=[Dose()]).encode()
+        pending = [pool.submit(first, NOW.date()), pool.submit(second, NOW.date())]
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGKILL)
+        outcomes = pipeline.process_batch(
+            [
+                Inbound(first, "p", "mllp", pending=pending[0]),
+                Inbound(second, "p", "mllp", pending=pending[1]),
+            ]
+        )
+        # the dead worker takes no more messages: the writer reads them
+        assert pool.submit(first, NOW.date()) is None
+    finally:
+        pool.close()
+    assert [msa_code(o.payload) for o in outcomes] == ["AA", "AA"]
     assert len(db.journal_search(control_id="F1")) == 1
+
+
+def test_a_message_too_large_for_the_pipe_is_read_by_the_writer(db: Database) -> None:
+    """A large message is never written to a worker's pipe (the reactor must not block)."""
+    pipeline = _pipeline(db)
+    pool = ReaderProcesses(pipeline.reader, 1)
+    try:
+        large = vxu(control_id="L1", doses=[Dose()] * 300).encode()
+        assert len(large) > 32 * 1024
+        assert pool.submit(large, NOW.date()) is None
+        assert pool.submit(vxu(control_id="L2").encode(), NOW.date()) is not None
+    finally:
+        pool.close()
+
+
+def test_an_answer_nobody_waits_for_is_skipped(db: Database) -> None:
+    """A message dropped before the writer reached it does not shift the answers after it."""
+    pipeline = _pipeline(db)
+    pool = ReaderProcesses(pipeline.reader, 1)
+    try:
+        dropped = pool.submit(vxu(control_id="D1").encode(), NOW.date())
+        kept = pool.submit(vxu(control_id="D2").encode(), NOW.date())
+        assert dropped is not None and kept is not None
+        reading = kept.result()
+    finally:
+        pool.close()
+    assert reading.header.control_id == "D2"
 
 
 _PARENT = """
 import sys, time
-from engine.app import start_reader_processes
+from engine.readers import ReaderProcesses
 from engine.pipeline import MessageReader, SenderPolicy
-pool = start_reader_processes(MessageReader({}, SenderPolicy({}, "accept", "BAY")), 1)
-print(*[p.pid for p in pool._processes.values()], flush=True)
+pool = ReaderProcesses(MessageReader({}, SenderPolicy({}, "accept", "BAY")), 1)
+print(*pool.pids, flush=True)
 time.sleep(600)
 """
 
