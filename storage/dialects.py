@@ -246,7 +246,7 @@ class IdPool:
         self._free: dict[str, list[int]] = {}
 
     def take(self, table: str) -> int:
-        """The next id for a table (``patients`` or ``vaccinations``)."""
+        """The next id for a table (``patients``, ``vaccinations``, ``message_journal``)."""
         free = self._free.get(table)
         if not free:
             rows = self._sql.command(_NEXT_IDS[table], {"n": self._size}).fetchall()
@@ -260,7 +260,7 @@ _NEXT_IDS = {
         f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"  # noqa: S608 - constant table names
         " FROM generate_series(1, %(n)s)"
     )
-    for table in ("patients", "vaccinations")
+    for table in ("patients", "vaccinations", "message_journal")
 }
 
 

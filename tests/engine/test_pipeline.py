@@ -553,6 +553,13 @@ def test_pipeline_logs_no_patient_data_when_storage_fails(
     ]
     assert failed
     assert failed[0]["error_type"] == "PermanentStorageError"
-    assert failed[0]["error_at"].startswith("storage.journal:insert:")
+    # SQLite runs the refused insert at once; PostgreSQL queues it with the
+    # message's other writes and it fails where they are sent.
+    expected = (
+        "storage.journal:insert:"
+        if db.backend == "sqlite"
+        else "storage.unit_of_work:savepoint:"
+    )
+    assert failed[0]["error_at"].startswith(expected)
     assert failed[0]["error_cause"] == "IntegrityError"
     assert "Traceback" not in out
