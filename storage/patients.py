@@ -554,6 +554,11 @@ class PatientRepository:
         params: dict[str, Any] = {"region": region}
         if keys:
             dates = sorted(set(nearby_dates) | {birth_date})
+            # The list padded to a multiple of 16 (a date repeated changes
+            # nothing): a handful of statement shapes instead of one per count
+            # of dates, so that PostgreSQL plans each once (prepared) and
+            # SQLite's statement cache keeps them.
+            dates += [birth_date] * (-len(dates) % 16)
             params.update(in_values("d", dates))
             params.update(in_values("k", keys))
             initials = bool(family_key and given_key)
