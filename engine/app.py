@@ -408,7 +408,11 @@ class PipelineSink:
         pool = self._pool
         if pool is None:
             return item
-        pending = pool.submit(item.raw, self._pipeline.today())
+        pending = pool.submit(
+            item.raw,
+            self._pipeline.today(),
+            authenticated=item.principal is not None,
+        )
         return item if pending is None else replace(item, pending=pending)
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:

@@ -45,8 +45,8 @@ logger = structlog.get_logger()
 
 __all__ = ["ReaderProcesses"]
 
-#: (sequence number, the date's ordinal) before a message's bytes
-_HEAD = struct.Struct("!QI")
+#: (sequence number, the date's ordinal, authenticated) before a message's bytes
+_HEAD = struct.Struct("!QI?")
 #: bytes in flight to one worker beyond which the writer reads a message itself
 #: (below a pipe's default 64 KiB, so that a send never blocks the reactor)
 _IN_FLIGHT = 48 * 1024
@@ -147,8 +147,14 @@ class ReaderProcesses:
         self._next = 0
         self._seq = 0
 
-    def submit(self, raw: bytes, today: date) -> Pending | None:
-        """Hand a message to a worker (reactor thread); None: the writer reads it itself."""
+    def submit(
+        self, raw: bytes, today: date, *, authenticated: bool = False
+    ) -> Pending | None:
+        """Hand a message to a worker (reactor thread); None: the writer reads it itself.
+
+        ``authenticated``: it came on a connection an authenticated listener
+        established (its sender is accepted whatever MSH-4 says).
+        """
         size = len(raw) + _HEAD.size
         if size > _LARGEST or not self._workers:
             return None
@@ -165,7 +171,9 @@ class ReaderProcesses:
                 worker.in_flight += size
                 worker.sizes[seq] = size
             try:
-                worker.conn.send_bytes(_HEAD.pack(seq, today.toordinal()) + raw)
+                worker.conn.send_bytes(
+                    _HEAD.pack(seq, today.toordinal(), authenticated) + raw
+                )
             except OSError as exc:
                 logger.error("reader_process_failed", **exception_summary(exc))
                 worker.broken = True
@@ -216,9 +224,12 @@ def _work(
             data = conn.recv_bytes()
         except (EOFError, OSError):
             os._exit(0)
-        seq, ordinal = _HEAD.unpack_from(data)
+        seq, ordinal, authenticated = _HEAD.unpack_from(data)
         reading = reader.read(
-            data[_HEAD.size :], date.fromordinal(ordinal), keep_tokens=False
+            data[_HEAD.size :],
+            date.fromordinal(ordinal),
+            keep_tokens=False,
+            authenticated=authenticated,
         )
         try:
             conn.send_bytes(

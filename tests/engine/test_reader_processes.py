@@ -183,3 +183,22 @@ def test_a_worker_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker)
+
+
+def test_an_authenticated_senders_message_is_read_as_accepted(db: Database) -> None:
+    """On an authenticated connection MSH-4 need not be registered: the worker knows it."""
+    pipeline = _pipeline(db)
+    raw = vxu(control_id="A1", sender="ORGFACILITY", doses=[Dose()]).encode()
+    pool = ReaderProcesses(pipeline.reader, 1)
+    try:
+        open_ = pool.submit(raw, NOW.date())
+        authenticated = pool.submit(raw, NOW.date(), authenticated=True)
+        assert open_ is not None and authenticated is not None
+        refused, accepted = open_.result(), authenticated.result()
+    finally:
+        pool.close()
+    assert refused.check.rejections and refused.decision is None
+    assert not accepted.check.rejections and accepted.decision is not None
+    assert accepted == pipeline.reader.read(
+        raw, NOW.date(), keep_tokens=False, authenticated=True
+    )
