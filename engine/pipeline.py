@@ -773,11 +773,11 @@ class MessagePipeline:
         try:
             return self._write(batch, readings, isolated=False)
         except _GroupFailed:
-            # Rare: one message failed. Nothing of the group was kept; each
-            # message now goes in a savepoint of its own, so the failing
-            # one rolls back alone and answers AE, and the others commit.
-            logger.info("group_retried_one_by_one", batch_size=len(batch))
-        return self._write(batch, readings, isolated=True)
+            # Rare: one message failed (logged where it failed). Nothing of
+            # the group was kept; each message now goes in a savepoint of its
+            # own, so the failing one rolls back alone and answers AE, and
+            # the others commit.
+            return self._write(batch, readings, isolated=True)
 
     def _write(
         self,
@@ -805,6 +805,12 @@ class MessagePipeline:
                 try:
                     uow.flush()
                 except Exception as exc:
+                    logger.info(
+                        "group_retried_one_by_one",
+                        batch_size=len(batch),
+                        reason="a queued statement failed",
+                        **self._log_fields(None),
+                    )
                     raise _GroupFailed from exc
         # Counted once committed: an answer that never left is not counted.
         self.metrics.messages_answered(
@@ -1014,6 +1020,7 @@ class MessagePipeline:
                 try:
                     outcome = self._process(uow, item, log, reading, answers or {})
                 except Exception as exc:
+                    log.info("group_retried_one_by_one", reason="this message failed")
                     raise _GroupFailed from exc
         except _GroupFailed:
             raise
