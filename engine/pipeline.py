@@ -776,8 +776,10 @@ class MessagePipeline:
             # Rare: one message failed (logged where it failed). Nothing of
             # the group was kept; each message now goes in a savepoint of its
             # own, so the failing one rolls back alone and answers AE, and
-            # the others commit.
-            return self._write(batch, readings, isolated=True)
+            # the others commit. (Outside this except block, so that a
+            # failure in the retry is not chained to the group's.)
+            pass
+        return self._write(batch, readings, isolated=True)
 
     def _write(
         self,

@@ -554,7 +554,7 @@ def test_pipeline_logs_no_patient_data_when_storage_fails(
     assert failed
     assert failed[0]["error_type"] == "PermanentStorageError"
     # SQLite runs the refused insert at once; PostgreSQL queues it with the
-    # message's other writes and it fails where they are sent.
+    # message's other writes and it fails where the unit of work sends them.
     expected = (
         "storage.journal:insert:"
         if db.backend == "sqlite"
