@@ -5,8 +5,21 @@ senders (one connection each, waiting for every ACK as EHRs do) send
 generated VXUs. Prints sustained VXU/s from the first message to the last ACK,
 and ACK latency p50/p99 at a fixed offered load.
 
+Every throughput figure is also given as a ratio to the floor
+(:mod:`bench.floor`: MLLP, split, one journal insert, a de-duplication
+look-up, group commit, ACK), run on the same backend with the same traffic
+in the same run: absolute figures on a shared 2-core machine vary between
+runs by more than most changes do.
+
 Run: .venv/bin/python -m bench.ingest [--senders 1 8 32] [--messages 4000]
      [--rate 500] [--database postgresql+psycopg://postgres@127.0.0.1/bench]
+
+Quick comparison (about 2 minutes): Cairn against the floor, on SQLite and
+PostgreSQL, 8 senders, alternated ``--repeat`` times; ``--before DIR`` adds
+another checkout (with its own .venv) to every round, e.g. the code before
+a change:
+
+     .venv/bin/python -m bench.ingest --quick [--repeat 2 (default)] [--before /work/wt-tp-before]
 """
 
 from __future__ import annotations
@@ -51,14 +64,26 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, database: str | None = None, extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    database: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    *,
+    floor: bool = False,
+    checkout: Path = ROOT,
 ) -> Server:
-    """Start `cairn serve` (development config: unknown senders accepted) and wait for it."""
+    """Start `cairn serve` (development config: unknown senders accepted) and wait for it.
+
+    ``floor`` starts :mod:`bench.floor` instead; ``checkout`` runs another
+    checkout's code with its own virtual environment (before and after a
+    change, in one run).
+    """
     env = dict(os.environ, CAIRN_LOGGING__LEVEL="warning", **(extra_env or {}))
+    python = sys.executable if checkout == ROOT else str(checkout / ".venv/bin/python")
+    module = ["bench.floor"] if floor else ["engine.cli"]
     cmd = [
-        sys.executable,
+        python,
         "-m",
-        "engine.cli",
+        *module,
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -69,7 +94,7 @@ def start_server(
         cmd += ["--database", database]
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=checkout,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,14 +116,135 @@ def start_server(
     raise RuntimeError("cairn serve did not start")
 
 
-def upgrade(database: str) -> None:
+def upgrade(database: str, checkout: Path = ROOT) -> None:
     """Migrate a PostgreSQL database before serving it."""
+    python = sys.executable if checkout == ROOT else str(checkout / ".venv/bin/python")
     subprocess.run(
-        [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database", database],
-        cwd=ROOT,
+        [python, "-m", "engine.cli", "db", "upgrade", "--database", database],
+        cwd=checkout,
         check=True,
         capture_output=True,
     )
+
+
+def fresh_postgresql(database: str) -> None:
+    """Drop and re-create the PostgreSQL database named in ``database`` (a benchmark's own)."""
+    import psycopg
+
+    name = database.rsplit("/", 1)[1]
+    admin = database.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(f"{admin}/test", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child))
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
+@dataclass
+class Measured:
+    """One ingest run."""
+
+    rate: float
+    latencies: list[float]
+    codes: dict[str, int]
+    #: the server's CPU (its processes together, not the load generator) per VXU
+    cpu_ms: float
+
+
+def measure(
+    corpus: list[bytes],
+    senders: int,
+    database: str | None,
+    *,
+    floor: bool = False,
+    checkout: Path = ROOT,
+) -> Measured:
+    """One ingest run on a fresh database: rate, ACK latencies (ms), ACK codes, CPU per VXU.
+
+    The CPU per VXU is the server's own (every process of it), measured
+    over the run: on a shared machine it moves less than the rate does.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if database:
+            fresh_postgresql(database)
+            if not floor:
+                upgrade(database, checkout)
+        server = start_server(Path(tmp), database, floor=floor, checkout=checkout)
+        try:
+            cpu = cpu_seconds(server.proc.pid)
+            elapsed, lat, codes = drive(server, split(corpus, senders))
+            cpu = cpu_seconds(server.proc.pid) - cpu
+        finally:
+            server.stop()
+    return Measured(len(lat) / elapsed, lat, codes, cpu / max(1, len(lat)) * 1000)
+
+
+def _span(values: list[float], fmt: str = "{:.0f}") -> str:
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+
+
+def quick(args: argparse.Namespace) -> list[str]:
+    """Cairn against the floor (and another checkout), SQLite and PostgreSQL, alternated."""
+    lines = [header()]
+    systems: list[tuple[str, bool, Path]] = [
+        ("floor", True, ROOT),
+        ("cairn", False, ROOT),
+    ]
+    if args.before:
+        systems.append(("before", False, Path(args.before).resolve()))
+    backends: list[tuple[str, str | None]] = [("SQLite (WAL, FULL)", None)]
+    if args.database or not args.no_postgresql:
+        backends.append(("PostgreSQL", args.database or _PG_QUICK))
+    corpus = messages(args.messages)
+    for name, url in backends:
+        rates: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
+        p99: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
+        cpu: dict[str, list[float]] = {label: [] for label, _f, _c in systems}
+        for _round in range(args.repeat):
+            for label, floor, checkout in systems:
+                run = measure(corpus, 8, url, floor=floor, checkout=checkout)
+                rates[label].append(run.rate)
+                p99[label].append(percentile(run.latencies, 99))
+                cpu[label].append(run.cpu_ms)
+                print(
+                    f"  {name} {label}: {run.rate:.0f} VXU/s, ACK p99 {p99[label][-1]:.1f} ms, "
+                    f"server CPU {run.cpu_ms:.2f} ms/VXU",
+                    flush=True,
+                )
+        floor_rates = rates["floor"]
+        parts = [
+            f"floor {_span(floor_rates)} VXU/s (server CPU {_span(cpu['floor'], '{:.2f}')} ms/VXU)"
+        ]
+        for label, _f, _c in systems[1:]:
+            ratios = [r / f for r, f in zip(rates[label], floor_rates, strict=True)]
+            parts.append(
+                f"{label} {_span(rates[label])} VXU/s = {_span(ratios, '{:.2f}')} x floor "
+                f"(ACK p99 {_span(p99[label], '{:.0f}')} ms, server CPU {_span(cpu[label], '{:.2f}')} ms/VXU)"
+            )
+        lines.append(
+            f"{name}, 8 senders, {len(corpus)} VXU, {args.repeat} round(s): "
+            + "; ".join(parts)
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+#: The quick comparison's PostgreSQL database (dropped and re-created each run).
+_PG_QUICK = "postgresql+psycopg://postgres@127.0.0.1:5432/cairn_bench_quick"
 
 
 def messages(count: int, seed: int = 7) -> list[bytes]:
@@ -194,34 +340,26 @@ def run(args: argparse.Namespace) -> list[str]:
     backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
     corpus = messages(args.messages)
     for senders in args.senders:
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.database:
-                upgrade(args.database)
-            server = start_server(Path(tmp), args.database)
-            try:
-                # Distinct control ids per run: regenerate with a seed per run.
-                batch = (
-                    messages(args.messages, seed=1000 + senders)
-                    if args.database
-                    else corpus
-                )
-                elapsed, lat, codes = drive(server, split(batch, senders))
-            finally:
-                server.stop()
+        floor = measure(corpus, senders, args.database, floor=True)
+        run = measure(corpus, senders, args.database)
+        lat = run.latencies
         lines.append(
-            f"ingest {backend}, {senders} sender(s): {len(lat)} VXU in {elapsed:.2f} s = {len(lat) / elapsed:.0f} VXU/s; "
-            f"ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; ACKs {dict(sorted(codes.items()))}"
+            f"ingest {backend}, {senders} sender(s): {len(lat)} VXU = {run.rate:.0f} VXU/s = "
+            f"{run.rate / floor.rate:.2f} x the floor ({floor.rate:.0f} VXU/s, ACK p99 {percentile(floor.latencies, 99):.1f} ms, "
+            f"server CPU {floor.cpu_ms:.2f} ms/VXU); ACK p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms; "
+            f"server CPU {run.cpu_ms:.2f} ms/VXU; ACKs {dict(sorted(run.codes.items()))}"
         )
         print(lines[-1], flush=True)
     for arrivals in args.arrivals if args.rate else ():
         with tempfile.TemporaryDirectory() as tmp:
             if args.database:
+                fresh_postgresql(args.database)
                 upgrade(args.database)
             server = start_server(Path(tmp), args.database)
             try:
                 count = int(args.rate * args.seconds)
                 batch = messages(count, seed=99)
-                elapsed, lat, codes = drive(
+                elapsed, lat, _codes = drive(
                     server,
                     split(batch, 8),
                     rate_per_sender=args.rate / 8,
@@ -263,9 +401,33 @@ def main() -> None:
         help="how the fixed offered load arrives (both by default)",
     )
     parser.add_argument(
-        "--database", default=None, help="PostgreSQL URL (default: embedded SQLite)"
+        "--database",
+        default=None,
+        help="PostgreSQL URL (default: embedded SQLite); the database is dropped and re-created",
     )
-    run(parser.parse_args())
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Cairn against the floor, 8 senders, SQLite and PostgreSQL (about 2 minutes)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="with --quick: rounds, alternated"
+    )
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="with --quick: another checkout (with its own .venv) to run in every round",
+    )
+    parser.add_argument(
+        "--no-postgresql", action="store_true", help="with --quick: SQLite only"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        if args.messages == 4000:
+            args.messages = 1500
+        quick(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench.profile [--messages 2000] [--batch 50]
      [--database postgresql+psycopg://postgres@127.0.0.1:5432/cairn_bench]
-     [--preload 100000] [--no-profile]
+     [--preload 100000] [--no-profile] [--writer-only]
 
 The same generated traffic is run twice on fresh databases: once plain (the
 VXU/s figure to compare between changes) and once under cProfile (where the
@@ -28,6 +28,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 import structlog
 
@@ -61,11 +63,23 @@ def _pipeline(db: Database) -> MessagePipeline:
 def _ingest(
     pipeline: MessagePipeline, db: Database, messages: list[bytes], batch: int
 ) -> None:
-    for n, i in enumerate(range(0, len(messages), batch)):
-        pipeline.process_batch([Inbound(m, "p", "p") for m in messages[i : i + batch]])
+    items = [Inbound(m, "p", "p") for m in messages]
+    for n, i in enumerate(range(0, len(items), batch)):
+        pipeline.process_batch(items[i : i + batch])
         if n % 10 == 9:
             # What cairn serve does on a timer (PostgreSQL with autovacuum off).
             db.refresh_statistics()
+
+
+def _read(pipeline: MessagePipeline, messages: list[bytes]) -> list[Inbound]:
+    """What the reader processes do (server.reader_processes), done beforehand."""
+    today = pipeline.today()
+    items = []
+    for raw in messages:
+        done: Future[Any] = Future()
+        done.set_result(pipeline.reader.read(raw, today, keep_tokens=False))
+        items.append(Inbound(raw, "p", "p", pending=done))
+    return items
 
 
 def _preload(path: str, messages: list[bytes], batch: int) -> None:
@@ -86,6 +100,7 @@ def _run(
     batch: int,
     around: Callable[[Callable[[], None]], None],
     seed: str | None = None,
+    read: bool = False,
 ) -> float:
     """Ingest the corpus (first 100 as warm-up) and return the timed seconds."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,8 +115,17 @@ def _run(
         pipeline = _pipeline(db)
         _ingest(pipeline, db, corpus[:100], batch)
 
+        # Read beforehand (untimed) when only the writer's work is timed.
+        timed = _read(pipeline, corpus[100:]) if read else None
+
         def work() -> None:
-            _ingest(pipeline, db, corpus[100:], batch)
+            if timed is None:
+                _ingest(pipeline, db, corpus[100:], batch)
+                return
+            for n, i in enumerate(range(0, len(timed), batch)):
+                pipeline.process_batch(timed[i : i + batch])
+                if n % 10 == 9:
+                    db.refresh_statistics()
 
         started = time.perf_counter()
         around(work)
@@ -132,6 +156,11 @@ def main() -> None:
         help="with --preload: keep the preloaded database here, or reuse it if present",
     )
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--writer-only",
+        action="store_true",
+        help="read and validate the messages beforehand, untimed (as the reader processes do)",
+    )
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     structlog.configure(
@@ -152,10 +181,13 @@ def main() -> None:
             print(f"reusing the preloaded database {args.seed_file}")
         else:
             _preload(seed, traffic[: args.preload], args.batch)
-    plain = _run(args.database, corpus, args.batch, lambda work: work(), seed)
+    plain = _run(
+        args.database, corpus, args.batch, lambda work: work(), seed, args.writer_only
+    )
     print(
         f"{backend}: {count} VXU in {plain:.2f} s = {count / plain:.0f} VXU/s "
         f"({plain / count * 1000:.2f} ms per VXU), batches of {args.batch}"
+        + (", the writer's work only" if args.writer_only else "")
     )
     if args.no_profile:
         return
@@ -168,7 +200,7 @@ def main() -> None:
         finally:
             profiler.disable()
 
-    elapsed = _run(args.database, corpus, args.batch, profiled, seed)
+    elapsed = _run(args.database, corpus, args.batch, profiled, seed, args.writer_only)
     print(f"under the profiler: {count / elapsed:.0f} VXU/s")
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)

@@ -114,6 +114,10 @@ class ServerSettings:
     #: Bytes of unfinished frames the listener holds for all connections
     #: together; a connection whose bytes would go over it is closed.
     max_buffered_bytes: int = 256 * 1024 * 1024
+    #: Worker processes that decode, check and validate messages before the
+    #: writer thread stores them, so that both cores work (0: the writer
+    #: does it itself). Forked at start-up; they hold no database connection.
+    reader_processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -626,6 +630,7 @@ def _check(settings: Settings, source: str) -> None:
             1,
             1_000_000,
         ),
+        ("server.reader_processes", settings.server.reader_processes, 0, 64),
         ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
         ("query.reader_threads", settings.query.reader_threads, 1, 64),

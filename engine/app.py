@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from engine.pipeline import (
     Route,
     SenderPolicy,
 )
+from engine.readers import ReaderProcesses
 from engine.soap import SharedLogins, SoapGateway
 from engine.tls import ServerTls, TlsError, TlsFiles, listen_tls, load_server_tls
 from forecast import (
@@ -281,6 +282,8 @@ class PipelineSink:
             is refused.
         readers: the reader threads answering queries (``query.reader_threads``).
         limiter: the per-organization message rate (authenticated listeners).
+        processes: worker processes that read and decide messages before the
+            writer (``server.reader_processes``; 0: the writer does it).
     """
 
     def __init__(
@@ -292,10 +295,13 @@ class PipelineSink:
         max_queue: int = 4096,
         readers: int = 2,
         limiter: RateLimiter | None = None,
+        processes: int = 0,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
         self._limiter = limiter
+        self._processes = processes
+        self._pool: ReaderProcesses | None = None
         self._readers = ThreadPool(
             minthreads=0, maxthreads=readers, name="cairn-reader"
         )
@@ -317,7 +323,12 @@ class PipelineSink:
         return self._committer.pending() + self._reading
 
     def start(self) -> None:
-        """Start the writer thread and the reader pool."""
+        """Start the reader processes, then the writer thread and the reader pool.
+
+        The processes are forked first, while this is the only thread.
+        """
+        if self._processes:
+            self._pool = ReaderProcesses(self._pipeline.reader, self._processes)
         self._committer.start()
         self._readers.start()
 
@@ -326,6 +337,9 @@ class PipelineSink:
         # Readers first: what they read still goes to the writer.
         self._readers.stop()
         self._committer.stop(timeout)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def submit(
         self, raw: bytes, peer: str, listener: str, session: object = None
@@ -378,13 +392,29 @@ class PipelineSink:
             self._read_then_write(item, d)
         else:
             d.addCallback(self._answered, started, "ingest")
-            self._committer.submit(item, d)
+            self._committer.submit(self._read_elsewhere(item), d)
         return d
 
     def _answered(self, payload: bytes, started: float, path: str) -> bytes:
         """Record the ACK latency of one answer; pass the answer on."""
         self._metrics.answered(path, time.perf_counter() - started)
         return payload
+
+    def _read_elsewhere(self, item: Inbound) -> Inbound:
+        """Hand the message's reading to a worker process; the writer waits for it.
+
+        The message still enters the writer's queue now, in arrival order;
+        the worker reads it while the writer stores the messages before it.
+        """
+        pool = self._pool
+        if pool is None:
+            return item
+        pending = pool.submit(
+            item.raw,
+            self._pipeline.today(),
+            authenticated=item.principal is not None,
+        )
+        return item if pending is None else replace(item, pending=pending)
 
     def _read_then_write(self, item: Inbound, d: Deferred[bytes]) -> None:
         """A query's read step on a reader thread, then its writes on the writer."""
@@ -745,6 +775,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         limiter=RateLimiter(reactor.seconds, settings.identity.messages_per_minute)
         if gate is not None or settings.soap.enabled
         else None,
+        processes=settings.server.reader_processes,
     )
     sink.start()
     factory = MllpFactory(

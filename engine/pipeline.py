@@ -24,8 +24,10 @@ warns at MSH-10 that the id was reused. Queries are never replayed: each one
 is answered afresh from current data, with its own row.
 
 Messages that arrive together share one transaction (group commit, as
-DESIGN.md's performance budget requires), each isolated by a savepoint so a
-failing message rolls back alone. :meth:`MessagePipeline.process_batch` is
+DESIGN.md's performance budget requires). The group is written without
+savepoints; when a message fails, the whole group rolls back and is written
+again with each message in its own savepoint, so the failing message rolls
+back alone and the others commit. :meth:`MessagePipeline.process_batch` is
 synchronous and needs no reactor; :class:`GroupCommitter` runs it on a worker
 thread and hands the answers back to the reactor.
 """
@@ -41,7 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import structlog
@@ -94,10 +96,13 @@ logger = structlog.get_logger()
 
 __all__ = [
     "SUPPORTED_VERSION",
+    "Decider",
     "GroupCommitter",
     "Handler",
     "Inbound",
+    "MessageDecider",
     "MessagePipeline",
+    "MessageReader",
     "Outcome",
     "Prepared",
     "QueryHandler",
@@ -202,6 +207,120 @@ class Route:
         """The handler as a query handler (read step apart), or None."""
         return self.handler if isinstance(self.handler, QueryHandler) else None
 
+    @property
+    def decides(self) -> Decider | None:
+        """The handler as a decider (decision apart from the write), or None."""
+        return self.handler if isinstance(self.handler, Decider) else None
+
+
+class MessageReader:
+    """Decode, tokenize, check the header, digest and decide: all that needs no database.
+
+    Picklable apart from what the routes' header rules hold, so the engine
+    runs it in forked worker processes (:meth:`read` is a pure function of
+    the bytes and the date); the pipeline runs it on the writer when there
+    are none.
+
+    Args:
+        routes: message code to its route (header rules, decider).
+        senders: the sending-facility policy.
+        limits: the sizes a message may not exceed (checked first).
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        senders: SenderPolicy,
+        limits: MessageLimits | None = None,
+    ) -> None:
+        self._limits = limits or MessageLimits()
+        self._rules = {code: route.header_rules for code, route in routes.items()}
+        self._deciders = {
+            code: route.decides.decider
+            for code, route in routes.items()
+            if route.decides is not None
+        }
+        self._senders = senders
+
+    def read(
+        self,
+        raw: bytes,
+        today: date,
+        *,
+        keep_tokens: bool = True,
+        authenticated: bool = False,
+    ) -> _Reading | None:
+        """The message's reading; None when it cannot be read (the writer answers it)."""
+        try:
+            decoded = decode_message(raw)
+            return self.reading_of(
+                decoded,
+                tokenize(decoded.text),
+                today,
+                keep_tokens=keep_tokens,
+                authenticated=authenticated,
+            )
+        except Exception:  # answered (or logged) per message by the writer
+            return None
+
+    def reading_of(
+        self,
+        decoded: DecodedText,
+        message: Message,
+        today: date,
+        *,
+        keep_tokens: bool = True,
+        authenticated: bool = False,
+    ) -> _Reading:
+        """The header read and checked once, for every message type; then the decision.
+
+        ``authenticated``: the message came from an organization an
+        authenticated listener established, whose sender is accepted
+        whatever MSH-4 says (the writer refuses an MSH-4 not its own).
+        """
+        header = read_header(message.msh)
+        # A message over a limit is refused before anything else is read of it.
+        over = check_limits(message, self._limits)
+        if over is not None:
+            return _Reading(
+                message.encoding,
+                header,
+                content_digest(message),
+                HeaderCheck(rejections=(over,)),
+                message if keep_tokens else None,
+                over_limit=True,
+            )
+        accepted = (
+            authenticated or self._senders.region_of(header.sender)[0] is not None
+        )
+        check = check_header(
+            message,
+            header,
+            self._rules,
+            processing_ids=self._senders.processing_ids,
+            sender_accepted=accepted,
+            charset_problem=decoded.problem,
+        )
+        decision = None
+        decider = self._deciders.get(header.message_code)
+        if (
+            decider is not None
+            and not check.rejections
+            and check_key(header, JOURNAL_KEY_LIMITS) is None
+        ):
+            try:
+                decision = decider.decide(message, today)
+            except Exception:  # the writer handles it whole, and answers AE
+                decision = None
+        return _Reading(
+            message.encoding,
+            header,
+            content_digest(message),
+            check,
+            message if keep_tokens or decision is None else None,
+            decision,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SenderPolicy:
@@ -226,14 +345,53 @@ class SenderPolicy:
         return None, False
 
 
+@runtime_checkable
+class Decider(Protocol):
+    """A handler whose decision needs no database (VXU: read and validate).
+
+    ``decider.decide`` runs before the write transaction, on the writer
+    thread or in a worker process (so ``decider`` must be picklable and its
+    decision plain data); :meth:`apply` stores the decision in the writer's
+    transaction. ``handle`` is the two in one.
+    """
+
+    @property
+    def decider(self) -> MessageDecider:
+        """The part that decides (no storage)."""
+
+    def apply(
+        self, decision: Any, ctx: MessageContext, uow: UnitOfWork, log: Any
+    ) -> Response:
+        """Store a decision inside the caller's transaction; must not change it."""
+
+
+class MessageDecider(Protocol):
+    """Decides a message from its tokens and the date alone."""
+
+    def decide(self, message: Message, today: date) -> Any:
+        """The decision (plain, picklable data)."""
+
+
+class PendingReading(Protocol):
+    """A reading being worked out elsewhere (a worker process, a Future)."""
+
+    def result(self) -> Any:
+        """The reading (None: unreadable); raises when it could not be worked out."""
+
+
 class _Reading(NamedTuple):
     """A message decoded, tokenized, its header read and checked (once per message)."""
 
-    decoded: DecodedText
-    message: Message
+    encoding: Encoding
     header: MessageHeader
     digest: str
     check: HeaderCheck
+    #: the tokens; None when the message was read in a worker process
+    message: Message | None = None
+    #: the route's decision (:class:`Decider`), worked out before the write
+    #: transaction; None when there is none (a query, a refused header, a
+    #: decision that failed: the writer then handles the message whole)
+    decision: Any = None
     #: the message goes over one of the limits (its one rejection says which)
     over_limit: bool = False
 
@@ -261,6 +419,9 @@ class Inbound:
     prepared: Prepared | None = None
     #: the organization an authenticated listener established (None: open)
     principal: Principal | None = None
+    #: the reading being worked out in a worker process (the engine's
+    #: :class:`MessageReader` pool); the writer waits for it
+    pending: PendingReading | None = None
 
 
 #: (sending facility, MSH-10, content digest): how the journal finds a resend.
@@ -388,6 +549,10 @@ def not_stored_reason(
     return None
 
 
+class _GroupFailed(Exception):
+    """A message of a group written without savepoints failed: write it again, isolated."""
+
+
 class _Discard(Exception):
     """Raised inside a savepoint to roll back what a test-mode message changed."""
 
@@ -471,6 +636,25 @@ def _spoofed(header: MessageHeader, principal: Principal | None) -> Issue | None
     )
 
 
+def _plain_message_code(raw: bytes) -> str | None:
+    """MSH-9.1 read straight from the bytes when the header is plain ASCII; else None.
+
+    Only a shortcut: None (a byte-order mark, an unusual header, anything
+    not letters and digits) sends the caller to the full reading.
+    """
+    head = raw[:1024].lstrip()
+    if not head.startswith(b"MSH") or len(head) < 9:
+        return None
+    first = head.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = first.split(head[3:4])
+    if len(fields) < 9 or not fields[1]:
+        return None
+    code = fields[8].split(fields[1][:1], 1)[0].strip()
+    if not code or not code.isalnum() or not code.isascii():
+        return None
+    return code.decode("ascii")
+
+
 class MessagePipeline:
     """Turns raw messages into durable, journaled responses.
 
@@ -507,6 +691,14 @@ class MessagePipeline:
         self._facility = facility
         self._now = now or (lambda: datetime.now(UTC))
         self._node = uuid.uuid4().hex[:6]
+        self.reader = MessageReader(routes, senders, self._limits)
+        # Looked up once: a runtime Protocol check per message costs more
+        # than the look-up it guards.
+        self._queries = {code: route.query for code, route in routes.items()}
+        self._decides = {code: route.decides for code, route in routes.items()}
+        self._query_codes = frozenset(
+            code.upper() for code, query in self._queries.items() if query is not None
+        )
         #: unregistered senders already announced in the log (once each)
         self._announced: set[str] = set()
 
@@ -567,7 +759,7 @@ class MessagePipeline:
     # -- processing --------------------------------------------------------
 
     def process_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
-        """Process messages in one transaction, one savepoint each.
+        """Process messages in one transaction (a failing one rolls back alone).
 
         The straight line: decode and check every header (no lock needed),
         then, in one transaction, look the batch up in the journal and, per
@@ -578,11 +770,50 @@ class MessagePipeline:
         the commit fails, the exception propagates: no answer may leave.
         """
         readings = [self._prepare(item) for item in batch]
+        try:
+            return self._write(batch, readings, isolated=False)
+        except _GroupFailed:
+            # Rare: one message failed (logged where it failed). Nothing of
+            # the group was kept; each message now goes in a savepoint of its
+            # own, so the failing one rolls back alone and answers AE, and
+            # the others commit. (Outside this except block, so that a
+            # failure in the retry is not chained to the group's.)
+            pass
+        return self._write(batch, readings, isolated=True)
+
+    def _write(
+        self,
+        batch: Sequence[Inbound],
+        readings: Sequence[_Reading | None],
+        *,
+        isolated: bool,
+    ) -> list[Outcome]:
+        """One transaction for the group: journal look-up, then message by message.
+
+        Not ``isolated`` (the usual case), no savepoints: any message's
+        failure, or a queued statement failing when sent, raises
+        :class:`_GroupFailed` and rolls the whole group back, to be written
+        again isolated. A savepoint per message cost a third of the SQL.
+        """
         outcomes: list[Outcome] = []
+        done: list[tuple[Any, dict[str, Any]]] = []
         with self._db.transaction() as uow:
             answers = self._prefetch(uow, readings)
             for item, reading in zip(batch, readings, strict=True):
-                outcomes.append(self._process_isolated(uow, item, reading, answers))
+                outcomes.append(
+                    self._process_isolated(uow, item, reading, answers, isolated, done)
+                )
+            if not isolated:
+                try:
+                    uow.flush()
+                except Exception as exc:
+                    logger.info(
+                        "group_retried_one_by_one",
+                        batch_size=len(batch),
+                        reason="a queued statement failed",
+                        **self._log_fields(None),
+                    )
+                    raise _GroupFailed from exc
         # Counted once committed: an answer that never left is not counted.
         self.metrics.messages_answered(
             [
@@ -590,6 +821,9 @@ class MessagePipeline:
                 for reading, outcome in zip(readings, outcomes, strict=True)
             ]
         )
+        # Said once the group is durable (a group retried says it once).
+        for log, line in done:
+            log.info("message_done", **line)
         return outcomes
 
     def _metric_labels(
@@ -630,12 +864,16 @@ class MessagePipeline:
         """Whether a message is a query, whose read step runs on a reader.
 
         Reads MSH alone; anything unreadable goes to the writer, which answers it.
+        The reactor asks this of every message: a plain MSH-9 naming no
+        query route is answered from the bytes, without decoding the message.
         """
+        code = _plain_message_code(raw)
+        if code is not None and code.upper() not in self._query_codes:
+            return False
         header = self._msh_of(raw)
         if header is None:  # the writer reads it again and answers it
             return False
-        route = self._routes.get(header.message_code)
-        return route is not None and route.query is not None
+        return self._queries.get(header.message_code) is not None
 
     def log_fields(self, raw: bytes) -> dict[str, str]:
         """The log fields of a message not processed (yet), read from its MSH alone."""
@@ -673,8 +911,7 @@ class MessagePipeline:
             return item
         decoded_only = replace(item, prepared=Prepared(reading))
         header = reading.header
-        route = self._routes.get(header.message_code)
-        query = route.query if route is not None else None
+        query = self._queries.get(header.message_code)
         region, known = self._region_of(header, item.principal)
         if (
             query is None
@@ -690,55 +927,44 @@ class MessagePipeline:
         ctx = self._context(header, region, 0, known, item.principal)
         try:
             with self._db.reading() as reader:
-                answer = query.read(reading.message, ctx, reader, log)
+                answer = query.read(self._message(item, reading), ctx, reader, log)
         except Exception as exc:  # the writer reads it again, and answers AE if it must
             log.warning("query_read_failed", **exception_summary(exc))
             self.metrics.message_failed(exc)
             return decoded_only
         return replace(item, prepared=Prepared(reading, ctx, answer))
 
-    def _prepare(self, item: Inbound) -> _Reading | None:
-        """Decode, tokenize, read and check the header: work that needs no lock.
+    def today(self) -> date:
+        """The registry's date (UTC), for a decision made elsewhere."""
+        return self._now().date()
 
-        None when the message cannot be read; :meth:`_read` reads it again
-        inside its savepoint and answers it.
+    def _prepare(self, item: Inbound) -> _Reading | None:
+        """Decode, tokenize, check the header and decide: work that needs no lock.
+
+        Done by a worker process when the engine has them (``item.pending``),
+        else here. None when the message cannot be read; :meth:`_read` reads
+        it again inside its savepoint and answers it.
         """
         if item.prepared is not None:
             return item.prepared.reading
-        try:
-            decoded = decode_message(item.raw)
-            return self._reading_of(decoded, tokenize(decoded.text), item.principal)
-        except Exception:  # answered (or logged) per message in _process
-            return None
-
-    def _reading_of(
-        self, decoded: DecodedText, message: Message, principal: Principal | None
-    ) -> _Reading:
-        """The header read and checked once, for every message type.
-
-        A message over a limit is refused before anything else is read of it.
-        """
-        header = read_header(message.msh)
-        over = check_limits(message, self._limits)
-        if over is not None:
-            return _Reading(
-                decoded,
-                message,
-                header,
-                content_digest(message),
-                HeaderCheck(rejections=(over,)),
-                over_limit=True,
-            )
-        region, _known = self._region_of(header, principal)
-        check = check_header(
-            message,
-            header,
-            {code: route.header_rules for code, route in self._routes.items()},
-            processing_ids=self._senders.processing_ids,
-            sender_accepted=region is not None,
-            charset_problem=decoded.problem,
+        if item.pending is not None:
+            try:
+                reading = item.pending.result()
+            except Exception as exc:  # the worker died: read it here
+                logger.warning("message_reader_failed", **exception_summary(exc))
+            else:
+                if reading is None or isinstance(reading, _Reading):
+                    return reading
+        return self.reader.read(
+            item.raw, self.today(), authenticated=item.principal is not None
         )
-        return _Reading(decoded, message, header, content_digest(message), check)
+
+    @staticmethod
+    def _message(item: Inbound, reading: _Reading) -> Message:
+        """The message's tokens (tokenized again when read in a worker process)."""
+        if reading.message is not None:
+            return reading.message
+        return tokenize(decode_message(item.raw).text)
 
     def _prefetch(
         self, uow: UnitOfWork, readings: Sequence[_Reading | None]
@@ -777,6 +1003,8 @@ class MessagePipeline:
         item: Inbound,
         reading: _Reading | None = None,
         answers: dict[_Key, JournalLookup] | None = None,
+        isolated: bool = True,
+        done: list[tuple[Any, dict[str, Any]]] | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         # Every line about the message (message_done, message_failed, the
@@ -787,8 +1015,17 @@ class MessagePipeline:
             **self._log_fields(reading.header if reading is not None else None),
         )
         try:
-            with uow.savepoint():
-                outcome = self._process(uow, item, log, reading, answers or {})
+            if isolated:
+                with uow.savepoint():
+                    outcome = self._process(uow, item, log, reading, answers or {})
+            else:
+                try:
+                    outcome = self._process(uow, item, log, reading, answers or {})
+                except Exception as exc:
+                    log.info("group_retried_one_by_one", reason="this message failed")
+                    raise _GroupFailed from exc
+        except _GroupFailed:
+            raise
         except (
             Exception
         ) as exc:  # the pipeline alone catches broadly: log, answer AE, stay up
@@ -806,12 +1043,15 @@ class MessagePipeline:
                 else "V04",
             )
             return Outcome(ack.encode(self._ours(None), header, encoding), "AE", None)
-        log.info(
-            "message_done",
-            ack_code=outcome.ack_code,
-            journal_row=outcome.journal_id,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        line = {
+            "ack_code": outcome.ack_code,
+            "journal_row": outcome.journal_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if done is None:
+            log.info("message_done", **line)
+        else:
+            done.append((log, line))
         return outcome
 
     def _peek(self, raw: bytes) -> tuple[Encoding, MessageHeader | None]:
@@ -857,7 +1097,9 @@ class MessagePipeline:
                 f"message cannot be read: {exc}; rejected",
             )
             return Outcome(self.reject([issue], None, STANDARD_ENCODING), "AR", None)
-        return self._reading_of(decoded, message, item.principal)
+        return self.reader.reading_of(
+            decoded, message, self.today(), authenticated=item.principal is not None
+        )
 
     def _batch_in_frame(self, text: str, log: Any) -> Outcome | None:
         """AR for a batch (FHS/BHS … BTS/FTS) sent inside one MLLP frame.
@@ -916,7 +1158,7 @@ class MessagePipeline:
                 reason="header key unusable",
             )
             return Outcome(
-                self.reject([key_issue], header, reading.message.encoding), "AR", None
+                self.reject([key_issue], header, reading.encoding), "AR", None
             )
         spoofed = _spoofed(header, item.principal)
         if spoofed is not None:
@@ -1049,7 +1291,7 @@ class MessagePipeline:
             )
         )
         header = reading.header
-        response = self.reject([issue], header, reading.message.encoding)
+        response = self.reject([issue], header, reading.encoding)
         return Outcome(response if _wants_answer(header, "AR") else b"", "AR", None)
 
     @staticmethod
@@ -1108,7 +1350,7 @@ class MessagePipeline:
     ) -> Outcome:
         """AR for a header the registry refuses; journaled with its answer."""
         header, rejections = reading.header, reading.check.rejections
-        response = self.reject(rejections, header, reading.message.encoding, journal_id)
+        response = self.reject(rejections, header, reading.encoding, journal_id)
         uow.journal.set_response(
             journal_id,
             response,
@@ -1139,22 +1381,26 @@ class MessagePipeline:
         is kept. A query is answered from the registry in any mode, and its
         audit rows are kept: it disclosed real data.
         """
-        message = reading.message
-        query = route.query
+        header = reading.header
+        query = self._queries.get(header.message_code)
         prepared = item.prepared
         if query is not None:
             if prepared is not None and prepared.ctx is not None:
                 # The read's own clock and region; this message's journal row.
                 read_ctx = replace(prepared.ctx, journal_id=ctx.journal_id)
                 return query.record(prepared.answer, read_ctx, uow), False
-            return query.handle(message, ctx, uow, log), False
+            return query.handle(self._message(item, reading), ctx, uow, log), False
+
+        def handle() -> Response:
+            decider = self._decides.get(header.message_code)
+            if decider is not None and reading.decision is not None:
+                return decider.apply(reading.decision, ctx, uow, log)
+            return route.handler.handle(self._message(item, reading), ctx, uow, log)
+
         writes = bool(getattr(route.handler, "writes_registry", True))
         if writes and test_mode is not None:
-            answer = self._dry_run(
-                route, message, ctx, uow, log, reading.header, test_mode
-            )
-            return answer, True
-        return route.handler.handle(message, ctx, uow, log), False
+            return self._dry_run(handle, ctx, log, uow, header, test_mode), True
+        return handle(), False
 
     def _store_answer(
         self,
@@ -1167,9 +1413,7 @@ class MessagePipeline:
     ) -> Outcome:
         """Encode the response and store it with the journal row; what to send back."""
         header = reading.header
-        response = result.encode(
-            self._ours(journal_id), header, reading.message.encoding
-        )
+        response = result.encode(self._ours(journal_id), header, reading.encoding)
         uow.journal.set_response(
             journal_id, response, result.ack_code, outcome, len(result.issues), region
         )
@@ -1181,11 +1425,10 @@ class MessagePipeline:
 
     def _dry_run(
         self,
-        route: Route,
-        message: Message,
+        handle: Callable[[], Response],
         ctx: MessageContext,
-        uow: UnitOfWork,
         log: Any,
+        uow: UnitOfWork,
         header: MessageHeader,
         test_mode: str,
     ) -> Response:
@@ -1193,7 +1436,7 @@ class MessagePipeline:
         answer: list[Response] = []
         try:
             with uow.savepoint():
-                answer.append(route.handler.handle(message, ctx, uow, log))
+                answer.append(handle())
                 raise _Discard
         except _Discard:
             pass

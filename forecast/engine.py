@@ -958,16 +958,18 @@ class Forecaster:
     ) -> date | None:
         types = {v.cvx for v in target.preferable} | {v.cvx for v in target.allowable}
         latest: date | None = None
-        conflicts = [
-            c
-            for cvx_type in types
-            for c in self._conflicts_by_current.get(cvx_type, ())
-        ]
-        for conflict in conflicts:
-            for _index, when, cvx, _mvx in history:
-                if cvx != conflict.previous:
-                    continue
-                end = offset(when, conflict.end)
+        # The conflicts' intervals by the earlier vaccine they name, then one
+        # pass over the history: a forecast asks this for every target dose,
+        # and conflicts x doses grew with the square of a long history.
+        ends: dict[str, list[str]] = {}
+        for cvx_type in types:
+            for conflict in self._conflicts_by_current.get(cvx_type, ()):
+                ends.setdefault(conflict.previous, []).append(conflict.end)
+        if not ends:
+            return None
+        for _index, when, cvx, _mvx in history:
+            for interval in ends.get(cvx, ()):
+                end = offset(when, interval)
                 if end is not None and (latest is None or end > latest):
                     latest = end
         return latest

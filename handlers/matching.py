@@ -29,7 +29,7 @@ from handlers.scoring import (
 )
 
 if TYPE_CHECKING:
-    from storage import PatientRecord, PatientRepository, UnitOfWork
+    from storage import PatientRecord, PatientRepository
 
 __all__ = [
     "Candidate",
@@ -348,7 +348,7 @@ class PatientMatcher:
 
     def find(
         self,
-        uow: UnitOfWork,
+        patients: PatientRepository,
         region: str,
         sender: str,
         patient: Demographics,
@@ -360,11 +360,14 @@ class PatientMatcher:
         are still to come: no stored patient was born on them, since a birth
         date in the future is rejected. That is a third to a half of the
         one-digit-off dates of a recent birth date (the year's first digits).
+
+        It reads the patient store alone (identifier owners, blocked
+        candidates, name counts), never the rest of a unit of work.
         """
         incoming = _person(patient)
         held: tuple[int, str] | None = None
         for value, authority, _type in patient.identifiers:
-            record = uow.patients.find_by_identifier(region, value, authority or sender)
+            record = patients.find_by_identifier(region, value, authority or sender)
             if record is None:
                 continue
             conflict = identity_conflict(incoming, record)
@@ -378,7 +381,7 @@ class PatientMatcher:
             # the right patient (or none), and a person reviews the conflict.
             if held is None:
                 held = (record.id, conflict)
-        found = self._scored(uow, region, sender, patient, incoming, today)
+        found = self._scored(patients, region, sender, patient, incoming, today)
         if held is None:
             return found
         if found.patient_id == held[0]:  # never filed onto the conflicting holder
@@ -389,7 +392,7 @@ class PatientMatcher:
 
     def _scored(
         self,
-        uow: UnitOfWork,
+        patients: PatientRepository,
         region: str,
         sender: str,
         patient: Demographics,
@@ -405,7 +408,7 @@ class PatientMatcher:
         }
         candidates = [
             record
-            for record in uow.patients.find_match_candidates(
+            for record in patients.find_match_candidates(
                 region,
                 incoming.birth_date,
                 _past(birth_date_variants(incoming.birth_date), today),
@@ -422,7 +425,7 @@ class PatientMatcher:
         # Term frequencies are read only when there is something to score.
         frequencies = (
             self.frequencies.get(
-                uow.patients,
+                patients,
                 region,
                 incoming.family,
                 incoming.given,
@@ -461,7 +464,7 @@ class PatientMatcher:
 
     def search(
         self,
-        uow: UnitOfWork,
+        patients: PatientRepository,
         region: str,
         identifiers: Iterable[tuple[str, str]],
         family: str,
@@ -480,7 +483,7 @@ class PatientMatcher:
         """
         seen: dict[int, Candidate] = {}
         for value, authority in identifiers:
-            record = uow.patients.find_by_identifier(region, value, authority)
+            record = patients.find_by_identifier(region, value, authority)
             if record is None or record.id in seen:
                 continue
             why = query_disagreement(family, given, birth_date, sex, record)
@@ -497,7 +500,7 @@ class PatientMatcher:
             return []
         out: list[Candidate] = []
         shown: dict[int, int] = {}  # survivor -> index in out
-        for record in uow.patients.find_by_birth_date(region, birth_date):
+        for record in patients.find_by_birth_date(region, birth_date):
             outcome, reasons = compare_names(family, given, record)
             if outcome == "none":
                 continue
@@ -511,14 +514,14 @@ class PatientMatcher:
             reasons = (*reasons, "birth date exact")
             # Records merged into one patient are one candidate: the survivor,
             # whose view holds every merged record's doses.
-            survivor_id = uow.patients.survivor(region, record.id)
+            survivor_id = patients.survivor(region, record.id)
             if survivor_id in shown:
                 if outcome == "match":
                     kept = out[shown[survivor_id]]
                     out[shown[survivor_id]] = Candidate(kept.patient, "match", reasons)
                 continue
             if survivor_id != record.id:
-                survivor = uow.patients.get(region, survivor_id)
+                survivor = patients.get(region, survivor_id)
                 if survivor is not None:
                     reasons = (*reasons, f"merged into patient {survivor_id}")
                     record = survivor

@@ -518,7 +518,7 @@ class QbpHandler:
         for region in self._policy.visible_regions(ctx.region):
             found.extend(
                 self._matcher.search(
-                    uow,
+                    uow.patients,
                     region,
                     identifiers,
                     params.name.family,

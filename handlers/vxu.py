@@ -10,6 +10,8 @@ services; this module holds only the mapping between HL7 and them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -57,6 +59,35 @@ if TYPE_CHECKING:
     from storage import UnitOfWork
 
 
+@dataclass(frozen=True, slots=True)
+class VxuDecision:
+    """A VXU read and validated: what the writer needs of it, and nothing else.
+
+    Attributes:
+        result: the validated patient, next of kin and doses, and the findings.
+        orders: how many order groups the message carried.
+    """
+
+    result: ValidatedVxu
+    orders: int
+
+
+class VxuDecider:
+    """Reads and validates a VXU: the part of the handler that needs no database.
+
+    Picklable (the validator and its code tables), so that the engine can
+    run it in a worker process.
+    """
+
+    def __init__(self, validator: VxuValidator) -> None:
+        self._validator = validator
+
+    def decide(self, message: Message, today: date) -> VxuDecision:
+        """The message's views, validated; see :meth:`VxuHandler.decide`."""
+        vxu = read_vxu(message)
+        return VxuDecision(self._validator.validate(vxu, today), len(vxu.orders))
+
+
 class VxuHandler:
     """Applies a VXU to the registry through the patient and dose services.
 
@@ -86,6 +117,8 @@ class VxuHandler:
         self._review_score = review_score
         self._may_report_for = may_report_for
         self._validator = VxuValidator(codes)
+        #: what decides a VXU without storage (:class:`engine.pipeline.Decider`)
+        self.decider = VxuDecider(self._validator)
         self._matcher = matcher or PatientMatcher()
         self._dedup = dedup or DoseDeduplicator(codes)
 
@@ -94,16 +127,39 @@ class VxuHandler:
     ) -> Acknowledgement:
         """Validate and store one VXU inside the caller's transaction.
 
+        :meth:`decide` then :meth:`apply`; the pipeline calls them apart, so
+        that the first runs before the write transaction (or in a worker
+        process).
+
         Returns:
             The acknowledgement: AA when nothing is wrong beyond warnings, AE
             when errors were found (a message-level one stores nothing), AR
             when the sender's role may not submit (or delete) data.
         """
+        return self.apply(self.decide(message, ctx.today), ctx, uow, log)
+
+    def decide(self, message: Message, today: date) -> VxuDecision:
+        """Read and validate a VXU: everything that needs no database.
+
+        The result holds plain values only (the validated patient and doses,
+        the findings), so that it can be worked out in another process and
+        handed to the writer.
+        """
+        return self.decider.decide(message, today)
+
+    def apply(
+        self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Logger
+    ) -> Acknowledgement:
+        """Store what :meth:`decide` found, inside the caller's transaction.
+
+        The sender's role is checked first (AR when it may not submit, or
+        delete). The decision is not changed: a group retried message by
+        message applies it again.
+        """
         refused = check_role(ctx, Operation.SUBMIT, "VXU")
         if refused is not None:
             return self._refuse(refused, ctx, uow, log)
-        vxu = read_vxu(message)
-        result = self._validator.validate(vxu, ctx.today)
+        result = decision.result
         if any(d.action_code == ActionCode.DELETE for d in result.doses):
             refused = check_role(ctx, Operation.DELETE, "VXU")
             if refused is not None:
@@ -119,9 +175,9 @@ class VxuHandler:
                 outcome="rejected: nothing stored",
                 region=ctx.region,
             )
-        stored, deleted = self._store(result, ctx, uow, log)
         issues = list(result.issues)
-        total = len(vxu.orders)
+        stored, deleted = self._store(result, issues, ctx, uow, log)
+        total = decision.orders
         outcome = f"stored {stored} of {total} order groups" + (
             f", deleted {deleted}" if deleted else ""
         )
@@ -154,7 +210,12 @@ class VxuHandler:
         )
 
     def _store(
-        self, result: ValidatedVxu, ctx: MessageContext, uow: UnitOfWork, log: Logger
+        self,
+        result: ValidatedVxu,
+        issues: list[Issue],
+        ctx: MessageContext,
+        uow: UnitOfWork,
+        log: Logger,
     ) -> tuple[int, int]:
         """File the patient, then its doses; their refusals become ACK findings."""
         patient = result.patient
@@ -163,8 +224,7 @@ class VxuHandler:
         filed = self._patients(uow, ctx).file(
             _submission(patient, result.next_of_kin, ctx), origin
         )
-        for issue in _patient_findings(filed):
-            result.add(issue)
+        issues.extend(_patient_findings(filed))
         log.debug(
             "patient_matched",
             patient_row=filed.patient_id,
@@ -183,7 +243,7 @@ class VxuHandler:
         at: dict[int, CleanDose] = {}
         for dose, outcome in zip(result.doses, outcomes, strict=True):
             if outcome.action == "refused":
-                result.add(_refused(dose))
+                issues.append(_refused(dose))
             elif outcome.action == "deleted":
                 deleted += 1
                 assert outcome.vaccination_id is not None
@@ -202,7 +262,7 @@ class VxuHandler:
                 if drawn.reason is not None:
                     finding = _inventory_finding(at[drawn.vaccination_id], drawn)
                     if finding is not None:
-                        result.add(finding)
+                        issues.append(finding)
                     log.info(
                         "inventory_exception",
                         facility=drawn.facility,
@@ -218,7 +278,7 @@ class VxuHandler:
             uow.review,
             uow.audit,
             uow,
-            partial(self._matcher.find, uow),
+            partial(self._matcher.find, uow.patients),
             lambda: ctx.received_at,
         )
 

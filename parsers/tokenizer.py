@@ -125,6 +125,12 @@ class Encoding:
                 return whole
         return whole
 
+    def special_characters(self) -> re.Pattern[str]:
+        """What must be escaped in a value written with these delimiters."""
+        return _special_characters(
+            self.field, self.component, self.repetition, self.escape, self.subcomponent
+        )
+
     def escape_text(self, value: str) -> str:
         """Escape a leaf value completely so it can be written into a message.
 
@@ -134,9 +140,7 @@ class Encoding:
         value can end a segment, open or close an MLLP frame (VT, FS, CR), or
         split a field (STYLE.md rule 19).
         """
-        pattern = _special_characters(
-            self.field, self.component, self.repetition, self.escape, self.subcomponent
-        )
+        pattern = self.special_characters()
         if pattern.search(value) is None:
             return value
         esc = self.escape

@@ -94,6 +94,11 @@ _JOURNAL_ANSWERS = StatementFamily(
 _JOURNAL_INSERT = dialects.insert_statement(
     message_journal, [*field_names(NewJournalEntry), "outcome"], returning=True
 )
+_JOURNAL_INSERT_WITH_ID = dialects.insert_statement(
+    message_journal,
+    ["id", *field_names(NewJournalEntry), "outcome"],
+    returning=False,
+)
 _SET_RESPONSE = Statement(
     update(message_journal)
     .where(message_journal.c.id == bindparam("_id"))
@@ -133,9 +138,15 @@ class JournalRepository:
     on one key with :meth:`UnitOfWork.lock`.
     """
 
-    def __init__(self, conn: Connection, sql: Runner | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        sql: Runner | None = None,
+        ids: dialects.IdPool | None = None,
+    ) -> None:
         self._conn = conn
         self._sql = sql or dialects.runner(conn)
+        self._ids = ids
 
     def find(self, sender: str, control_id: str) -> list[JournalEntry]:
         """Every entry for (sending facility, MSH-10), newest first."""
@@ -204,6 +215,12 @@ class JournalRepository:
             entry.message_type, message_journal.c.message_type
         )
         values["outcome"] = "received"
+        if self._ids is not None:
+            # PostgreSQL: the id reserved ahead, the insert queued with the
+            # message's other writes (no round trip of its own).
+            values["id"] = new_id = self._ids.take("message_journal")
+            self._sql.defer(_JOURNAL_INSERT_WITH_ID, values)
+            return new_id
         return self._sql.insert(_JOURNAL_INSERT, values)
 
     def set_response(

@@ -296,6 +296,13 @@ _SUBMITTER_COLUMNS_IN = ["patient_id", "facility", "region", "first_seen"]
 _SUBMITTER_INSERT_NEW = dialects.insert_ignoring_conflict(
     patient_submitters, _SUBMITTER_COLUMNS_IN, ["patient_id", "facility"]
 )
+_SUBMITTERS = Statement(
+    select(patient_submitters.c.facility, patient_submitters.c.first_seen).where(
+        patient_submitters.c.region == bindparam("region"),
+        patient_submitters.c.patient_id == bindparam("patient_id"),
+    ),
+    [patient_submitters.c.facility, patient_submitters.c.first_seen],
+)
 _SURVIVOR = Statement(
     select(patient_links.c.survivor_id)
     .where(
@@ -490,17 +497,12 @@ class PatientRepository:
 
     def submitters_since(self, region: str, patient_id: int) -> list[Submitter]:
         """The organizations that submitted data for the patient, with since when."""
-        self._sql.flush()
-        rows = self._conn.execute(
-            select(
-                patient_submitters.c.facility, patient_submitters.c.first_seen
-            ).where(
-                patient_submitters.c.region == region,
-                patient_submitters.c.patient_id == patient_id,
-            )
-        )
+        # On the driver cursor (storage/_sql.py): every update of a stored
+        # patient reads it, and SQLAlchemy's own path cost 0.9 ms a call.
+        rows = self._sql.all(_SUBMITTERS, {"region": region, "patient_id": patient_id})
         return [
-            Submitter(row.facility, utc(row.first_seen) or utc_now()) for row in rows
+            Submitter(facility, utc(first_seen) or utc_now())
+            for facility, first_seen in rows
         ]
 
     def insert_version(self, version: NewPatientVersion) -> None:
@@ -552,6 +554,11 @@ class PatientRepository:
         params: dict[str, Any] = {"region": region}
         if keys:
             dates = sorted(set(nearby_dates) | {birth_date})
+            # The list padded to a multiple of 16 (a date repeated changes
+            # nothing): a handful of statement shapes instead of one per count
+            # of dates, so that PostgreSQL plans each once (prepared) and
+            # SQLite's statement cache keeps them.
+            dates += [birth_date] * (-len(dates) % 16)
             params.update(in_values("d", dates))
             params.update(in_values("k", keys))
             initials = bool(family_key and given_key)

@@ -87,7 +87,7 @@ class UnitOfWork:
         conn.info[_RUNNER] = sql
         # PostgreSQL: ids reserved ahead so that inserts can be queued.
         ids = dialects.id_pool(sql, conn.dialect)
-        self.journal = JournalRepository(conn, sql)
+        self.journal = JournalRepository(conn, sql, ids)
         self.patients = PatientRepository(conn, sql, ids)
         self.vaccinations = VaccinationRepository(conn, sql, ids)
         self.observations = ObservationRepository(conn, sql)

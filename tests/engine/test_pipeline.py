@@ -11,8 +11,8 @@ from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
 from handlers.codes import CodeTables
 from handlers.context import MessageContext
 from handlers.qbp import QbpHandler, QueryPolicy
-from handlers.vxu import VxuHandler
-from parsers import Acknowledgement, Message
+from handlers.vxu import VxuDecision, VxuHandler
+from parsers import Acknowledgement
 from storage import Database, NewJournalEntry, UnitOfWork
 from tests.e2e.test_queries import qbp
 from tests.support.messages import (
@@ -91,11 +91,12 @@ def test_pipeline_group_commit_isolates_a_failing_message(db: Database) -> None:
     """A handler crash rolls back that message only and answers AE 207; the others commit."""
 
     class Flaky(VxuHandler):
-        def handle(
-            self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+        def apply(
+            self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
         ) -> Acknowledgement:
-            result = super().handle(message, ctx, uow, log)
-            if "BOOM" in message.msh.value(10):
+            result = super().apply(decision, ctx, uow, log)
+            patient = decision.result.patient
+            if patient is not None and patient.identifiers[0][0] == "M2":
                 raise RuntimeError("handler bug")
             return result
 
@@ -114,21 +115,50 @@ def test_pipeline_group_commit_isolates_a_failing_message(db: Database) -> None:
 
 def test_pipeline_resend_after_internal_error_is_processed_again(db: Database) -> None:
     """A message that failed inside is not journaled, so its resend is processed afresh."""
-    calls = {"n": 0}
+    failing = {"on": True}
 
-    class FailsOnce(VxuHandler):
-        def handle(
-            self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    class FailsUntilFixed(VxuHandler):
+        def apply(
+            self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
         ) -> Acknowledgement:
-            calls["n"] += 1
-            if calls["n"] == 1:
+            if failing["on"]:
                 raise RuntimeError("transient")
-            return super().handle(message, ctx, uow, log)
+            return super().apply(decision, ctx, uow, log)
 
-    pipeline = _pipeline(db, handler=FailsOnce(CodeTables.load()))
+    pipeline = _pipeline(db, handler=FailsUntilFixed(CodeTables.load()))
     message = vxu(control_id="T1", doses=[Dose()])
     assert msa_code(_run(pipeline, message)[0]) == "AE"
+    assert db.journal_search(control_id="T1") == []
+    failing["on"] = False  # the fault is gone (a fixed release, a database back)
     assert msa_code(_run(pipeline, message)[0]) == "AA"
+
+
+def test_a_group_with_a_failing_message_is_retried_one_by_one(db: Database) -> None:
+    """Without savepoints a failure rolls the group back; every other message still commits once."""
+    seen: list[str] = []
+
+    class FailsOnM2(VxuHandler):
+        def apply(
+            self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
+        ) -> Acknowledgement:
+            patient = decision.result.patient
+            mrn = patient.identifiers[0][0] if patient is not None else ""
+            seen.append(mrn)
+            if mrn == "M2":
+                raise RuntimeError("handler bug")
+            return super().apply(decision, ctx, uow, log)
+
+    pipeline = _pipeline(db, handler=FailsOnM2(CodeTables.load()))
+    replies = _run(
+        pipeline,
+        *(vxu(control_id=f"G{i}", mrn=f"M{i}", doses=[Dose()]) for i in range(1, 5)),
+    )
+    assert [msa_code(r) for r in replies] == ["AA", "AE", "AA", "AA"]
+    # the first attempt stopped at M2; the retry wrote each message once
+    assert seen == ["M1", "M2", "M1", "M2", "M3", "M4"]
+    assert (_count(db, "patients"), _count(db, "vaccinations")) == (3, 3)
+    assert _count(db, "message_journal") == 3
+    assert db.journal_search(control_id="G2") == []
 
 
 def test_pipeline_rejects_unknown_sender_under_reject_policy(db: Database) -> None:
@@ -418,10 +448,10 @@ class _FailsInStorage(VxuHandler):
         super().__init__(CodeTables.load())
         self._fault = fault
 
-    def handle(
-        self, message: Message, ctx: MessageContext, uow: UnitOfWork, log: Any
+    def apply(
+        self, decision: VxuDecision, ctx: MessageContext, uow: UnitOfWork, log: Any
     ) -> Acknowledgement:
-        result = super().handle(message, ctx, uow, log)
+        result = super().apply(decision, ctx, uow, log)
         if self._fault == "refused":
             # NOT NULL violated on both backends, with patient data in the
             # statement's parameters.
@@ -431,7 +461,7 @@ class _FailsInStorage(VxuHandler):
                     CANARY_MRN,
                     CANARY_FAMILY,
                     NOW,
-                    message.text.encode(),
+                    CANARY_FAMILY.encode(),
                 )
             )
         else:
@@ -523,6 +553,13 @@ def test_pipeline_logs_no_patient_data_when_storage_fails(
     ]
     assert failed
     assert failed[0]["error_type"] == "PermanentStorageError"
-    assert failed[0]["error_at"].startswith("storage.journal:insert:")
+    # SQLite runs the refused insert at once; PostgreSQL queues it with the
+    # message's other writes and it fails where the unit of work sends them.
+    expected = (
+        "storage.journal:insert:"
+        if db.backend == "sqlite"
+        else "storage.unit_of_work:savepoint:"
+    )
+    assert failed[0]["error_at"].startswith(expected)
     assert failed[0]["error_cause"] == "IntegrityError"
     assert "Traceback" not in out

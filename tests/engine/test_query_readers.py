@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from engine.app import PipelineSink
@@ -208,6 +209,29 @@ def test_pipeline_reads_only_routes_queries_alone() -> None:
             b"\x00junk",
         )
     ] == [True, False, False, False]
+
+
+def test_reads_only_sees_a_query_however_its_header_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bytes shortcut answers as the full reading does, for odd headers too."""
+    pipeline = _pipeline(None)
+    z34, vxu = _z34(), _vxu("V2")
+    variants = [
+        z34,
+        vxu,
+        b"\xef\xbb\xbf" + z34,  # a UTF-8 byte-order mark
+        b"\r\n  " + z34,  # blank lines and spaces first
+        z34.replace(b"\r", b"\n"),  # LF terminators
+        z34.replace(b"|QBP^", b"| QBP ^", 1),  # spaces around MSH-9.1
+        z34.replace(b"|QBP^", b"|qbp^", 1),  # lower case
+        vxu.replace(b"|VXU^", b"|V\\T\\XU^", 1),  # an escape sequence
+        b"MSH|",  # too short to say
+    ]
+    fast = [pipeline.reads_only(raw) for raw in variants]
+    monkeypatch.setattr("engine.pipeline._plain_message_code", lambda _raw: None)
+    assert fast == [pipeline.reads_only(raw) for raw in variants]
+    assert fast[:2] == [True, False]
 
 
 class _HeldQueries(QbpHandler):

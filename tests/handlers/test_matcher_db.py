@@ -54,7 +54,7 @@ def test_query_candidates_collapse_merged_records_to_the_survivor(
     matcher = PatientMatcher()
     with db.transaction() as uow:
         found = matcher.search(
-            uow, "BAY", [], "Okonkwo", "Amara", date(2022, 4, 9), "F"
+            uow.patients, "BAY", [], "Okonkwo", "Amara", date(2022, 4, 9), "F"
         )
     ids = [c.patient.id for c in found]
     assert ids.count(first) == 1, "two records of one merged patient: one candidate"
@@ -65,7 +65,7 @@ def test_query_candidates_collapse_merged_records_to_the_survivor(
     with db.transaction() as uow:
         uow.patients.unlink("BAY", second)
         apart = matcher.search(
-            uow, "BAY", [], "Okonkwo", "Amara", date(2022, 4, 9), "F"
+            uow.patients, "BAY", [], "Okonkwo", "Amara", date(2022, 4, 9), "F"
         )
     assert {first, second} <= {c.patient.id for c in apart}
 
@@ -76,7 +76,7 @@ def test_a_vxu_matching_a_merged_record_lands_on_the_survivor(db: Database) -> N
         second = uow.patients.insert(_patient("Amara", "4155550199"))
         uow.patients.link("BAY", second, first, None)
     with db.transaction() as uow:
-        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _Incoming())
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", _Incoming())
     assert result.outcome == "match", result.reasons
     assert result.patient_id == first
     assert result.candidate_id == first
@@ -91,8 +91,10 @@ def test_nearby_birth_dates_still_to_come_are_not_searched(db: Database) -> None
         )
     matcher = PatientMatcher()
     with db.transaction() as uow:
-        undated = matcher.find(uow, "BAY", "CLINIC9", _Incoming())
-        dated = matcher.find(uow, "BAY", "CLINIC9", _Incoming(), date(2026, 12, 1))
+        undated = matcher.find(uow.patients, "BAY", "CLINIC9", _Incoming())
+        dated = matcher.find(
+            uow.patients, "BAY", "CLINIC9", _Incoming(), date(2026, 12, 1)
+        )
     assert undated.candidate_id == later, undated.reasons
     assert dated.candidate_id is None
     assert dated.outcome == "none"
@@ -170,7 +172,7 @@ def test_matcher_lookalike_stranger_is_not_merged(db: Database) -> None:
             )
         stranger = uow.patients.insert(_stranger("Amara"))
     with db.transaction() as uow:
-        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
     assert result.outcome == "none", result.reasons
     assert result.candidate_id == stranger
     assert any(r.startswith("mother") and "(-" in r for r in result.reasons)
@@ -190,7 +192,7 @@ def test_matcher_the_same_child_from_another_clinic_is_merged(db: Database) -> N
             )
         )
     with db.transaction() as uow:
-        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
     assert result.outcome == "match", result.reasons
     assert result.patient_id == same
 
@@ -207,7 +209,7 @@ def test_matcher_boy_and_girl_are_never_merged_automatically(db: Database) -> No
             )
         )
     with db.transaction() as uow:
-        result = PatientMatcher().find(uow, "BAY", "CLINIC9", _FullIncoming())
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
     assert result.outcome != "match"
     assert result.candidate_id == boy
     assert "sex differs: not merged without review" in result.reasons
@@ -220,10 +222,10 @@ def test_matcher_reads_name_frequencies_once_and_caches_them(db: Database) -> No
     cache = NameFrequencyCache()
     matcher = PatientMatcher(frequencies=cache)
     with db.transaction() as uow:
-        matcher.find(uow, "BAY", "CLINIC9", _FullIncoming())
+        matcher.find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
         assert cache.queries == 1
-        matcher.find(uow, "BAY", "CLINIC9", _FullIncoming())
-        matcher.find(uow, "BAY", "CLINIC9", replace(_FullIncoming(), sex="M"))
+        matcher.find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
+        matcher.find(uow.patients, "BAY", "CLINIC9", replace(_FullIncoming(), sex="M"))
     assert cache.queries == 1
 
 

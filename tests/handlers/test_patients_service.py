@@ -81,7 +81,7 @@ class _Registry:
             uow.review,
             uow.audit,
             uow,
-            partial(self.matcher.find, uow),
+            partial(self.matcher.find, uow.patients),
             lambda: at,
         )
 

@@ -1,0 +1,239 @@
+"""Worker processes that read and decide messages beside the writer thread.
+
+The writer thread was the bottleneck with a core idle: decoding, the header
+check, the digest and validation need no database, so forked worker
+processes do them (:class:`engine.pipeline.MessageReader`) while the writer
+stores the messages before.
+
+The hand-off is lean on purpose. ``concurrent.futures.ProcessPoolExecutor``
+cost the server two extra threads (a feeder pickling calls, a manager
+unpickling results and settling futures) that together used more CPU than
+the worker saved (py-spy, bench/ANALYSIS.md). Here each worker has one pipe:
+
+- the reactor thread writes a message's bytes to it (``send_bytes``: one
+  system call, never blocking: a message goes only while the bytes in
+  flight to that worker fit in the pipe, else the writer reads it itself);
+- the writer thread, when it reaches the message, reads the answers from
+  the same pipe in order (each tagged with its sequence number, so an
+  answer nobody waits for any more is skipped) and unpickles the reading.
+
+No thread is added to the server. A worker that dies or answers garbage
+leaves its messages to the writer (which reads them as it would without
+workers); a worker leaves when its parent does, even a SIGKILLed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import struct
+import threading
+import time
+from datetime import date
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+
+from engine.logging import exception_summary
+from engine.pipeline import MessageReader
+
+logger = structlog.get_logger()
+
+__all__ = ["ReaderProcesses"]
+
+#: (sequence number, the date's ordinal, authenticated) before a message's bytes
+_HEAD = struct.Struct("!QI?")
+#: bytes in flight to one worker beyond which the writer reads a message itself
+#: (below a pipe's default 64 KiB, so that a send never blocks the reactor)
+_IN_FLIGHT = 48 * 1024
+#: a message larger than this is read by the writer (a pipe write of it
+#: could block the reactor)
+_LARGEST = 32 * 1024
+#: F_SETPIPE_SZ (Linux): a larger pipe lets more messages wait for a worker
+_F_SETPIPE_SZ = 1031
+_PIPE_BYTES = 1024 * 1024
+
+
+class _Worker:
+    """One worker process and its pipe, seen from the server."""
+
+    def __init__(self, process: Any, conn: Connection, capacity: int) -> None:
+        self.process = process
+        self.conn = conn
+        self.capacity = capacity
+        #: bytes sent and not yet answered, and each message's share of them
+        #: (the reactor adds, the writer removes)
+        self.in_flight = 0
+        self.sizes: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def answered(self, seq: int) -> None:
+        """An answer was read: its bytes no longer wait in the pipe."""
+        with self.lock:
+            self.in_flight -= self.sizes.pop(seq, 0)
+
+
+class Pending:
+    """A message's reading being worked out by a worker; :meth:`result` on the writer thread."""
+
+    __slots__ = ("_seq", "_worker")
+
+    def __init__(self, worker: _Worker, seq: int) -> None:
+        self._worker = worker
+        self._seq = seq
+
+    def result(self) -> Any:
+        """The reading (see MessageReader.read), reading the pipe up to this message's answer.
+
+        Raises:
+            EOFError, OSError: the worker died; the caller reads the message itself.
+        """
+        worker = self._worker
+        try:
+            if worker.broken:
+                raise EOFError("reader process gone")
+            while True:
+                data = worker.conn.recv_bytes()
+                (seq,) = struct.unpack_from("!Q", data)
+                worker.answered(seq)
+                if seq == self._seq:
+                    return pickle.loads(data[8:])  # noqa: S301 (our own forked worker)
+                if seq > self._seq:  # never: answers come in order
+                    raise EOFError("reader process out of order")
+                # an answer nobody waits for any more (a message dropped at stop)
+        except BaseException:
+            worker.broken = True
+            raise
+
+
+class ReaderProcesses:
+    """Forked worker processes reading messages (see the module docstring).
+
+    Args:
+        reader: what each worker runs (inherited by fork, not pickled).
+        count: how many workers.
+    """
+
+    def __init__(self, reader: MessageReader, count: int) -> None:
+        context = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        self._workers: list[_Worker] = []
+        for _ in range(count):
+            ours, theirs = context.Pipe(duplex=True)
+            # The child closes the server's ends of every pipe made so far,
+            # so that closing them here is an end of file for each worker.
+            servers = [w.conn for w in self._workers] + [ours]
+            capacity = _IN_FLIGHT
+            for end in (ours, theirs):
+                with contextlib.suppress(OSError, ImportError):
+                    import fcntl
+
+                    fcntl.fcntl(end.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+                    capacity = _PIPE_BYTES * 3 // 4
+            process = context.Process(
+                target=_work,
+                args=(reader, theirs, servers, parent),
+                name="cairn-reader",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._workers.append(_Worker(process, ours, capacity))
+        self._next = 0
+        self._seq = 0
+
+    def submit(
+        self, raw: bytes, today: date, *, authenticated: bool = False
+    ) -> Pending | None:
+        """Hand a message to a worker (reactor thread); None: the writer reads it itself.
+
+        ``authenticated``: it came on a connection an authenticated listener
+        established (its sender is accepted whatever MSH-4 says).
+        """
+        size = len(raw) + _HEAD.size
+        if size > _LARGEST or not self._workers:
+            return None
+        for _ in range(len(self._workers)):
+            worker = self._workers[self._next]
+            self._next = (self._next + 1) % len(self._workers)
+            if worker.broken:
+                continue
+            self._seq += 1
+            seq = self._seq
+            with worker.lock:
+                if worker.in_flight + size > worker.capacity:
+                    continue
+                worker.in_flight += size
+                worker.sizes[seq] = size
+            try:
+                worker.conn.send_bytes(
+                    _HEAD.pack(seq, today.toordinal(), authenticated) + raw
+                )
+            except OSError as exc:
+                logger.error("reader_process_failed", **exception_summary(exc))
+                worker.broken = True
+                worker.answered(seq)
+                continue
+            return Pending(worker, seq)
+        return None
+
+    def close(self) -> None:
+        """Stop the workers (after the writer has stopped)."""
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+        for worker in self._workers:
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+        self._workers = []
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids."""
+        return [int(worker.process.pid) for worker in self._workers]
+
+
+def _work(
+    reader: MessageReader, conn: Connection, servers: list[Connection], parent: int
+) -> None:
+    """A worker's loop: bytes in, a pickled reading out, in order, until the pipe closes."""
+    # The server's ends of the pipes are not ours: closed, a closed server
+    # end is an end of file here.
+    for end in servers:
+        end.close()
+    # The parent's signal handlers (Twisted's) make no sense here: SIGTERM
+    # ends a worker, Ctrl-C is the parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cairn-parent-watch", daemon=True).start()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            os._exit(0)
+        seq, ordinal, authenticated = _HEAD.unpack_from(data)
+        reading = reader.read(
+            data[_HEAD.size :],
+            date.fromordinal(ordinal),
+            keep_tokens=False,
+            authenticated=authenticated,
+        )
+        try:
+            conn.send_bytes(
+                struct.pack("!Q", seq) + pickle.dumps(reading, pickle.HIGHEST_PROTOCOL)
+            )
+        except (EOFError, OSError):
+            os._exit(0)
