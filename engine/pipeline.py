@@ -83,6 +83,7 @@ from parsers.limits import MessageLimits, check_limits
 from parsers.tokenizer import read_encoding
 from storage import (
     JOURNAL_KEY_LIMITS,
+    TEST_OUTCOME_PREFIX,
     Database,
     JournalLookup,
     NewAuditEntry,
@@ -528,7 +529,7 @@ JOURNAL_HEAD_BYTES = 4096
 NOT_STORED_PROCESSING_IDS = frozenset({"T", "D"})
 
 #: The journal outcome of a message kept out of the registry starts so.
-NOT_STORED = "not stored ("
+NOT_STORED = TEST_OUTCOME_PREFIX
 
 
 def not_stored_reason(
@@ -1318,18 +1319,19 @@ class MessagePipeline:
     ) -> Outcome | None:
         """The original answer to a resend, or None when the message is new.
 
-        A resend in the other mode is new: a sender that went live resends
-        what it sent in test mode, and that must now be stored (and a
-        stored message sent again through a test listener stays a test).
+        A resend is answered from the newest row of its own mode: a sender
+        that went live resends what it sent in test mode, and that must now
+        be stored; a stored message sent again through a test listener stays
+        a test; and a test copy in between never hides the live original
+        (which would file the live message twice).
         """
         route = self._routes.get(header.message_code)
-        previous = found.resend_of
+        previous = found.test_resend_of if test_mode else found.resend_of
         if (
             previous is None
             or previous.response is None
             or previous.ack_code == "AR"
             or (route is not None and not route.replay_resends)
-            or previous.outcome.startswith(NOT_STORED) != test_mode
         ):
             return None
         log.info("message_resent", journal_row=previous.id, ack_code=previous.ack_code)

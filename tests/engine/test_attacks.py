@@ -1,0 +1,76 @@
+"""The outside attacker's tests of identity, roles and test mode, in process on SQLite and PostgreSQL.
+
+Each test is written as the other party: a school probing with test-mode
+messages, a sender bouncing a message between the test and the live
+listener. Each one failed before its fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.app import TEST_LISTENER
+from engine.pipeline import Inbound
+from storage import Database
+from tests.engine.test_role_rules import World
+from tests.engine.test_test_mode_rules import TEST_CONFIG
+from tests.support.messages import Dose, vxu
+from tests.support.mllp import msa_code
+from tests.support.registry import InProcessRegistry, build_registry
+
+
+@pytest.fixture(name="world")
+def _world(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    return World(build_registry(db, tmp_path, monkeypatch), db)
+
+
+@pytest.fixture(name="registry")
+def _registry(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> InProcessRegistry:
+    return build_registry(db, tmp_path, monkeypatch, TEST_CONFIG)
+
+
+def _send(registry: InProcessRegistry, message: str, listener: str) -> bytes:
+    (outcome,) = registry.pipeline.process_batch(
+        [Inbound(message.encode(), "127.0.0.1:9", listener)]
+    )
+    return bytes(outcome.payload)
+
+
+def test_a_live_message_resent_after_a_test_listener_copy_is_not_stored_twice(
+    registry: InProcessRegistry,
+) -> None:
+    """Live, then the same bytes on the test listener, then live again.
+
+    The third is a resend of the first: it gets the first answer and files
+    nothing again; the test copy between them must not hide the first.
+    """
+    message = vxu(control_id="XMODE1", doses=[Dose(filler="F1")])
+    first = _send(registry, message, "mllp")
+    assert msa_code(first) == "AA"
+    assert msa_code(_send(registry, message, TEST_LISTENER)) == "AA"
+    third = _send(registry, message, "mllp")
+    assert third == first
+    live = registry.query(
+        "SELECT count(*) FROM message_journal WHERE control_id = ? "
+        "AND outcome NOT LIKE ?",
+        ("XMODE1", "not stored%"),
+    )
+    assert live == [(1,)]
+    assert registry.query("SELECT count(*) FROM vaccinations") == [(1,)]
+
+
+def test_a_test_message_resent_after_a_live_copy_stays_a_test(
+    registry: InProcessRegistry,
+) -> None:
+    """Test listener, live, then the test listener again: the last is answered from the test row."""
+    message = vxu(control_id="XMODE2", doses=[Dose(filler="F2")])
+    first = _send(registry, message, TEST_LISTENER)
+    assert msa_code(_send(registry, message, "mllp")) == "AA"
+    assert _send(registry, message, TEST_LISTENER) == first
+    assert registry.query(
+        "SELECT count(*) FROM message_journal WHERE control_id = ?", ("XMODE2",)
+    ) == [(2,)]
