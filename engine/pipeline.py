@@ -1442,6 +1442,11 @@ class MessagePipeline:
                 raise _Discard
         except _Discard:
             pass
+        # Who tried what (a role refused) is kept: MSH-11 T must not erase
+        # a school's attempt to write from the audit trail.
+        for audit in getattr(answer[0], "kept_audits", ()):
+            if isinstance(audit, NewAuditEntry):
+                uow.audit.insert(audit)
         log.info(
             "message_not_stored",
             processing_id=header.processing_id[:4],

@@ -13,17 +13,58 @@ import pytest
 
 from engine.app import TEST_LISTENER
 from engine.pipeline import Inbound
+from handlers.roles import OrgType
 from storage import Database
-from tests.engine.test_role_rules import World
+from tests.engine.test_role_rules import FACILITY, World
 from tests.engine.test_test_mode_rules import TEST_CONFIG
 from tests.support.messages import Dose, vxu
-from tests.support.mllp import msa_code
+from tests.support.mllp import errs, msa_code
 from tests.support.registry import InProcessRegistry, build_registry
 
 
 @pytest.fixture(name="world")
 def _world(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     return World(build_registry(db, tmp_path, monkeypatch), db)
+
+
+@pytest.mark.parametrize("processing_id", ["T", "D"])
+def test_a_school_probing_with_a_test_mode_vxu_is_still_audited(
+    world: World, processing_id: str
+) -> None:
+    """MSH-11 T or D must not make a refused write vanish from the audit trail.
+
+    The refusal of a role is about who tried, not about the data: it is
+    kept even though the message itself is kept out of the registry.
+    """
+    message = vxu(
+        control_id="PROBE1",
+        sender=FACILITY[OrgType.SCHOOL],
+        mrn="MRN1",
+        processing_id=processing_id,
+        doses=[Dose()],
+    )
+    reply = world.send(OrgType.SCHOOL, message)
+    assert msa_code(reply) == "AR"
+    assert "not authorized" in errs(reply)[0][8]
+    ((requester, action, outcome, _detail),) = world.refusals()
+    assert (requester, action, outcome) == (
+        FACILITY[OrgType.SCHOOL],
+        "authorize",
+        "refused-role",
+    )
+
+
+def test_a_school_deleting_a_dose_in_test_mode_is_still_audited(world: World) -> None:
+    """RXA-21 D from a query-only organization with MSH-11 T: refused and audited."""
+    message = vxu(
+        control_id="PROBE2",
+        sender=FACILITY[OrgType.SCHOOL],
+        mrn="MRN1",
+        processing_id="T",
+        doses=[Dose(filler="D1", action="D")],
+    )
+    assert msa_code(world.send(OrgType.SCHOOL, message)) == "AR"
+    assert len(world.refusals()) == 1
 
 
 @pytest.fixture(name="registry")
