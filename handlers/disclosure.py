@@ -14,7 +14,8 @@ record cannot leak through a path that reads storage on its own.
 The requester's role narrows the view further (handlers/roles.py): a school,
 child care facility or other ``requirements`` role sees the doses and the
 forecast to confirm requirements, never contact details (address, phone,
-e-mail: PID-11, PID-13) nor guardians (NK1).
+e-mail: PID-11, PID-13) nor guardians (NK1, and the mother's maiden name
+in PID-6).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def access_from(
     return "own-data" if requester in submitters else "hidden"
 
 
-#: Contact fields a ``requirements`` view never shows (PID-11, PID-13).
+#: Fields a ``requirements`` view never shows: contact details (PID-11,
+#: PID-13) and the mother's maiden name (PID-6), which names a guardian.
 _CONTACT_FIELDS = (
     "street",
     "city",
@@ -132,6 +134,8 @@ _CONTACT_FIELDS = (
     "country",
     "phone",
     "email",
+    "mother_maiden_family",
+    "mother_maiden_given",
 )
 
 
@@ -171,7 +175,8 @@ def read_view(
     """Read what ``requester`` may see of ``record`` (never call with ``hidden``).
 
     ``scope`` is the requester's role's view: ``requirements`` drops the
-    contact details and the next of kin, whatever the access.
+    contact details, the mother's maiden name and the next of kin, whatever
+    the access.
     """
     return _scoped(_read_view(uow, requester, record, access), scope)
 

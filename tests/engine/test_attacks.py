@@ -115,3 +115,24 @@ def test_a_test_message_resent_after_a_live_copy_stays_a_test(
     assert registry.query(
         "SELECT count(*) FROM message_journal WHERE control_id = ?", ("XMODE2",)
     ) == [(2,)]
+
+
+@pytest.mark.parametrize("query", ["z34", "z44"])
+@pytest.mark.parametrize(
+    "org_type",
+    [OrgType.SCHOOL, OrgType.CHILD_CARE, OrgType.FOSTER_CARE],
+    ids=lambda t: t.value,
+)
+def test_a_school_query_does_not_name_the_mother(
+    world: World, org_type: OrgType, query: str
+) -> None:
+    """PID-6 (mother's maiden name) names a guardian: a requirements view leaves it out.
+
+    The provider's VXU carries ``Mother^Maiden`` in PID-6; a school confirms
+    requirements from the doses and the forecast, and gets no guardian's name.
+    """
+    reply = world.operate(org_type, query).decode()
+    assert "|RXA|" in reply.replace("\r", "|")
+    assert "Maiden" not in reply
+    # The full record still carries it.
+    assert "Maiden" in world.operate(OrgType.PROVIDER, query).decode()
