@@ -600,6 +600,11 @@ def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
     return True
 
 
+#: The metrics' sender label of a message whose MSH-4 is not its
+#: authenticated organization's.
+_SPOOFED_LABEL = "_spoofed"
+
+
 def _spoofed(header: MessageHeader, principal: Principal | None) -> Issue | None:
     """The error for an MSH-4 that is not one of the authenticated organization's facility ids.
 
@@ -818,8 +823,10 @@ class MessagePipeline:
         # Counted once committed: an answer that never left is not counted.
         self.metrics.messages_answered(
             [
-                self._metric_labels(reading, outcome)
-                for reading, outcome in zip(readings, outcomes, strict=True)
+                self._metric_labels(item, reading, outcome)
+                for item, reading, outcome in zip(
+                    batch, readings, outcomes, strict=True
+                )
             ]
         )
         # Said once the group is durable (a group retried says it once).
@@ -828,11 +835,19 @@ class MessagePipeline:
         return outcomes
 
     def _metric_labels(
-        self, reading: _Reading | None, outcome: Outcome
+        self, item: Inbound, reading: _Reading | None, outcome: Outcome
     ) -> tuple[str, str, bool, str]:
-        """(message type, sender, registered, MSA-1) of one answered message."""
+        """(message type, sender, registered, MSA-1) of one answered message.
+
+        An MSH-4 refused on an authenticated connection is counted as
+        ``_spoofed``: it names someone else, whose line must not show the
+        spoofer's traffic (nor spend the unregistered senders' labels).
+        """
         header = reading.header if reading is not None else None
-        return self._metric_labels_of(header, outcome.ack_code)
+        labels = self._metric_labels_of(header, outcome.ack_code)
+        if header is not None and _spoofed(header, item.principal) is not None:
+            return (labels[0], _SPOOFED_LABEL, True, labels[3])
+        return labels
 
     def _metric_labels_of(
         self, header: MessageHeader | None, ack_code: str

@@ -136,3 +136,45 @@ def test_a_school_query_does_not_name_the_mother(
     assert "Maiden" not in reply
     # The full record still carries it.
     assert "Maiden" in world.operate(OrgType.PROVIDER, query).decode()
+
+
+def test_a_spoofed_msh4_is_not_counted_as_the_victims_traffic(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spoofer's refused messages must not show on the victim's dashboard line.
+
+    An authenticated organization writes CLINIC1 (a registered facility of
+    someone else) in MSH-4: each is refused AR, and counted under
+    ``sender="_spoofed"``, not as CLINIC1 failing.
+    """
+    from engine.metrics import EngineMetrics
+    from handlers.identity import IdentityService
+
+    metrics = EngineMetrics()
+    registry = build_registry(db, tmp_path, monkeypatch, metrics=metrics)
+    service = IdentityService(db.transaction, now=registry.pipeline._now)
+    service.add_organization(
+        "test",
+        code="SPOOFER",
+        name="",
+        org_type="provider",
+        region="BAY",
+        facility_ids=["SPOOF1"],
+    )
+    spoofer = service.principal_of("SPOOFER")
+    assert spoofer is not None
+    for n in range(3):
+        message = vxu(control_id=f"SP{n}", sender="CLINIC1", doses=[Dose()])
+        assert msa_code(registry.send(message, principal=spoofer)) == "AR"
+    own = vxu(control_id="OWN1", sender="SPOOF1", doses=[Dose()])
+    assert msa_code(registry.send(own, principal=spoofer)) == "AA"
+
+    def count(sender: str, outcome: str) -> float:
+        return metrics.value(
+            "cairn_messages_total",
+            {"message_type": "VXU", "outcome": outcome, "sender": sender},
+        )
+
+    assert count("CLINIC1", "AR") == 0
+    assert count("_spoofed", "AR") == 3
+    assert count("SPOOF1", "AA") == 1
