@@ -107,19 +107,41 @@ class PatientView:
 def access_of(uow: UnitOfWork, requester: str, record: PatientRecord) -> Access:
     """How much of a stored patient an organization may see.
 
+    A merged view (records merged into this one by review) is locked when
+    any of its records is, and its submitters are those of all its records:
+    a locked record merged into an open one must not become everyone's.
+
     The same work is done whether the record is locked or not (one read of
-    its submitters), so that the time an answer takes does not tell a locked
-    record from another one (issue 14, item 8).
+    its members and of each one's submitters), so that the time an answer
+    takes does not tell a locked record from another one (issue 14, item 8).
     """
-    submitters = uow.patients.submitters(record.region, record.id)
-    return access_from(requester, record, submitters)
+    region = record.region
+    submitters: set[str] = set()
+    locked_member = False
+    for member in uow.patients.merged_into(region, record.id):
+        submitters |= uow.patients.submitters(region, member)
+        if member != record.id:
+            merged = uow.patients.get(region, member)
+            locked_member = locked_member or (
+                merged is not None and merged.protection == LOCKED
+            )
+    return access_from(
+        requester, record, frozenset(submitters), locked_member=locked_member
+    )
 
 
 def access_from(
-    requester: str, record: PatientRecord, submitters: frozenset[str]
+    requester: str,
+    record: PatientRecord,
+    submitters: frozenset[str],
+    *,
+    locked_member: bool = False,
 ) -> Access:
-    """The rule of :func:`access_of`, on submitters already read (bulk reads)."""
-    if record.protection != LOCKED:
+    """The rule of :func:`access_of`, on submitters already read (bulk reads).
+
+    ``locked_member``: a record merged into this one is locked.
+    """
+    if record.protection != LOCKED and not locked_member:
         return "full"
     return "own-data" if requester in submitters else "hidden"
 

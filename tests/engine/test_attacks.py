@@ -17,7 +17,7 @@ from handlers.roles import OrgType
 from storage import Database
 from tests.engine.test_role_rules import FACILITY, World
 from tests.engine.test_test_mode_rules import TEST_CONFIG
-from tests.support.messages import Dose, vxu
+from tests.support.messages import CANARY_FAMILY, CANARY_GIVEN, Dose, vxu
 from tests.support.mllp import errs, msa_code
 from tests.support.registry import InProcessRegistry, build_registry
 
@@ -178,3 +178,71 @@ def test_a_spoofed_msh4_is_not_counted_as_the_victims_traffic(
     assert count("CLINIC1", "AR") == 0
     assert count("_spoofed", "AR") == 3
     assert count("SPOOF1", "AA") == 1
+
+
+def test_a_locked_record_merged_into_an_open_one_stays_locked(
+    registry: InProcessRegistry,
+) -> None:
+    """Staff merge a locked record into an open one: its doses must not become everyone's.
+
+    CLINIC1 reported a child and locked the record (PD1-12 Y); CLINIC2
+    reported the same child under another MRN, unlocked. A reviewer merges
+    the locked record into the open one. CLINIC2, which never submitted to
+    the locked record, queries: by its own MRN and by the locked record's.
+    """
+    from tests.e2e.test_queries import qbp
+
+    locked = vxu(
+        control_id="LK1",
+        sender="CLINIC1",
+        mrn="LOCK1",
+        protection="Y",
+        doses=[Dose(cvx="20", lot="LOCKEDLOT", filler="LF1")],
+    )
+    opened = vxu(
+        control_id="OP1",
+        sender="CLINIC2",
+        mrn="OPEN2",
+        family="Otherkid",
+        given="Olga",
+        doses=[Dose(cvx="08", lot="OPENLOT", filler="OF1")],
+    )
+    assert msa_code(registry.send(locked)) == "AA"
+    assert msa_code(registry.send(opened)) == "AA"
+    ((locked_id,),) = registry.query(
+        "SELECT patient_id FROM patient_identifiers WHERE value = ?", ("LOCK1",)
+    )
+    ((open_id,),) = registry.query(
+        "SELECT patient_id FROM patient_identifiers WHERE value = ?", ("OPEN2",)
+    )
+    with registry.db.transaction() as uow:
+        uow.patients.link("BAY", int(locked_id), int(open_id), None)
+    keys = {
+        "OPEN2^^^EHR^MR": "Otherkid^Olga",
+        "LOCK1^^^EHR^MR": f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+    }
+    answered = []
+    for n, (ids, name) in enumerate(keys.items()):
+        reply = registry.send(
+            qbp(
+                control_id=f"MQ{n}",
+                sender="CLINIC2",
+                ids=ids,
+                name=name,
+                dob="20230105",
+            )
+        ).decode()
+        assert "LOCKEDLOT" not in reply, ids
+        answered.append("OPENLOT" in reply)
+    assert any(answered), "the open record is still found"
+    # The locked record's own submitter still sees its dose.
+    mine = registry.send(
+        qbp(
+            control_id="MQ9",
+            sender="CLINIC1",
+            ids="LOCK1^^^EHR^MR",
+            name=f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+            dob="20230105",
+        )
+    ).decode()
+    assert "LOCKEDLOT" in mine
