@@ -246,3 +246,40 @@ def test_a_locked_record_merged_into_an_open_one_stays_locked(
         )
     ).decode()
     assert "LOCKEDLOT" in mine
+
+
+@pytest.mark.parametrize(
+    "msh4",
+    [
+        pytest.param("CLINIC\\X31\\", id="hex-escape"),
+        pytest.param("CLINIC1\\T\\", id="subcomponent-escape"),
+        pytest.param(" CLINIC1 ", id="padded"),
+        pytest.param("CLINIC1&EVIL", id="subcomponents"),
+        pytest.param("~CLINIC1", id="empty-first-repetition"),
+        pytest.param("\\F\\CLINIC1", id="field-escape"),
+    ],
+)
+def test_spoofed_msh4_in_escaped_and_junk_forms_cannot_touch_the_victim(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, msh4: str
+) -> None:
+    """Whatever MSH-4 reads as, the attacker neither reads the victim's locked child nor deletes its dose."""
+    from tests.e2e.test_queries import qbp
+    from tests.engine.test_sender_rules import Scene
+
+    scene = Scene(build_registry(db, tmp_path, monkeypatch), db)
+    delete = vxu(
+        control_id="X1", sender=msh4, mrn="MRN1", doses=[Dose(filler="D1", action="D")]
+    )
+    assert msa_code(scene.as_attacker(delete)) == "AR"
+    assert scene.live_doses() == 1
+    query = qbp(
+        control_id="X2",
+        sender=msh4,
+        ids="MRN1^^^EHR^MR",
+        name=f"{CANARY_FAMILY}^{CANARY_GIVEN}",
+        dob="20230105",
+    )
+    reply = scene.as_attacker(query).decode()
+    assert msa_code(reply.encode()) == "AR"
+    assert CANARY_FAMILY not in reply.split("QPD|", 1)[0]
+    assert "|PID|" not in reply.replace("\r", "|")
