@@ -283,3 +283,27 @@ def test_spoofed_msh4_in_escaped_and_junk_forms_cannot_touch_the_victim(
     assert msa_code(reply.encode()) == "AR"
     assert CANARY_FAMILY not in reply.split("QPD|", 1)[0]
     assert "|PID|" not in reply.replace("\r", "|")
+
+
+def test_replay_does_not_file_what_test_mode_kept_out(
+    registry: InProcessRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message answered on the test listener (or MSH-11 T) is never registry data, replayed or not.
+
+    Replay files journaled messages again on a listener of its own; a
+    message the test listener kept out must not become live there, nor be
+    applied to the registry as a 'dose that would be added'.
+    """
+    from tests.engine.test_replay_rules import _replay
+
+    on_test = vxu(control_id="TL1", sender="CLINIC1", doses=[Dose(filler="TF1")])
+    assert msa_code(_send(registry, on_test, TEST_LISTENER)) == "AA"
+    training = vxu(
+        control_id="TT1", sender="CLINIC2", processing_id="T", doses=[Dose()]
+    )
+    assert msa_code(_send(registry, training, "mllp")) == "AA"
+    assert registry.query("SELECT count(*) FROM vaccinations") == [(0,)]
+    code, lines = _replay(registry, tmp_path, TEST_CONFIG, capsys)
+    assert code == 0, lines
+    assert registry.query("SELECT count(*) FROM vaccinations") == [(0,)]
+    assert registry.query("SELECT count(*) FROM patients") == [(0,)]
