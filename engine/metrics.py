@@ -18,7 +18,9 @@ Metrics (all names start with ``cairn_``):
     ``sender`` is MSH-4 for a registered facility; unregistered ones keep
     their own label up to :data:`UNREGISTERED_SENDER_LABELS` of them, then
     share ``_other`` (junk MSH-4 values must not grow the page forever);
-    ``_none`` when MSH-4 is empty or unreadable.
+    ``_none`` when MSH-4 is empty or unreadable; ``_spoofed`` when an
+    authenticated connection's MSH-4 is not one of its organization's
+    facility ids (refused; not counted as the facility it names).
 ``cairn_messages_refused_total{reason}``
     Messages refused without an answer: ``overloaded`` (``server.max_in_flight``
     messages were already waiting; the connection is closed and the sender

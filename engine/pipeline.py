@@ -83,6 +83,7 @@ from parsers.limits import MessageLimits, check_limits
 from parsers.tokenizer import read_encoding
 from storage import (
     JOURNAL_KEY_LIMITS,
+    TEST_OUTCOME_PREFIX,
     Database,
     JournalLookup,
     NewAuditEntry,
@@ -528,7 +529,7 @@ JOURNAL_HEAD_BYTES = 4096
 NOT_STORED_PROCESSING_IDS = frozenset({"T", "D"})
 
 #: The journal outcome of a message kept out of the registry starts so.
-NOT_STORED = "not stored ("
+NOT_STORED = TEST_OUTCOME_PREFIX
 
 
 def not_stored_reason(
@@ -597,6 +598,11 @@ def _wants_answer(header: MessageHeader, ack_code: str) -> bool:
     if mode == "SU":
         return ack_code == "AA"
     return True
+
+
+#: The metrics' sender label of a message whose MSH-4 is not its
+#: authenticated organization's.
+_SPOOFED_LABEL = "_spoofed"
 
 
 def _spoofed(header: MessageHeader, principal: Principal | None) -> Issue | None:
@@ -817,8 +823,10 @@ class MessagePipeline:
         # Counted once committed: an answer that never left is not counted.
         self.metrics.messages_answered(
             [
-                self._metric_labels(reading, outcome)
-                for reading, outcome in zip(readings, outcomes, strict=True)
+                self._metric_labels(item, reading, outcome)
+                for item, reading, outcome in zip(
+                    batch, readings, outcomes, strict=True
+                )
             ]
         )
         # Said once the group is durable (a group retried says it once).
@@ -827,11 +835,19 @@ class MessagePipeline:
         return outcomes
 
     def _metric_labels(
-        self, reading: _Reading | None, outcome: Outcome
+        self, item: Inbound, reading: _Reading | None, outcome: Outcome
     ) -> tuple[str, str, bool, str]:
-        """(message type, sender, registered, MSA-1) of one answered message."""
+        """(message type, sender, registered, MSA-1) of one answered message.
+
+        An MSH-4 refused on an authenticated connection is counted as
+        ``_spoofed``: it names someone else, whose line must not show the
+        spoofer's traffic (nor spend the unregistered senders' labels).
+        """
         header = reading.header if reading is not None else None
-        return self._metric_labels_of(header, outcome.ack_code)
+        labels = self._metric_labels_of(header, outcome.ack_code)
+        if header is not None and _spoofed(header, item.principal) is not None:
+            return (labels[0], _SPOOFED_LABEL, True, labels[3])
+        return labels
 
     def _metric_labels_of(
         self, header: MessageHeader | None, ack_code: str
@@ -1318,18 +1334,19 @@ class MessagePipeline:
     ) -> Outcome | None:
         """The original answer to a resend, or None when the message is new.
 
-        A resend in the other mode is new: a sender that went live resends
-        what it sent in test mode, and that must now be stored (and a
-        stored message sent again through a test listener stays a test).
+        A resend is answered from the newest row of its own mode: a sender
+        that went live resends what it sent in test mode, and that must now
+        be stored; a stored message sent again through a test listener stays
+        a test; and a test copy in between never hides the live original
+        (which would file the live message twice).
         """
         route = self._routes.get(header.message_code)
-        previous = found.resend_of
+        previous = found.test_resend_of if test_mode else found.resend_of
         if (
             previous is None
             or previous.response is None
             or previous.ack_code == "AR"
             or (route is not None and not route.replay_resends)
-            or previous.outcome.startswith(NOT_STORED) != test_mode
         ):
             return None
         log.info("message_resent", journal_row=previous.id, ack_code=previous.ack_code)
@@ -1440,6 +1457,11 @@ class MessagePipeline:
                 raise _Discard
         except _Discard:
             pass
+        # Who tried what (a role refused) is kept: MSH-11 T must not erase
+        # a school's attempt to write from the audit trail.
+        for audit in getattr(answer[0], "kept_audits", ()):
+            if isinstance(audit, NewAuditEntry):
+                uow.audit.insert(audit)
         log.info(
             "message_not_stored",
             processing_id=header.processing_id[:4],

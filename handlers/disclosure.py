@@ -14,7 +14,8 @@ record cannot leak through a path that reads storage on its own.
 The requester's role narrows the view further (handlers/roles.py): a school,
 child care facility or other ``requirements`` role sees the doses and the
 forecast to confirm requirements, never contact details (address, phone,
-e-mail: PID-11, PID-13) nor guardians (NK1).
+e-mail: PID-11, PID-13) nor guardians (NK1, and the mother's maiden name
+in PID-6).
 """
 
 from __future__ import annotations
@@ -106,24 +107,47 @@ class PatientView:
 def access_of(uow: UnitOfWork, requester: str, record: PatientRecord) -> Access:
     """How much of a stored patient an organization may see.
 
+    A merged view (records merged into this one by review) is locked when
+    any of its records is, and its submitters are those of all its records:
+    a locked record merged into an open one must not become everyone's.
+
     The same work is done whether the record is locked or not (one read of
-    its submitters), so that the time an answer takes does not tell a locked
-    record from another one (issue 14, item 8).
+    its members and of each one's submitters), so that the time an answer
+    takes does not tell a locked record from another one (issue 14, item 8).
     """
-    submitters = uow.patients.submitters(record.region, record.id)
-    return access_from(requester, record, submitters)
+    region = record.region
+    submitters: set[str] = set()
+    locked_member = False
+    for member in uow.patients.merged_into(region, record.id):
+        submitters |= uow.patients.submitters(region, member)
+        if member != record.id:
+            merged = uow.patients.get(region, member)
+            locked_member = locked_member or (
+                merged is not None and merged.protection == LOCKED
+            )
+    return access_from(
+        requester, record, frozenset(submitters), locked_member=locked_member
+    )
 
 
 def access_from(
-    requester: str, record: PatientRecord, submitters: frozenset[str]
+    requester: str,
+    record: PatientRecord,
+    submitters: frozenset[str],
+    *,
+    locked_member: bool = False,
 ) -> Access:
-    """The rule of :func:`access_of`, on submitters already read (bulk reads)."""
-    if record.protection != LOCKED:
+    """The rule of :func:`access_of`, on submitters already read (bulk reads).
+
+    ``locked_member``: a record merged into this one is locked.
+    """
+    if record.protection != LOCKED and not locked_member:
         return "full"
     return "own-data" if requester in submitters else "hidden"
 
 
-#: Contact fields a ``requirements`` view never shows (PID-11, PID-13).
+#: Fields a ``requirements`` view never shows: contact details (PID-11,
+#: PID-13) and the mother's maiden name (PID-6), which names a guardian.
 _CONTACT_FIELDS = (
     "street",
     "city",
@@ -132,6 +156,8 @@ _CONTACT_FIELDS = (
     "country",
     "phone",
     "email",
+    "mother_maiden_family",
+    "mother_maiden_given",
 )
 
 
@@ -171,7 +197,8 @@ def read_view(
     """Read what ``requester`` may see of ``record`` (never call with ``hidden``).
 
     ``scope`` is the requester's role's view: ``requirements`` drops the
-    contact details and the next of kin, whatever the access.
+    contact details, the mother's maiden name and the next of kin, whatever
+    the access.
     """
     return _scoped(_read_view(uow, requester, record, access), scope)
 

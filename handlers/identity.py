@@ -24,8 +24,11 @@ API (stable; the SOAP service and the HTTP listener depend on it)::
   address), and its limits ``max_messages_per_minute`` /
   ``max_connections`` (None: the configured defaults).
 - :class:`Refusal`: ``reason`` (one of :data:`BAD_CREDENTIALS`,
-  :data:`DISABLED`, :data:`LOCKED_OUT`, :data:`UNKNOWN_CERTIFICATE`,
-  :data:`UNKNOWN_ADDRESS`) and ``text``, a sentence safe to show the caller.
+  :data:`DISABLED`, :data:`UNKNOWN_CERTIFICATE`, :data:`UNKNOWN_ADDRESS`)
+  and ``text``, a sentence safe to show the caller. A locked account is
+  answered ``bad_credentials`` whatever the password (the audit row says
+  :data:`LOCKED_OUT`): a different answer to the right password would make
+  the lockout a guessing oracle.
 
 An unknown username and a wrong password are the same refusal,
 ``bad_credentials``, and cost the same: an unknown user's password is
@@ -106,7 +109,8 @@ UNKNOWN_ADDRESS = "unknown_address"
 MIN_PASSWORD_LENGTH = 12
 
 _TEXTS = {
-    BAD_CREDENTIALS: "unknown username or wrong password",
+    BAD_CREDENTIALS: "unknown username or wrong password, or the account is "
+    "locked after repeated failed logins (try again later)",
     DISABLED: "the account or its organization is disabled",
     LOCKED_OUT: "the account is locked after repeated failed logins; try again later",
     UNKNOWN_CERTIFICATE: "the client certificate is not mapped to an organization",
@@ -285,8 +289,14 @@ class IdentityService:
         if not good:
             return self._count_failure(user.id, username, org, now)
         if _locked(user, now):
+            # Answered as a wrong password: failures are not counted while
+            # locked, so a different answer to the right password would let
+            # the guesser who locked it go on guessing. The audit row says
+            # locked_out.
             with self._transaction() as wuow:
-                return self._refuse(wuow, username, org.region, LOCKED_OUT, now)
+                return self._refuse(
+                    wuow, username, org.region, LOCKED_OUT, now, shown=BAD_CREDENTIALS
+                )
         if user.disabled or org.disabled:
             with self._transaction() as wuow:
                 return self._refuse(wuow, username, org.region, DISABLED, now)
@@ -308,7 +318,9 @@ class IdentityService:
                 # Re-passworded meanwhile: what was checked is no longer the password.
                 return self._refuse(wuow, username, org.region, BAD_CREDENTIALS, now)
             if _locked(fresh, now):
-                return self._refuse(wuow, username, org.region, LOCKED_OUT, now)
+                return self._refuse(
+                    wuow, username, org.region, LOCKED_OUT, now, shown=BAD_CREDENTIALS
+                )
             if fresh.disabled:
                 return self._refuse(wuow, username, org.region, DISABLED, now)
             wuow.identity.record_success(user.id)
@@ -464,11 +476,20 @@ class IdentityService:
             )
 
     def _refuse(
-        self, uow: IdentityUnit, who: str, region: str, reason: str, now: datetime
+        self,
+        uow: IdentityUnit,
+        who: str,
+        region: str,
+        reason: str,
+        now: datetime,
+        *,
+        shown: str = "",
     ) -> Refusal:
+        """Log and audit ``reason``; answer ``shown`` (the reason itself by default)."""
         logger.info("authentication_refused", reason=reason)
         self._audit(uow, who, region, "authenticate", "refused", now, reason)
-        return Refusal(reason, _TEXTS[reason])
+        answer = shown or reason
+        return Refusal(answer, _TEXTS[answer])
 
     @staticmethod
     def _audit(

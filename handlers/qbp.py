@@ -544,6 +544,8 @@ class QbpHandler:
         hidden: list[Candidate] = []
         shown: dict[int, Access] = {}
         if not candidates:
+            # The reads of access_of for one unmerged record.
+            uow.patients.merged_into(ctx.region, 0)
             uow.patients.submitters(ctx.region, 0)
         for cand in candidates:
             access = access_of(uow, ctx.sender, cand.patient)

@@ -13,8 +13,8 @@ school, child care     ``requirements`` query (Z34, Z44) to confirm school and
 facility, family                        child care requirements: doses and
 child care home,                        forecast, without contact details
 county welfare                          (PID-11 address, PID-13 phone) and
-department, foster                      without guardians (NK1)
-care agency
+department, foster                      without guardians (NK1, PID-6
+care agency                             mother's maiden name)
 WIC service provider,  ``benefits``     query (Z34, Z44) full records of the
 health care plan                        people they serve
 registry staff         ``staff``        administer (organizations, users, review

@@ -207,6 +207,7 @@ class VxuHandler:
             (refused.issue,),
             outcome="rejected: " + refused.audit.detail,
             region=ctx.region,
+            kept_audits=(refused.audit,),
         )
 
     def _store(

@@ -22,11 +22,15 @@ Masked (HL7 2.5.1 positions; the CDC IG's VXU, QBP and RSP):
   (contact role);
 - QPD-3 to QPD-6, QPD-8, QPD-9 (the queried identifier, name, mother's
   maiden name, birth date, address, phone);
-- PV1-19 (visit number); OBX-5 when OBX-2 says it is free text (ST, TX,
-  FT) or a name, address, phone or identifier (XPN, XAD, XTN, CX); NTE-3
+- PV1-19 (visit number); OBX-5 unless OBX-2 says it is a code, a number
+  or a date (an empty, repeated or unknown OBX-2 is masked too); NTE-3
   (comment);
 - GT1, IN1, IN3: every field but the set id; IN2 and every segment this
-  module does not know (Z-segments included): every field.
+  module does not know (Z-segments included): every field;
+- MSA, ERR and QAK in a sender's message (they are the registry's own texts
+  only in its ACK and RSP), and any MSH but the first: every field;
+- every field after one that ends with a segment id: a segment glued to
+  the one before it (its terminator lost) that the tokenizer did not split.
 
 An explicit HL7 null (``""``) is kept: it holds nothing.
 """
@@ -36,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from parsers.errors import ParseError
-from parsers.tokenizer import Encoding, Segment, tokenize
+from parsers.tokenizer import MAX_FIELDS, Encoding, Segment, tokenize
 
 __all__ = ["MASK", "error_codes", "mask_message"]
 
@@ -111,9 +115,18 @@ _SHOWN = frozenset(
     }
 )
 
-#: OBX-2 value types whose OBX-5 is free text, which may name anyone, or a
-#: person's name, address, phone or identifier.
-_FREE_TEXT = frozenset({"ST", "TX", "FT", "XPN", "XAD", "XTN", "CX"})
+#: OBX-2 value types whose OBX-5 is a code, a number or a date: shown. Any
+#: other OBX-5 is masked, an empty, repeated or unknown OBX-2 included: free
+#: text (ST, TX, FT) may name anyone, and XPN, XAD, XTN, CX are a person's
+#: name, address, phone or identifier.
+_CODED = frozenset(
+    {"CE", "CWE", "CNE", "ID", "IS", "NM", "SN", "DT", "DTM", "TS", "TM"}
+)
+
+#: Segments that carry the registry's own texts in its answers (ACK, RSP),
+#: and are masked in a sender's message, where they hold whatever was sent.
+_ANSWER_ONLY = frozenset({"MSA", "ERR", "QAK"})
+_ANSWERS = frozenset({"ACK", "RSP"})
 
 
 def _mask_leaf(value: str, enc: Encoding) -> str:
@@ -140,20 +153,46 @@ def _mask_field(raw: str, spec: _Spec, enc: Encoding) -> str:
 _SHOWN_FIELD: tuple[bool, _Spec] = (False, None)
 
 
-def _spec(segment: Segment, n: int) -> tuple[bool, _Spec]:
-    """Whether field ``n`` of ``segment`` is masked, and which components."""
+def _spec(segment: Segment, n: int, answer: bool) -> tuple[bool, _Spec]:
+    """Whether field ``n`` of ``segment`` is masked, and which components.
+
+    ``answer``: whether the message is one of the registry's answers.
+    """
     seg_id = segment.id
+    if seg_id == "MSH" and segment.index != 0:
+        return (True, _ALL)  # only the first MSH is the envelope
+    if seg_id in _ANSWER_ONLY and not answer:
+        return (True, _ALL)
     if seg_id in _MASKED_FIELDS:
         fields = _MASKED_FIELDS[seg_id]
         return (True, fields[n]) if n in fields else _SHOWN_FIELD
     if seg_id in _KEPT_FIELDS:
         return _SHOWN_FIELD if n in _KEPT_FIELDS[seg_id] else (True, _ALL)
     if seg_id == "OBX":
-        free = segment.value(2).strip().upper() in _FREE_TEXT
-        return (True, _ALL) if n == 5 and free else _SHOWN_FIELD
+        raw_type = segment.fields[2] if len(segment.fields) > 2 else ""
+        coded = (
+            segment.encoding.repetition not in raw_type
+            and segment.value(2).strip().upper() in _CODED
+        )
+        return (True, _ALL) if n == 5 and not coded else _SHOWN_FIELD
     if seg_id in _SHOWN:
         return _SHOWN_FIELD
     return (True, _ALL)
+
+
+def _glued_at(fields: list[str], first: int) -> int:
+    """The field a glued segment's id ends (its fields follow), else past the end.
+
+    The tokenizer splits a segment glued to the previous one (its terminator
+    lost) only when the host then has more fields than its definition; short
+    of that, the glued segment's fields (a guardian's name, address, phone)
+    sit in fields the position rules keep. Everything after a field that
+    ends with a segment id is masked: a false alarm only masks more.
+    """
+    for n in range(first, len(fields) - 1):
+        if fields[n][-3:] in MAX_FIELDS:
+            return n
+    return len(fields)
 
 
 def mask_message(text: str) -> str | None:
@@ -171,12 +210,15 @@ def mask_message(text: str) -> str | None:
     except ParseError:
         return None
     enc = message.encoding
+    segments = message.segments
+    answer = bool(segments) and segments[0].value(9).strip().upper() in _ANSWERS
     lines = []
-    for segment in message.segments:
+    for segment in segments:
         fields = list(segment.fields)
         first = 3 if segment.index == 0 else 1
+        glued = _glued_at(fields, first)
         for n in range(first, len(fields)):
-            masked, spec = _spec(segment, n)
+            masked, spec = (True, _ALL) if n > glued else _spec(segment, n, answer)
             if masked and fields[n]:
                 fields[n] = _mask_field(fields[n], spec, enc)
         if segment.index == 0:

@@ -114,6 +114,10 @@ class Acknowledgement:
     trigger: str = "V04"
     #: whether applying the message stored or changed registry data
     changed_registry: bool = False
+    #: audit rows (storage NewAuditEntry) the handler inserted that record
+    #: who tried what, not what changed: a test-mode message's changes are
+    #: rolled back, and the pipeline inserts these again after the rollback
+    kept_audits: tuple[object, ...] = ()
 
     def with_issues(
         self, extra: Sequence[Issue], *, leading: Sequence[Issue] = ()

@@ -32,7 +32,7 @@ from storage.identity import (
     UserAccount,
 )
 from storage.inventory import InventoryRepository
-from storage.journal import JOURNAL_KEY_LIMITS, JournalRepository
+from storage.journal import JOURNAL_KEY_LIMITS, TEST_OUTCOME_PREFIX, JournalRepository
 from storage.observations import ObservationRepository
 from storage.patients import PatientRepository
 from storage.recall import RecallRepository
@@ -77,6 +77,7 @@ from storage.unit_of_work import UnitOfWork
 __all__ = [
     "JOURNAL_KEY_LIMITS",
     "JOURNAL_POINTERS",
+    "TEST_OUTCOME_PREFIX",
     "AuditEntry",
     "AuditRepository",
     "BackupInfo",

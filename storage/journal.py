@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Connection,
     bindparam,
+    case,
     func,
     select,
     update,
@@ -55,12 +56,27 @@ _JOURNAL_FIND = Statement(
 # resend. ``sender IN (…) AND control_id IN (…)``, exact pairs kept in
 # Python: SQLite searches the index for that form, while for a row-value IN
 # list it scans the whole index.
+#: The journal outcome of a test-mode message starts so (engine.pipeline.NOT_STORED).
+TEST_OUTCOME_PREFIX = "not stored ("
+
+#: 1 for a test-mode row, 0 for a live one: a resend is answered from the
+#: newest row of its own mode, so a test copy never hides a live original.
+#: (substr, not LIKE: the statement text goes to psycopg, where % is special)
+_IS_TEST = case(
+    (
+        func.substr(message_journal.c.outcome, 1, len(TEST_OUTCOME_PREFIX))
+        == TEST_OUTCOME_PREFIX,
+        1,
+    ),
+    else_=0,
+)
 _JOURNAL_DIGESTS = StatementFamily(
     lambda shape: (
         select(
             message_journal.c.sender,
             message_journal.c.control_id,
             message_journal.c.content_digest,
+            _IS_TEST,
             func.max(message_journal.c.id),
         )
         .where(
@@ -71,6 +87,7 @@ _JOURNAL_DIGESTS = StatementFamily(
             message_journal.c.sender,
             message_journal.c.control_id,
             message_journal.c.content_digest,
+            _IS_TEST,
         ),
         [],
     )
@@ -166,24 +183,30 @@ class JournalRepository:
         Returns:
             For every triple asked: the newest row with the same key and
             digest, with its stored answer (a resend), and whether rows with
-            the same key hold other content (a reused control id).
+            the same key hold other content (a reused control id). The live
+            and the test-mode rows are looked up apart (``resend_of`` and
+            ``test_resend_of``).
         """
         wanted = sorted(set(messages))
         keys = sorted({(sender, control) for sender, control, _d in wanted})
         newest: dict[tuple[str, str, str], int] = {}
+        newest_test: dict[tuple[str, str, str], int] = {}
         digests: dict[tuple[str, str], set[str]] = {}
         for start in range(0, len(keys), 200):
             chunk = set(keys[start : start + 200])
             senders = sorted({sender for sender, _c in chunk})
             controls = sorted({control_id for _s, control_id in chunk})
             values = {**in_values("s", senders), **in_values("c", controls)}
-            for sender, control_id, digest, id_ in self._sql.all(
+            for sender, control_id, digest, is_test, id_ in self._sql.all(
                 _JOURNAL_DIGESTS[(len(senders), len(controls))], values
             ):
                 if (sender, control_id) in chunk:
-                    newest[(sender, control_id, digest)] = int(id_)
+                    into = newest_test if is_test else newest
+                    into[(sender, control_id, digest)] = int(id_)
                     digests.setdefault((sender, control_id), set()).add(digest)
-        hits = sorted({newest[m] for m in wanted if m in newest})
+        hits = sorted(
+            {found[m] for found in (newest, newest_test) for m in wanted if m in found}
+        )
         stored: dict[int, JournalAnswer] = {}
         for start in range(0, len(hits), 200):
             ids = hits[start : start + 200]
@@ -196,9 +219,12 @@ class JournalRepository:
         found: dict[tuple[str, str, str], JournalLookup] = {}
         for sender, control_id, digest in wanted:
             row = newest.get((sender, control_id, digest))
+            test_row = newest_test.get((sender, control_id, digest))
             others = digests.get((sender, control_id), set()) - {digest}
             found[(sender, control_id, digest)] = JournalLookup(
-                stored.get(row) if row is not None else None, bool(others)
+                stored.get(row) if row is not None else None,
+                bool(others),
+                stored.get(test_row) if test_row is not None else None,
             )
         return found
 

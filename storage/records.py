@@ -63,14 +63,17 @@ class JournalLookup:
     """What the journal holds under one (sending facility, MSH-10) for one content.
 
     Attributes:
-        resend_of: the newest row with the same key and the same content
-            digest (the message this one resends), with its answer.
+        resend_of: the newest live row with the same key and the same
+            content digest (the message this one resends), with its answer.
         other_content: whether rows with the same key hold other content
             (the control id was used before for a different message).
     """
 
     resend_of: JournalAnswer | None = None
     other_content: bool = False
+    #: the same among the test-mode rows ("not stored (…)"): a test-mode
+    #: resend is answered from these, a live one never is
+    test_resend_of: JournalAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)

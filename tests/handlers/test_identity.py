@@ -87,15 +87,35 @@ def test_unknown_user_and_wrong_password_are_the_same_refusal(service):
     assert unknown == wrong == Refusal(BAD_CREDENTIALS, unknown.text)
 
 
-def test_lockout_after_repeated_failures(service, clock):
-    """After max_failures wrong passwords even the right one is refused, until the lockout ends."""
+def test_lockout_after_repeated_failures(service, clock, db):
+    """After max_failures wrong passwords even the right one is refused, until the lockout ends.
+
+    The audit trail says why (locked_out); the answer does not (see below).
+    """
     for _ in range(3):
         assert (
             service.authenticate("nurse1", "wrong password!!").reason == BAD_CREDENTIALS
         )
-    assert service.authenticate("nurse1", PASSWORD).reason == LOCKED_OUT
+    assert not isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+    assert LOCKED_OUT in [row.detail for row in db.audit_search(limit=50)]
     clock.now += timedelta(seconds=601)
     assert isinstance(service.authenticate("nurse1", PASSWORD), Principal)
+
+
+def test_a_locked_account_is_no_oracle_for_the_right_password(service):
+    """The guesser who locked the account keeps guessing: every answer must be the same.
+
+    Failures are not counted while the account is locked, so if the right
+    password were answered differently (locked out) from a wrong one (bad
+    credentials), the lockout would be an unlimited guessing oracle.
+    """
+    for _ in range(3):
+        service.authenticate("nurse1", "wrong password!!")
+    wrong = service.authenticate("nurse1", "another wrong one")
+    right = service.authenticate("nurse1", PASSWORD)
+    unknown = service.authenticate("nobody", PASSWORD)
+    assert not isinstance(right, Principal)
+    assert right == wrong == unknown
 
 
 def test_lockout_is_not_revealed_without_the_password(service):
@@ -435,7 +455,10 @@ def test_concurrent_wrong_passwords_lock_out_at_exactly_max_failures(service, db
 
     results = _concurrently(service, 6, "wrong password!!")
     assert [r.reason for r in results] == [BAD_CREDENTIALS] * 6
-    assert service.authenticate("nurse1", PASSWORD).reason == LOCKED_OUT
+    # Locked: the right password is refused like a wrong one (no oracle);
+    # the audit row says locked_out.
+    assert service.authenticate("nurse1", PASSWORD).reason == BAD_CREDENTIALS
+    assert LOCKED_OUT in [r.detail for r in db.audit_search(limit=200)]
     lockouts = [
         r
         for r in db.audit_search(limit=200)

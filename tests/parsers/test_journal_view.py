@@ -116,3 +116,67 @@ def test_error_codes_reads_err_3() -> None:
     )
     assert error_codes(ack) == {"103", "102"}
     assert error_codes("not hl7") == frozenset()
+
+
+# -- the outside attacker's junk: PHI where the position rules did not look --
+
+_MSH = "MSH|^~\\&|EHRAPP|CLINIC1|CAIRN|CAIRN|20240201||VXU^V04^VXU_V04|C1|P|2.5.1"
+
+
+def _line(masked: str | None, seg_id: str, nth: int = 0) -> str:
+    assert masked is not None
+    return [x for x in masked.split("\r") if x.startswith(seg_id)][nth]
+
+
+@pytest.mark.parametrize("value_type", ["", "  ", "XX", "FT^x", "CE~ST", "CF"])
+def test_mask_message_masks_an_obx_5_whose_type_is_missing_or_unknown(
+    value_type: str,
+) -> None:
+    """OBX-5 is shown only when OBX-2 says it is coded, a number or a date."""
+    obx = f"OBX|1|{value_type}|30956-7^note^LN|1|Jane Doe 5551234567||||||F"
+    line = _line(mask_message(f"{_MSH}\r{obx}"), "OBX")
+    assert "Jane" not in line and "5551234567" not in line
+    assert "30956-7^note^LN" in line  # the observation's code is kept
+
+
+@pytest.mark.parametrize("value_type", ["CE", "cwe", "NM", "DT", "TS", "ID"])
+def test_mask_message_shows_a_coded_or_numeric_obx_5(value_type: str) -> None:
+    obx = f"OBX|1|{value_type}|64994-7^VFC^LN|1|V02^VFC eligible^HL70064||||||F"
+    assert "V02^VFC eligible^HL70064" in _line(mask_message(f"{_MSH}\r{obx}"), "OBX")
+
+
+def test_mask_message_masks_err_and_msa_in_a_sender_message() -> None:
+    """ERR-8 and MSA-3 are the registry's own texts only in its answers (ACK, RSP)."""
+    text = f"{_MSH}\rMSA|AA|Jane Doe\rERR||||E|||||Jane Doe 19900101"
+    masked = mask_message(text)
+    assert masked is not None and "Jane" not in masked and "19900101" not in masked
+    answer = (
+        "MSH|^~\\&|CAIRN|CAIRN|EHRAPP|CLINIC1|20240201||ACK^V04^ACK|1|P|2.5.1\r"
+        "MSA|AE|C1\rERR||PID^1^7|102^Data type error^HL70357|E||||PID-7 is bad"
+    )
+    assert mask_message(answer) == answer
+
+
+def test_mask_message_masks_a_second_msh() -> None:
+    """Only the first MSH is the envelope; another is junk that may hold anything."""
+    masked = mask_message(f"{_MSH}\rMSH|^~\\&|Doe^Jane|19900101\rPID|1||X1")
+    assert masked is not None and "Jane" not in masked and "19900101" not in masked
+
+
+def test_mask_message_masks_a_segment_glued_into_a_shown_or_partly_shown_one() -> None:
+    """A lost segment terminator puts NK1 into PID-23 and on, RXA into PD1: mask what follows the glue.
+
+    The tokenizer splits a glued segment only when the host segment ends up
+    with more fields than its definition; short of that, the guardian's name,
+    address and phone sit in PID fields the position rules keep.
+    """
+    pid = (
+        "PID|1||MRN1^^^EHR^MR||Doe^Jane||20200101|F|||||||||||||||"
+        "2186-5^Not Hispanic^CDCRECNK1|1|Doe^John|MTH^Mother^HL70063|"
+        "2 Oak St^^Town^CA^90001|^PRN^PH^^^555^7654321"
+    )
+    masked = mask_message(f"{_MSH}\r{pid}")
+    assert masked is not None
+    for secret in ("John", "Oak", "7654321", "90001", "Jane", "MRN1"):
+        assert secret not in masked, secret
+    assert masked.count("|") == pid.count("|") + _MSH.count("|")  # structure kept
