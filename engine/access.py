@@ -11,8 +11,10 @@ refused there).
 Limits per organization (issue 17, item 5), counted on this node:
 
 - concurrent connections: a connection beyond the limit is admitted, but
-  each of its messages is answered AR with an ERR naming the limit (never a
-  silent drop), so the sender's interface shows why;
+  its first message is answered AR with an ERR naming the limit (never a
+  silent drop), so the sender's interface shows why, and the connection is
+  closed once that AR is written (it cannot sit on a socket until the idle
+  timeout);
 - messages a minute: a token bucket holding one minute's allowance, filled
   continuously; a message finding it empty is answered AR naming the limit,
   and nothing is stored.
@@ -199,9 +201,9 @@ class ListenerGate:
         """Look every open session's credential up again (an organization disabled, a credential removed).
 
         Run every ``identity.revalidate_seconds`` by the engine. A session
-        whose organization is no longer authorized has every further message
-        answered AR saying so; one whose organization changed (facility ids,
-        limits) carries the new principal. Each credential is looked up once.
+        whose organization is no longer authorized has its next message
+        answered AR saying so, then its connection is closed; one whose
+        organization changed (facility ids, limits) carries the new principal. Each credential is looked up once.
         """
         # A session already refused (over its limit, or revoked) stays so.
         live = [s for s in self._sessions if not s.refusal]

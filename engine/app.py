@@ -55,7 +55,7 @@ from handlers.ndc import CodeReleaseError, installed_codes, load_code_release
 from handlers.qbp import QbpHandler, QueryPolicy
 from handlers.vxu import VxuHandler
 from listeners.http import BytesResource, HttpRoot, StatusResource, build_site
-from listeners.mllp import MllpFactory
+from listeners.mllp import CloseAfter, MllpFactory
 from listeners.soap import SoapResource
 from parsers.limits import MessageLimits
 from parsers.soap import ServiceDescription, WsdlError, read_service_description
@@ -349,7 +349,9 @@ class PipelineSink:
         ``session`` is the authenticated listener's :class:`Session`: its
         organization is the message's sender; a connection over its
         organization's connection limit, or a message over its rate, is
-        answered AR naming the limit at once.
+        answered AR naming the limit at once. The AR of a session over its
+        connection limit or revoked is a :class:`CloseAfter`: the listener
+        closes the connection once it is written.
         """
         d: Deferred[bytes] = Deferred()
         principal = None
@@ -371,7 +373,11 @@ class PipelineSink:
                     listener=listener,
                     organization=principal.organization if principal else "",
                 )
-                d.callback(self._pipeline.refuse(raw, refusal))
+                answer = self._pipeline.refuse(raw, refusal)
+                # Over the connection limit or revoked, every further message
+                # would be refused too: close after this AR. Over the rate,
+                # the sender only has to slow down: the connection stays.
+                d.callback(CloseAfter(answer) if session.refusal else answer)
                 return d
         in_flight = self._committer.pending() + self._reading
         if in_flight >= self._max_queue:

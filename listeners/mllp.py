@@ -35,6 +35,10 @@ HL7 content.
   TLS listener, so that the client certificate is known). The gate's session
   goes with every message to the sink; a connection the gate refuses is
   closed unread. The listener never decides who a peer is.
+- An answer the sink marks :class:`CloseAfter` (the engine's: a session over
+  its organization's connection limit, or revoked) is written after the
+  answers to earlier frames, then the connection is closed; nothing more is
+  read from it. Any other answer leaves the connection open.
 
 Logs carry peer, listener and counts, never message content.
 """
@@ -73,6 +77,17 @@ class MessageSink(Protocol):
 
     def oversize(self, head: bytes, peer: str, listener: str) -> bytes:
         """The reject payload for a message over the size limit."""
+
+
+class CloseAfter(bytes):
+    """An answer after which the connection is closed (nothing more is read).
+
+    The sink fires with it instead of plain bytes when every further message
+    of the connection would be refused too: the peer is told why, then let go,
+    rather than holding the connection until its idle timeout.
+    """
+
+    __slots__ = ()
 
 
 class ConnectionGate(Protocol):
@@ -146,6 +161,8 @@ class _Slot:
             self.failure = result
         else:
             self.value = result
+            if isinstance(result, CloseAfter):
+                self.close_after = True
 
 
 def _peer_text(address: IAddress) -> str:
@@ -373,6 +390,9 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
         if not self._hold(decoder.buffered):
             return
         for event in events:
+            if not self._taking():
+                # An answer closes the connection: frames after it are not taken.
+                return
             if isinstance(event, Frame):
                 self._submit(event.payload)
             elif isinstance(event, Oversize):
@@ -449,10 +469,7 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
 
     def _abandon(self) -> None:
         """Read nothing more; close now, or once the answers pending are written."""
-        self._reading = False
-        if not self._paused:
-            self._paused = True
-            self._t.pauseProducing()
+        self._stop_reading_for_good()
         if self._pending:
             self._close_when_answered = True
         else:
@@ -482,8 +499,24 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             logger.exception("sink_raised", peer=self._peer, listener=self.factory.name)
             d = Deferred()
             d.errback(Failure())  # type: ignore[no-untyped-call]
-        d.addBoth(slot.fill).addBoth(lambda _: self._flush())
+        d.addBoth(slot.fill).addBoth(lambda _: self._answered(slot))
         if len(self._pending) > self.factory.max_pipelined and not self._paused:
+            self._paused = True
+            self._t.pauseProducing()
+
+    def _answered(self, slot: _Slot) -> None:
+        """An answer is ready: one that closes the connection stops the reading now."""
+        if slot.close_after and not self._silent:
+            self._stop_reading_for_good()
+        self._flush()
+
+    def _taking(self) -> bool:
+        """Whether frames are still taken from this connection."""
+        return self._reading and not self._silent
+
+    def _stop_reading_for_good(self) -> None:
+        self._reading = False
+        if not self._paused:
             self._paused = True
             self._t.pauseProducing()
 
@@ -504,10 +537,7 @@ class MllpProtocol(TwistedProtocol, TimeoutMixin):
             logger.exception("sink_raised", peer=self._peer, listener=self.factory.name)
             slot.fill(Failure())  # type: ignore[no-untyped-call]
         # Nothing after an oversize frame is read, even before the reject leaves.
-        self._reading = False
-        if not self._paused:
-            self._paused = True
-            self._t.pauseProducing()
+        self._stop_reading_for_good()
         self._flush()
 
     def _flush(self) -> None:

@@ -217,6 +217,8 @@ def test_ip_listener_authenticates_by_address(tmp_path: Path) -> None:
                     break
                 time.sleep(0.2)
             assert msa_code(reply) == "AR" and "not authorized" in errs(reply)[0][8]
+            # ...and, once told why, let go rather than held to the idle timeout.
+            assert client.closed_by_server()
     finally:
         log = _stop(server)
     assert "authenticated listener (auth = 'ip')" in log

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from engine.access import ListenerGate, RateLimiter, Session
 from engine.app import PipelineSink
 from handlers.identity import Principal, Refusal
 from handlers.roles import OrgType, Role
+from listeners.mllp import MllpFactory
+from parsers.mllp import Frame, FrameDecoder, encode_frame
 from tests.support.messages import Dose, vxu
 from tests.support.mllp import errs, msa_code, segments
 from tests.support.registry import build_registry
@@ -187,3 +190,70 @@ def test_gate_revalidation_survives_a_failed_look_up() -> None:
     gate._in_thread = lambda fn, *args: fail(RuntimeError("database away"))  # type: ignore[method-assign]
     assert _result(gate.revalidate()) is None
     assert session.refusal == ""
+
+
+def decode_frames(written: bytes) -> list[bytes]:
+    """The whole frames written to a transport (a partial one would be missing)."""
+    decoder = FrameDecoder(1024 * 1024)
+    frames = [e.payload for e in decoder.feed(written) if isinstance(e, Frame)]
+    assert not decoder.in_frame, "an answer was cut short"
+    return frames
+
+
+def _listen(gate: ListenerGate, sink: PipelineSink, port: int):
+    """One connection from 10.0.0.1 through the real gate and sink, on test transports."""
+    factory = MllpFactory(sink, MemoryReactorClock(), name="mllp", gate=gate)
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2575))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", port))
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_refused_sessions_are_closed_after_their_ar_and_a_rate_limited_one_is_not(
+    db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the connection limit or revoked, the AR is written whole and the socket closed; over the rate it stays open.
+
+    Before, every refused connection stayed open until the idle timeout:
+    an organization could hold any number of sockets past its limit, and a
+    disabled one keep its connections.
+    """
+    registry = build_registry(db, tmp_path, monkeypatch)
+    clock = MemoryReactorClock()
+    limiter = RateLimiter(clock.seconds, 1)
+    sink = PipelineSink(clock, registry.pipeline, max_batch=8, limiter=limiter)
+    identity = SwitchableIdentity()  # ORG1 may have 2 connections
+    gate = _gate("ip", identity)
+    message = vxu(control_id="LIM1", sender="FAC1", doses=[Dose()]).encode()
+    first, first_t = _listen(gate, sink, 40001)
+    _second, second_t = _listen(gate, sink, 40002)
+    third, third_t = _listen(gate, sink, 40003)  # one over the limit
+
+    third.dataReceived(encode_frame(message))
+    reply = decode_frames(third_t.value())
+    assert len(reply) == 1 and msa_code(reply[0]) == "AR"
+    assert "connection limit" in errs(reply[0])[0][8]
+    assert third_t.disconnecting
+    third.connectionLost(None)
+    assert gate.open_connections(_principal(1)) == 2
+
+    # The minute's allowance used: over the rate, AR, the connection stays.
+    assert limiter.take(_principal(1))
+    first.dataReceived(encode_frame(message))
+    first.dataReceived(encode_frame(message))
+    replies = decode_frames(first_t.value())
+    assert [msa_code(r) for r in replies] == ["AR", "AR"]
+    assert "rate limit" in errs(replies[1])[0][8]
+    assert not first_t.disconnecting
+
+    # The organization disabled: the next message of an open connection is
+    # answered AR saying so, then the connection is closed.
+    identity.disabled = True
+    _result(gate.revalidate())
+    first_t.clear()
+    first.dataReceived(encode_frame(message) + encode_frame(message))
+    replies = decode_frames(first_t.value())
+    assert len(replies) == 1 and "not authorized" in errs(replies[0])[0][8]
+    assert first_t.disconnecting
+    assert not second_t.disconnecting, "closed only once it has been answered"
+    assert registry.query("SELECT count(*) FROM message_journal") == [(0,)]

@@ -6,7 +6,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from listeners.mllp import MllpFactory, MllpProtocol
+from listeners.mllp import CloseAfter, MllpFactory, MllpProtocol
 from parsers.mllp import encode_frame
 
 
@@ -120,3 +120,103 @@ def test_gate_on_tls_waits_for_the_handshake_and_gets_the_certificate() -> None:
     assert gate.asked == []
     proto.handshakeCompleted()
     assert gate.asked == [("10.0.0.1:40000", "CERT")]
+
+
+class ClosingSink(SessionSink):
+    """Answers like the engine: a refused session's AR closes, a rate-limited one does not."""
+
+    def submit(
+        self, raw: bytes, peer: str, listener: str, session: object = None
+    ) -> Deferred[bytes]:
+        self.received.append((raw, session))
+        d: Deferred[bytes] = Deferred()
+        if session == "REVOKED":
+            d.callback(CloseAfter(b"AR " + raw))
+        elif session == "RATE":
+            d.callback(b"AR " + raw)
+        else:
+            d.callback(b"AA " + raw)
+        return d
+
+
+def _connect_as(
+    session: object, factory: MllpFactory | None = None
+) -> tuple[ClosingSink, MllpProtocol, StringTransport]:
+    if factory is None:
+        factory = MllpFactory(
+            ClosingSink(), MemoryReactorClock(), name="test", gate=FakeGate()
+        )
+    sink, gate = factory.sink, factory.gate
+    assert isinstance(sink, ClosingSink) and isinstance(gate, FakeGate)
+    proto: MllpProtocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+    proto.makeConnection(transport)
+    gate.pending[-1].callback(session)
+    return sink, proto, transport
+
+
+def test_close_after_answer_is_written_in_full_then_the_connection_closes() -> None:
+    """An attacker's refused connection gets its AR whole, then is let go; frames behind it are not taken."""
+    sink, proto, transport = _connect_as("REVOKED")
+    proto.dataReceived(encode_frame(b"MSH|1") + encode_frame(b"MSH|2"))
+    assert transport.value() == encode_frame(b"AR MSH|1")
+    assert transport.disconnecting
+    assert sink.received == [(b"MSH|1", "REVOKED")]
+    proto.dataReceived(encode_frame(b"MSH|3"))
+    assert len(sink.received) == 1
+    assert transport.value() == encode_frame(b"AR MSH|1")
+
+
+def test_close_after_waits_for_the_answers_before_it() -> None:
+    """A closing AR behind a slower answer goes out after it, then the connection closes."""
+    slow: Deferred[bytes] = Deferred()
+    answers = iter([slow])
+
+    class Sink(SessionSink):
+        def submit(
+            self, raw: bytes, peer: str, listener: str, session: object = None
+        ) -> Deferred[bytes]:
+            self.received.append((raw, session))
+            first = next(answers, None)
+            if first is not None:
+                return first
+            d: Deferred[bytes] = Deferred()
+            d.callback(CloseAfter(b"AR " + raw))
+            return d
+
+    gate = FakeGate()
+    factory = MllpFactory(Sink(), MemoryReactorClock(), name="test", gate=gate)
+    proto: MllpProtocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+    proto.makeConnection(transport)
+    gate.pending[0].callback("ORG-A")
+    proto.dataReceived(encode_frame(b"MSH|1") + encode_frame(b"MSH|2"))
+    assert transport.value() == b"" and not transport.disconnecting
+    proto.dataReceived(encode_frame(b"MSH|3"))  # read no more once a close is due
+    slow.callback(b"AA MSH|1")
+    assert transport.value() == encode_frame(b"AA MSH|1") + encode_frame(b"AR MSH|2")
+    assert transport.disconnecting
+    assert factory.in_flight == 0
+
+
+def test_rate_limited_answer_keeps_the_connection_open() -> None:
+    """A sender over its message rate is answered AR and may go on sending on the same connection."""
+    sink, proto, transport = _connect_as("RATE")
+    proto.dataReceived(encode_frame(b"MSH|1"))
+    proto.dataReceived(encode_frame(b"MSH|2"))
+    assert transport.value() == encode_frame(b"AR MSH|1") + encode_frame(b"AR MSH|2")
+    assert not transport.disconnecting
+    assert transport.producerState == "producing"
+    assert [raw for raw, _ in sink.received] == [b"MSH|1", b"MSH|2"]
+
+
+def test_ordinary_connection_is_not_closed_by_another_one_closing() -> None:
+    """One organization's refused connection closing leaves another's open and answered."""
+    _sink, refused_proto, refused = _connect_as("REVOKED")
+    _sink, proto, transport = _connect_as("ORG-A", refused_proto.factory)
+    refused_proto.dataReceived(encode_frame(b"MSH|x"))
+    proto.dataReceived(encode_frame(b"MSH|1"))
+    assert refused.disconnecting
+    proto.dataReceived(encode_frame(b"MSH|2"))
+    assert transport.value() == encode_frame(b"AA MSH|1") + encode_frame(b"AA MSH|2")
+    assert not transport.disconnecting
