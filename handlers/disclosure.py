@@ -174,7 +174,12 @@ def view_of_history(
     that decides what "own data" is. ``scope`` is the role's view, as for
     :func:`read_view`.
     """
-    access = access_from(requester, history.record, history.submitters)
+    access = access_from(
+        requester,
+        history.record,
+        history.submitters,
+        locked_member=history.locked_member,
+    )
     if access == "hidden":
         return None
     if access == "own-data":
