@@ -15,11 +15,13 @@ The requester's role narrows the view further (handlers/roles.py): a school,
 child care facility or other ``requirements`` role sees the doses and the
 forecast to confirm requirements, never contact details (address, phone,
 e-mail: PID-11, PID-13) nor guardians (NK1, and the mother's maiden name
-in PID-6).
+in PID-6), and of PID-3 only the registry's id and the identifiers it
+submitted or named in its query: never a social security number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
         NextOfKinRecord,
         ObservationRecord,
         PatientHistory,
+        PatientIdentifier,
         PatientRecord,
         PatientVersion,
         UnitOfWork,
@@ -146,6 +149,9 @@ def access_from(
     return "own-data" if requester in submitters else "hidden"
 
 
+#: PID-3 identifier type of a social security number (HL7 table 0203).
+_SOCIAL_SECURITY = "SS"
+
 #: Fields a ``requirements`` view never shows: contact details (PID-11,
 #: PID-13) and the mother's maiden name (PID-6), which names a guardian.
 _CONTACT_FIELDS = (
@@ -174,7 +180,12 @@ def view_of_history(
     that decides what "own data" is. ``scope`` is the role's view, as for
     :func:`read_view`.
     """
-    access = access_from(requester, history.record, history.submitters)
+    access = access_from(
+        requester,
+        history.record,
+        history.submitters,
+        locked_member=history.locked_member,
+    )
     if access == "hidden":
         return None
     if access == "own-data":
@@ -184,6 +195,7 @@ def view_of_history(
             history.record, history.next_of_kin, history.doses, history.observations
         ),
         scope,
+        requester,
     )
 
 
@@ -193,25 +205,63 @@ def read_view(
     record: PatientRecord,
     access: Access,
     scope: View = "full",
+    named: Iterable[tuple[str, str]] = (),
 ) -> PatientView:
     """Read what ``requester`` may see of ``record`` (never call with ``hidden``).
 
     ``scope`` is the requester's role's view: ``requirements`` drops the
     contact details, the mother's maiden name and the next of kin, whatever
-    the access.
+    the access, and keeps only the identifiers the requester submitted or
+    named (``named``: the (value, assigning authority) pairs of its query,
+    QPD-3), never a social security number (:func:`_shown_identifiers`).
     """
-    return _scoped(_read_view(uow, requester, record, access), scope)
+    return _scoped(_read_view(uow, requester, record, access), scope, requester, named)
 
 
-def _scoped(view: PatientView, scope: View) -> PatientView:
+def _scoped(
+    view: PatientView,
+    scope: View,
+    requester: str,
+    named: Iterable[tuple[str, str]] = (),
+) -> PatientView:
     """A view as a role sees it: ``requirements`` without contact details or kin."""
     if scope == "full":
         return view
     blank: dict[str, object] = dict.fromkeys(_CONTACT_FIELDS, "")
     return replace(
         view,
-        record=replace(view.record, **blank),  # type: ignore[arg-type]
+        record=replace(
+            view.record,
+            identifiers=_shown_identifiers(view.record, requester, named),
+            **blank,  # type: ignore[arg-type]
+        ),
         next_of_kin=(),
+    )
+
+
+def _shown_identifiers(
+    record: PatientRecord, requester: str, named: Iterable[tuple[str, str]]
+) -> tuple[PatientIdentifier, ...]:
+    """The PID-3 identifiers a ``requirements`` role may see (policy decision).
+
+    A school or child care facility confirms requirements: it gets the
+    registry's own id (written by the answer, not stored here) and the
+    identifiers it already holds (those it submitted, those its query
+    named by value and assigning authority; a query naming no authority
+    matches the value alone), never another organization's MRN, Medicaid
+    number or any social security number (type SS).
+    """
+    asked = {(value, authority) for value, authority in named}
+    values = {value for value, authority in asked if not authority}
+    return tuple(
+        i
+        for i in record.identifiers
+        if i.type.upper() != _SOCIAL_SECURITY
+        and (
+            i.submitted_by == requester
+            or (i.value, i.authority) in asked
+            or i.value in values
+        )
     )
 
 

@@ -414,7 +414,12 @@ class QbpHandler:
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
             shown = read_view(
-                uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+                uow,
+                ctx.sender,
+                cand.patient,
+                access[cand.patient.id],
+                ctx.view,
+                _named(params),
             )
             body.extend(self._patient_segments(shown, number, ctx.today))
             self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
@@ -569,7 +574,12 @@ class QbpHandler:
         params = view.parameters
         assert params is not None
         shown = read_view(
-            uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+            uow,
+            ctx.sender,
+            cand.patient,
+            access[cand.patient.id],
+            ctx.view,
+            _named(params),
         )
         body = self._patient_segments(shown, 1, ctx.today)
         body.extend(self._dose_segments(shown, None))
@@ -600,7 +610,12 @@ class QbpHandler:
         params = view.parameters
         assert params is not None
         shown = read_view(
-            uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view
+            uow,
+            ctx.sender,
+            cand.patient,
+            access[cand.patient.id],
+            ctx.view,
+            _named(params),
         )
         extra = list(issues)
         body = self._patient_segments(shown, 1, ctx.today)
@@ -678,6 +693,11 @@ _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 def _identifier_values(params: QueryParameters) -> tuple[str, ...]:
     return tuple(v for i in params.identifiers for v in (i.value, i.authority))
+
+
+def _named(params: QueryParameters) -> tuple[tuple[str, str], ...]:
+    """The (value, assigning authority) pairs a query named (QPD-3)."""
+    return tuple((i.value, i.authority) for i in params.identifiers)
 
 
 def _name_values(name: PersonName) -> tuple[str, ...]:

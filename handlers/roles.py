@@ -14,7 +14,9 @@ facility, family                        child care requirements: doses and
 child care home,                        forecast, without contact details
 county welfare                          (PID-11 address, PID-13 phone) and
 department, foster                      without guardians (NK1, PID-6
-care agency                             mother's maiden name)
+care agency                             mother's maiden name); PID-3 only
+                                        the registry's id and the ids it
+                                        submitted or named, never an SSN
 WIC service provider,  ``benefits``     query (Z34, Z44) full records of the
 health care plan                        people they serve
 registry staff         ``staff``        administer (organizations, users, review

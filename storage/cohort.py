@@ -3,9 +3,9 @@
 Population work (reminder/recall, coverage, requirement checks over a
 school's list) reads thousands of patients. Reading each one the way a query
 does (a handful of statements per patient) would spend more time in the
-database than in the forecast, so a chunk of patients is read here in five
-statements: demographics, submitters, next of kin, doses and observations,
-merged records included. The consolidation rules are those of
+database than in the forecast, so a chunk of patients is read here in six
+statements: demographics, merged records' lock flags, submitters, next of
+kin, doses and observations, merged records included. The consolidation rules are those of
 ``VaccinationRepository.for_patient``: deleted and duplicate records left out.
 """
 
@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import Connection, exists, select
+from sqlalchemy import Connection, exists, or_, select
 
 from storage._records import record_columns, record_from_row
 from storage._sql import Runner
@@ -34,6 +34,9 @@ from storage.schema import (
     patients,
     vaccinations,
 )
+
+#: PD1-12 protection indicator of a locked record (handlers.disclosure.LOCKED).
+LOCKED = "Y"
 
 _VACCINATION_COLUMNS = record_columns(vaccinations, VaccinationRecord)
 _PATIENT_COLUMNS = record_columns(patients, PatientRecord)
@@ -63,18 +66,42 @@ class CohortRepository:
 
         Args:
             region: the region that holds them.
-            facility: only patients this facility submitted data for.
+            facility: only patients this facility submitted data for (to
+                the record or to a record merged into it).
             born_after: only patients born after this date.
             born_on_or_before: only patients born on or before this date.
         """
         self._sql.flush()
         query = select(patients.c.id).where(patients.c.region == region, _LIVE)
         if facility is not None:
+            # A facility's patients include the merged views it submitted to
+            # through a merged record (its submitters are all its members').
+            links = patient_links.c
+            members = (
+                select(links.survivor_id.label("root"), links.merged_id.label("member"))
+                .where(links.region == region, links.active.is_(True))
+                .cte("members", recursive=True)
+            )
+            members = members.union(
+                select(members.c.root, links.merged_id).where(
+                    links.survivor_id == members.c.member,
+                    links.region == region,
+                    links.active.is_(True),
+                )
+            )
             query = query.where(
-                exists().where(
-                    patient_submitters.c.patient_id == patients.c.id,
-                    patient_submitters.c.region == region,
-                    patient_submitters.c.facility == facility,
+                or_(
+                    exists().where(
+                        patient_submitters.c.patient_id == patients.c.id,
+                        patient_submitters.c.region == region,
+                        patient_submitters.c.facility == facility,
+                    ),
+                    exists().where(
+                        members.c.root == patients.c.id,
+                        patient_submitters.c.patient_id == members.c.member,
+                        patient_submitters.c.region == region,
+                        patient_submitters.c.facility == facility,
+                    ),
                 )
             )
         if born_after is not None:
@@ -118,16 +145,30 @@ class CohortRepository:
                     owner[int(merged)] = owner[int(survivor)]
                     frontier.append(int(merged))
         members = list(owner)
+        # Disclosure of a merged view (handlers.disclosure.access_of): locked
+        # when any member is, with the submitters of every member. Reading
+        # only the survivor's let a locked record merged into an open one
+        # show its doses in another clinic's recall list and coverage.
+        locked_member: set[int] = {
+            owner[int(pid)]
+            for pid, protection in conn.execute(
+                select(patients.c.id, patients.c.protection).where(
+                    patients.c.region == region,
+                    patients.c.id.in_([m for m in members if m not in records]),
+                )
+            )
+            if protection == LOCKED
+        }
         submitters: dict[int, set[str]] = defaultdict(set)
         for pid, facility in conn.execute(
             select(
                 patient_submitters.c.patient_id, patient_submitters.c.facility
             ).where(
                 patient_submitters.c.region == region,
-                patient_submitters.c.patient_id.in_(list(records)),
+                patient_submitters.c.patient_id.in_(members),
             )
         ):
-            submitters[int(pid)].add(facility)
+            submitters[owner[int(pid)]].add(facility)
         kin: dict[int, list[NextOfKinRecord]] = defaultdict(list)
         for row in conn.execute(
             select(next_of_kin)
@@ -169,6 +210,7 @@ class CohortRepository:
                 tuple(kin[pid]),
                 tuple(doses[pid]),
                 tuple(observed[pid]),
+                pid in locked_member,
             )
             for pid in wanted
             if pid in records

@@ -537,10 +537,12 @@ class PatientHistory:
 
     Attributes:
         record: the stored demographics (identifiers left out).
-        submitters: the organizations that submitted data for the patient.
+        submitters: the organizations that submitted data for the patient
+            or any record merged into it.
         next_of_kin: the next of kin, by sequence.
         doses: the consolidated doses, merged records' included, oldest first.
         observations: the observations, merged records' included.
+        locked_member: a record merged into this one is locked (PD1-12 Y).
     """
 
     record: PatientRecord
@@ -548,6 +550,7 @@ class PatientHistory:
     next_of_kin: tuple[NextOfKinRecord, ...]
     doses: tuple[VaccinationRecord, ...]
     observations: tuple[ObservationRecord, ...]
+    locked_member: bool = False
 
 
 @dataclass(frozen=True, slots=True)

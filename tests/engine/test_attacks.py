@@ -307,3 +307,75 @@ def test_replay_does_not_file_what_test_mode_kept_out(
     assert code == 0, lines
     assert registry.query("SELECT count(*) FROM vaccinations") == [(0,)]
     assert registry.query("SELECT count(*) FROM patients") == [(0,)]
+
+
+#: A provider's PID-3: a social security number, a Medicaid number, its MRN.
+_PID3_IDS = "123456789^^^SSA^SS~MC999^^^CAMCD^MA~MRN7"
+
+
+def _pid3(reply: str) -> set[str]:
+    """The identifier values of every PID-3 repetition of a reply."""
+    values = set()
+    for seg in reply.split("\r"):
+        if seg.startswith("PID|"):
+            values |= {rep.split("^")[0] for rep in seg.split("|")[3].split("~")}
+    return values
+
+
+@pytest.mark.parametrize("query", ["Z34", "Z44"])
+@pytest.mark.parametrize(
+    "org_type", [OrgType.SCHOOL, OrgType.CHILD_CARE], ids=lambda t: t.value
+)
+def test_a_school_query_gets_no_ssn_nor_other_identifiers(
+    world: World, org_type: OrgType, query: str
+) -> None:
+    """A school reads PID-3 of a child: only the registry's id and what it named.
+
+    The provider reported the child with a social security number (SS), a
+    Medicaid number (MA) and its MRN. A school or child care facility (the
+    ``requirements`` view) confirms requirements; it must not harvest SSNs
+    or other organizations' identifiers from the answer (policy decision).
+    """
+    from tests.e2e.test_queries import qbp
+
+    stored = vxu(
+        control_id="SSN1",
+        sender=FACILITY[OrgType.PROVIDER],
+        mrn=_PID3_IDS,
+        family="Pidthree",
+        given="Paula",
+        doses=[Dose(filler="P3")],
+    )
+    assert msa_code(world.send(OrgType.PROVIDER, stored)) == "AA"
+    keys = {"name": "Pidthree^Paula", "dob": "20230105"}
+
+    def ask(who: OrgType, ids: str, n: int) -> str:
+        message = qbp(
+            query=query,
+            control_id=f"P3{who.value}{n}",
+            sender=FACILITY[who],
+            ids=ids,
+            **keys,
+        )
+        return world.send(who, message).decode()
+
+    # The provider's full view still carries all three: the test can fail.
+    full = ask(OrgType.PROVIDER, "MRN7^^^EHR^MR", 0)
+    assert {"123456789", "MC999", "MRN7"} <= _pid3(full)
+    by_mrn = ask(org_type, "MRN7^^^EHR^MR", 1)
+    assert "|RXA|" in by_mrn.replace("\r", "|"), "the school still gets the doses"
+    shown = _pid3(by_mrn)
+    assert "MRN7" in shown
+    assert not shown & {"123456789", "MC999"}
+    assert "123456789" not in by_mrn and "MC999" not in by_mrn
+    # The registry's own id (SR) is always there.
+    pid = next(s for s in by_mrn.split("\r") if s.startswith("PID|"))
+    assert "^SR" in pid.split("|")[3]
+    # Naming the Medicaid number returns it, not the MRN; naming the SSN
+    # never returns an SSN.
+    by_medicaid = ask(org_type, "MC999^^^CAMCD^MA", 2)
+    assert _pid3(by_medicaid) & {"MC999", "MRN7", "123456789"} == {"MC999"}
+    # (QPD echoes the school's own query; PID-3 must not carry it back.)
+    by_ssn = ask(org_type, "123456789^^^SSA^SS", 3)
+    assert "|PID|" in by_ssn.replace("\r", "|")
+    assert "123456789" not in _pid3(by_ssn)

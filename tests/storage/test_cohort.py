@@ -80,13 +80,21 @@ def test_histories_match_the_per_patient_reads(db: Database) -> None:
         expected_doses = uow.vaccinations.for_patient("BAY", survivor)
         expected_obs = uow.observations.for_patient("BAY", survivor)
         expected_kin = uow.patients.next_of_kin("BAY", survivor)
+        # The merged view's submitters are every member's, as access_of reads them.
+        expected_submitters = frozenset().union(
+            *(
+                uow.patients.submitters("BAY", m)
+                for m in uow.patients.merged_into("BAY", survivor)
+            )
+        )
     # The merged record is not a patient of its own any more.
     assert ids == [survivor, other]
     assert [d.filler_id for d in history.doses] == ["b", "a"]
     assert [d.id for d in history.doses] == [d.id for d in expected_doses]
     assert [o.id for o in history.observations] == [o.id for o in expected_obs]
     assert history.next_of_kin == tuple(expected_kin)
-    assert history.submitters == {"CLINIC1"}
+    assert history.submitters == expected_submitters == {"CLINIC1", "CLINIC2"}
+    assert not history.locked_member
     assert [d.filler_id for d in rest.doses] == ["e"]
 
 
