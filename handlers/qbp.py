@@ -413,14 +413,7 @@ class QbpHandler:
             )
         body: list[OutSegment] = []
         for number, cand in enumerate(visible, start=1):
-            shown = read_view(
-                uow,
-                ctx.sender,
-                cand.patient,
-                access[cand.patient.id],
-                ctx.view,
-                _named(params),
-            )
+            shown = _shown(uow, ctx, cand, access, params)
             body.extend(self._patient_segments(shown, number, ctx.today))
             self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z31")
         return QueryResponse(
@@ -573,14 +566,7 @@ class QbpHandler:
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        shown = read_view(
-            uow,
-            ctx.sender,
-            cand.patient,
-            access[cand.patient.id],
-            ctx.view,
-            _named(params),
-        )
+        shown = _shown(uow, ctx, cand, access, params)
         body = self._patient_segments(shown, 1, ctx.today)
         body.extend(self._dose_segments(shown, None))
         self._audit(audits, ctx, cand, params.query_tag, _disclosed(shown), "Z32")
@@ -609,14 +595,7 @@ class QbpHandler:
     ) -> QueryResponse:
         params = view.parameters
         assert params is not None
-        shown = read_view(
-            uow,
-            ctx.sender,
-            cand.patient,
-            access[cand.patient.id],
-            ctx.view,
-            _named(params),
-        )
+        shown = _shown(uow, ctx, cand, access, params)
         extra = list(issues)
         body = self._patient_segments(shown, 1, ctx.today)
         outcome = None
@@ -693,6 +672,19 @@ _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 def _identifier_values(params: QueryParameters) -> tuple[str, ...]:
     return tuple(v for i in params.identifiers for v in (i.value, i.authority))
+
+
+def _shown(
+    uow: UnitOfWork,
+    ctx: MessageContext,
+    cand: Candidate,
+    access: dict[int, Access],
+    params: QueryParameters,
+) -> PatientView:
+    """What the requester may see of a candidate, with the identifiers its query named."""
+    return read_view(
+        uow, ctx.sender, cand.patient, access[cand.patient.id], ctx.view, _named(params)
+    )
 
 
 def _named(params: QueryParameters) -> tuple[tuple[str, str], ...]:
