@@ -59,7 +59,7 @@ from listeners.mllp import CloseAfter, MllpFactory
 from listeners.soap import SoapResource
 from parsers.limits import MessageLimits
 from parsers.soap import ServiceDescription, WsdlError, read_service_description
-from storage import Database, open_database
+from storage import Database, StorageError, open_database
 
 logger = structlog.get_logger()
 
@@ -96,9 +96,13 @@ def open_registry_database(settings: Settings, *, upgrade: bool) -> Database:
         statement_timeout=settings.database.statement_timeout_seconds,
         connect_timeout=settings.database.connect_timeout_seconds,
     )
-    if upgrade and url.startswith("sqlite"):
-        db.upgrade(tuple(r.code for r in settings.regions))
-    db.check_schema_current()
+    try:
+        if upgrade and url.startswith("sqlite"):
+            db.upgrade(tuple(r.code for r in settings.regions))
+        db.check_schema_current()
+    except StorageError:
+        db.close()
+        raise
     return db
 
 

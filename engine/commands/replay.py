@@ -43,7 +43,6 @@ from tqdm import tqdm
 
 from engine import app
 from engine.commands._common import add_database_options, settings_from
-from engine.commands.messages import _open as open_journal
 from engine.commands.messages import when
 from engine.logging import configure_logging
 from engine.pipeline import Inbound
@@ -106,7 +105,7 @@ def run_replay(args: argparse.Namespace) -> int:
     # what the journaled answers already said) would bury it; errors show.
     configure_logging(settings.logging.format, "error")
     try:
-        live = open_journal(settings)
+        live = app.open_registry_database(settings, upgrade=False)
     except StorageError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 1

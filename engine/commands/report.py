@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.app import open_registry_database
 from engine.commands._common import add_database_options, settings_from
-from engine.commands.messages import _open as open_journal
 from engine.commands.messages import when
 from handlers.quality import (
     build_quality_report,
@@ -85,7 +85,7 @@ def run_quality(args: argparse.Namespace) -> int:
         return 2
     settings = settings_from(args)
     try:
-        db = open_journal(settings)
+        db = open_registry_database(settings, upgrade=False)
         try:
             report = build_quality_report(
                 args.sender,
