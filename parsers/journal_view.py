@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from parsers.errors import ParseError
 from parsers.tokenizer import MAX_FIELDS, Encoding, Segment, tokenize
 
-__all__ = ["MASK", "error_codes", "mask_message"]
+__all__ = ["MASK", "mask_message"]
 
 #: What a masked value is shown as.
 MASK = "***"
@@ -225,21 +225,3 @@ def mask_message(text: str) -> str | None:
             del fields[1]  # MSH-1 is the separator itself (see Segment.raw)
         lines.append(enc.field.join(fields))
     return "\r".join(lines)
-
-
-def error_codes(text: str) -> frozenset[str]:
-    """The HL7 error codes (ERR-3.1, table 0357) a response carries.
-
-    Args:
-        text: the decoded response.
-
-    Returns:
-        The codes, empty when there is none or the text is not HL7.
-    """
-    try:
-        message = tokenize(text)
-    except ParseError:
-        return frozenset()
-    return frozenset(
-        code for segment in message.all("ERR") if (code := segment.value(3).strip())
-    )

@@ -15,7 +15,8 @@ from engine.app import database_url
 from engine.commands._common import add_database_options, settings_from
 from engine.pipeline import NOT_STORED
 from parsers import decode_message
-from parsers.journal_view import error_codes, mask_message
+from parsers.acks import read_errors
+from parsers.journal_view import mask_message
 from parsers.tokenizer import has_control_character
 from storage import (
     Database,
@@ -165,8 +166,7 @@ def _search(db: Database, args: argparse.Namespace) -> list[JournalEntry]:
             before_id=before,
         )
         for entry in page:
-            text = decode_message(entry.response or b"").text
-            if code in error_codes(text):
+            if any(err.hl7_code == code for err in read_errors(entry.response or b"")):
                 found.append(entry)
         if len(page) < page_size:
             break

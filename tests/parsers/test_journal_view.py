@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from parsers import tokenize
-from parsers.journal_view import MASK, error_codes, mask_message
+from parsers.acks import read_errors
+from parsers.journal_view import MASK, mask_message
 from tests.e2e.test_queries import qbp
 from tests.support.messages import CANARIES, Dose, vxu
 
@@ -114,8 +115,8 @@ def test_error_codes_reads_err_3() -> None:
         "ERR||RXA^1^5|103^Table value not found^HL70357|E|5^Table value not found^HL70533\r"
         "ERR||PID^1^7|102^Data type error^HL70357|W|4^Invalid value^HL70533\r"
     )
-    assert error_codes(ack) == {"103", "102"}
-    assert error_codes("not hl7") == frozenset()
+    assert {err.hl7_code for err in read_errors(ack.encode())} == {"103", "102"}
+    assert read_errors(b"not hl7") == ()
 
 
 # -- the outside attacker's junk: PHI where the position rules did not look --
