@@ -184,6 +184,8 @@ def run(args: argparse.Namespace) -> list[str]:
             # py-spy needs to ptrace the server: root or ptrace_scope=0.
             return [*lines, f"not measured: py-spy wrote nothing: {err.strip()[-300:]}"]
         raw = raw_path.read_text()
+        if args.keep:
+            Path(args.keep).write_text(raw)
     backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
     lines.append(
         f"py-spy at {args.rate} samples/s on cairn serve, {backend}, {args.senders} senders: "
@@ -204,6 +206,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--database", default=None)
+    parser.add_argument(
+        "--keep", default=None, help="also write py-spy's raw stacks to this file"
+    )
     for line in run(parser.parse_args()):
         print(line, flush=True)
 

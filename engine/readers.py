@@ -25,6 +25,8 @@ workers); a worker leaves when its parent does, even a SIGKILLed one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import multiprocessing
 import os
 import pickle
@@ -76,6 +78,46 @@ class _Worker:
         """An answer was read: its bytes no longer wait in the pipe."""
         with self.lock:
             self.in_flight -= self.sizes.pop(seq, 0)
+
+
+class _Reducers(dict[type, Any]):
+    """Pickle a plain dataclass as a call of its constructor with its fields' values.
+
+    Python's own pickling of a ``slots=True`` dataclass restores it with
+    ``_dataclass_setstate``, which calls ``dataclasses.fields()`` once per
+    object: unpickling a VXU's reading (about 17 such objects) cost the
+    writer more than the constructor calls do (bench/ANALYSIS.md, issue 18).
+    Only dataclasses whose fields are all positional ``__init__`` arguments
+    and that have no ``__post_init__`` are reduced this way; anything else
+    pickles as usual (a missing key means "no reducer" to the pickler).
+    """
+
+    def __missing__(self, cls: type) -> Any:
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.init or hasattr(cls, "__post_init__"):
+            raise KeyError(cls)
+        fields = dataclasses.fields(cls)
+        if not all(f.init and not f.kw_only for f in fields):
+            raise KeyError(cls)
+        names = tuple(f.name for f in fields)
+
+        def reduce(obj: Any) -> tuple[type, tuple[Any, ...]]:
+            return cls, tuple([getattr(obj, name) for name in names])
+
+        self[cls] = reduce
+        return reduce
+
+
+_REDUCERS = _Reducers()
+
+
+def dumps(reading: Any) -> bytes:
+    """A reading pickled for the hand-off (plain dataclasses as constructor calls)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _REDUCERS
+    pickler.dump(reading)
+    return buffer.getvalue()
 
 
 class Pending:
@@ -232,8 +274,6 @@ def _work(
             authenticated=authenticated,
         )
         try:
-            conn.send_bytes(
-                struct.pack("!Q", seq) + pickle.dumps(reading, pickle.HIGHEST_PROTOCOL)
-            )
+            conn.send_bytes(struct.pack("!Q", seq) + dumps(reading))
         except (EOFError, OSError):
             os._exit(0)

@@ -202,3 +202,48 @@ def test_an_authenticated_senders_message_is_read_as_accepted(db: Database) -> N
     assert accepted == pipeline.reader.read(
         raw, NOW.date(), keep_tokens=False, authenticated=True
     )
+
+
+def test_the_hand_off_pickles_dataclasses_by_constructor_only_when_that_is_faithful() -> (
+    None
+):
+    """Plain dataclasses travel as constructor calls; others keep Python's own pickling."""
+    import dataclasses
+    import pickle
+
+    from engine.readers import _REDUCERS, dumps
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        a: int
+        b: str = "x"
+
+    @dataclasses.dataclass
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            self.a = abs(self.a)
+
+    @dataclasses.dataclass(frozen=True)
+    class Keyword:
+        a: int
+        b: int = dataclasses.field(default=0, kw_only=True)
+
+    globals().update(Plain=Plain, Checked=Checked, Keyword=Keyword)
+    Plain.__qualname__, Checked.__qualname__, Keyword.__qualname__ = (
+        "Plain",
+        "Checked",
+        "Keyword",
+    )
+    value = (Plain(1, "y"), [Plain(2)], Keyword(3, b=4), {"k": Plain(5, "z")})
+    assert pickle.loads(dumps(value)) == value
+    assert Plain in _REDUCERS
+    assert _REDUCERS[Plain](Plain(7, "q")) == (Plain, (7, "q"))
+    # __post_init__ would run again on a constructor call; kw_only would not be positional
+    for cls in (Checked, Keyword):
+        with pytest.raises(KeyError):
+            _REDUCERS[cls]
+    checked = Checked(-3)
+    checked.a = -9  # a state its constructor would never produce
+    assert pickle.loads(dumps(checked)).a == -9
