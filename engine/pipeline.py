@@ -1562,6 +1562,38 @@ def _large_last(
     return [group for group in (first, *later) if group]
 
 
+#: how often the writer looks again for a parked message's reading
+_PARKED_POLL_SECONDS = 0.002
+#: "nothing arrived" (the queue's own sentinel, None, means stop)
+_NOTHING: Any = object()
+
+
+def _unparked(
+    entries: list[tuple[Inbound, Any]],
+) -> tuple[list[tuple[Inbound, Any]], list[tuple[Inbound, Any]]]:
+    """(what the writer stores now, what stays parked), each in arrival order.
+
+    A message whose reading a worker is still working out (``pending.slow``
+    and not ``ready()``) stays parked, and so does everything its connection
+    sent after it: one connection's messages are applied in the order they
+    were sent. The other connections' messages go ahead.
+    """
+    now: list[tuple[Inbound, Any]] = []
+    later: list[tuple[Inbound, Any]] = []
+    held: set[str] = set()
+    for entry in entries:
+        item = entry[0]
+        pending = item.pending
+        if item.peer in held or (
+            getattr(pending, "slow", False) and not pending.ready()  # type: ignore[union-attr]
+        ):
+            held.add(item.peer)
+            later.append(entry)
+        else:
+            now.append(entry)
+    return now, later
+
+
 class GroupCommitter:
     """Runs the pipeline on one worker thread, grouping queued messages.
 
@@ -1606,6 +1638,8 @@ class GroupCommitter:
             target=self._run, name="cairn-writer", daemon=True
         )
         self._started = False
+        #: messages set aside until their reading arrives (written by the thread)
+        self._parked = 0
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -1618,8 +1652,8 @@ class GroupCommitter:
         self._queue.put((item, token))
 
     def pending(self) -> int:
-        """Messages waiting for the worker."""
-        return self._queue.qsize()
+        """Messages waiting for the worker (queued, or parked while a worker reads them)."""
+        return self._queue.qsize() + self._parked
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the worker."""
@@ -1632,11 +1666,21 @@ class GroupCommitter:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        # Messages whose reading a worker is still working out (a large
+        # message, see engine/readers.py) wait here, with whatever their
+        # connection sent after them, while the others are stored.
+        parked: list[tuple[Inbound, Any]] = []
         while True:
-            first = self._queue.get()
+            if parked:
+                try:
+                    first = self._queue.get(timeout=_PARKED_POLL_SECONDS)
+                except queue.Empty:
+                    first = _NOTHING
+            else:
+                first = self._queue.get()
             if first is None:
-                return
-            batch = [first]
+                break
+            batch = [] if first is _NOTHING else [first]
             stop = False
             while len(batch) < self._max_batch:
                 try:
@@ -1647,10 +1691,19 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(nxt)
-            for group in _large_last(batch, self._large_bytes):
-                self._process(group)
+            batch, parked = _unparked(parked + batch)
+            self._parked = len(parked)
+            if batch:
+                for group in _large_last(batch, self._large_bytes):
+                    self._process(group)
             if stop:
-                return
+                break
+        # Stopping: what waited for a worker is stored before the thread ends
+        # (waiting for the worker now; a dead one leaves it to the writer).
+        if parked:
+            for group in _large_last(parked, self._large_bytes):
+                self._process(group)
+            self._parked = 0
 
     def _process(self, batch: list[tuple[Inbound, Any]]) -> None:
         started = time.perf_counter()

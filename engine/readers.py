@@ -17,7 +17,15 @@ the worker saved (py-spy, bench/ANALYSIS.md). Here each worker has one pipe:
   the same pipe in order (each tagged with its sequence number, so an
   answer nobody waits for any more is skipped) and unpickles the reading.
 
-No thread is added to the server. A worker that dies or answers garbage
+A message larger than a pipe can take without blocking (over 32 KiB: a
+VXU of a hundred order groups and more) goes to a worker of its own, the
+large-message worker, through a feeder thread that may block on the pipe
+without holding up the reactor. The writer does not wait for such a
+reading: :meth:`Pending.ready` says whether it has arrived, and the group
+committer stores the other connections' messages meanwhile (issue 18: a
+message at the limits took every sender's writer time while it was read).
+That feeder, idle but for large messages, is the one thread added to the
+server. A worker that dies or answers garbage
 leaves its messages to the writer (which reads them as it would without
 workers); a worker leaves when its parent does, even a SIGKILLed one.
 """
@@ -30,6 +38,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import struct
 import threading
@@ -73,6 +82,8 @@ class _Worker:
         self.sizes: dict[int, int] = {}
         self.lock = threading.Lock()
         self.broken = False
+        #: answers read ahead of their turn by :meth:`Pending.ready` (writer thread only)
+        self.early: dict[int, bytes] = {}
 
     def answered(self, seq: int) -> None:
         """An answer was read: its bytes no longer wait in the pipe."""
@@ -121,13 +132,41 @@ def dumps(reading: Any) -> bytes:
 
 
 class Pending:
-    """A message's reading being worked out by a worker; :meth:`result` on the writer thread."""
+    """A message's reading being worked out by a worker; :meth:`result` on the writer thread.
 
-    __slots__ = ("_seq", "_worker")
+    ``slow``: the large-message worker reads it; the writer asks
+    :meth:`ready` before it waits for it (see :class:`engine.pipeline.GroupCommitter`).
+    """
 
-    def __init__(self, worker: _Worker, seq: int) -> None:
+    __slots__ = ("_seq", "_worker", "slow")
+
+    def __init__(self, worker: _Worker, seq: int, *, slow: bool = False) -> None:
         self._worker = worker
         self._seq = seq
+        self.slow = slow
+
+    def ready(self) -> bool:
+        """Whether :meth:`result` would return (or raise) without waiting (writer thread).
+
+        Reads, without blocking, the answers the worker has already sent,
+        keeping them for their own :meth:`result`. A broken worker is
+        "ready": its messages are read by the writer at once.
+        """
+        worker = self._worker
+        if worker.broken or self._seq in worker.early:
+            return True
+        try:
+            while worker.conn.poll(0):
+                data = worker.conn.recv_bytes()
+                (seq,) = struct.unpack_from("!Q", data)
+                worker.answered(seq)
+                worker.early[seq] = data
+                if seq == self._seq:
+                    return True
+        except (EOFError, OSError):
+            worker.broken = True
+            return True
+        return False
 
     def result(self) -> Any:
         """The reading (see MessageReader.read), reading the pipe up to this message's answer.
@@ -136,6 +175,9 @@ class Pending:
             EOFError, OSError: the worker died; the caller reads the message itself.
         """
         worker = self._worker
+        early = worker.early.pop(self._seq, None)
+        if early is not None:
+            return pickle.loads(early[8:])  # noqa: S301 (our own forked worker)
         try:
             if worker.broken:
                 raise EOFError("reader process gone")
@@ -158,18 +200,25 @@ class ReaderProcesses:
 
     Args:
         reader: what each worker runs (inherited by fork, not pickled).
-        count: how many workers.
+        count: how many workers for ordinary messages.
+        large: also start the large-message worker and its feeder thread
+            (with at least one ordinary worker).
     """
 
-    def __init__(self, reader: MessageReader, count: int) -> None:
+    def __init__(
+        self, reader: MessageReader, count: int, *, large: bool = True
+    ) -> None:
         context = multiprocessing.get_context("fork")
         parent = os.getpid()
         self._workers: list[_Worker] = []
-        for _ in range(count):
+        self._large: _Worker | None = None
+        self._feed: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        for index in range(count + (1 if large and count else 0)):
             ours, theirs = context.Pipe(duplex=True)
             # The child closes the server's ends of every pipe made so far,
             # so that closing them here is an end of file for each worker.
-            servers = [w.conn for w in self._workers] + [ours]
+            servers = [w.conn for w in self._all()] + [ours]
             capacity = _IN_FLIGHT
             for end in (ours, theirs):
                 with contextlib.suppress(OSError, ImportError):
@@ -185,9 +234,47 @@ class ReaderProcesses:
             )
             process.start()
             theirs.close()
-            self._workers.append(_Worker(process, ours, capacity))
+            if index < count:
+                self._workers.append(_Worker(process, ours, capacity))
+            else:
+                self._large = _Worker(process, ours, capacity)
+        if self._large is not None:
+            self._feeder = threading.Thread(
+                target=self._feed_large, name="cairn-large-feeder", daemon=True
+            )
+            self._feeder.start()
         self._next = 0
         self._seq = 0
+
+    def _all(self) -> list[_Worker]:
+        return [*self._workers, *([self._large] if self._large is not None else [])]
+
+    def _feed_large(self) -> None:
+        """Send large messages to their worker (this thread may block on the pipe; the reactor never does)."""
+        worker = self._large
+        assert worker is not None
+        while True:
+            data = self._feed.get()
+            if data is None:
+                return
+            if worker.broken:
+                continue
+            try:
+                worker.conn.send_bytes(data)
+            except OSError as exc:
+                logger.error("reader_process_failed", **exception_summary(exc))
+                worker.broken = True
+
+    def _submit_large(
+        self, raw: bytes, today: date, authenticated: bool
+    ) -> Pending | None:
+        worker = self._large
+        if worker is None or worker.broken:
+            return None
+        self._seq += 1
+        seq = self._seq
+        self._feed.put(_HEAD.pack(seq, today.toordinal(), authenticated) + raw)
+        return Pending(worker, seq, slow=True)
 
     def submit(
         self, raw: bytes, today: date, *, authenticated: bool = False
@@ -198,8 +285,10 @@ class ReaderProcesses:
         established (its sender is accepted whatever MSH-4 says).
         """
         size = len(raw) + _HEAD.size
-        if size > _LARGEST or not self._workers:
+        if not self._workers:
             return None
+        if size > _LARGEST:
+            return self._submit_large(raw, today, authenticated)
         for _ in range(len(self._workers)):
             worker = self._workers[self._next]
             self._next = (self._next + 1) % len(self._workers)
@@ -226,10 +315,13 @@ class ReaderProcesses:
 
     def close(self) -> None:
         """Stop the workers (after the writer has stopped)."""
-        for worker in self._workers:
+        if self._feeder is not None:
+            self._feed.put(None)
+            self._feeder.join(5)
+        for worker in self._all():
             with contextlib.suppress(OSError):
                 worker.conn.close()
-        for worker in self._workers:
+        for worker in self._all():
             worker.process.join(5)
             if worker.process.is_alive():
                 worker.process.kill()
@@ -239,7 +331,7 @@ class ReaderProcesses:
     @property
     def pids(self) -> list[int]:
         """The workers' process ids."""
-        return [int(worker.process.pid) for worker in self._workers]
+        return [int(worker.process.pid) for worker in self._all()]
 
 
 def _work(

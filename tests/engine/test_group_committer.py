@@ -76,3 +76,95 @@ def test_group_committer_keeps_one_connections_order_behind_its_large_message() 
         ]
     )
     assert groups == [[b"a1", b"a2"], [large, b"b2"], [other]]
+
+
+class _SlowReading:
+    """A large message's reading that a worker process is still working out."""
+
+    slow = True
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+
+    def ready(self) -> bool:
+        return self.arrived.is_set()
+
+    def result(self) -> None:
+        assert self.arrived.is_set(), "the writer waited for a reading not ready"
+
+
+class _Recording:
+    """Records each transaction's messages as they are written."""
+
+    def __init__(self) -> None:
+        self.metrics = EngineMetrics()
+        self.groups: list[list[bytes]] = []
+        self.written = threading.Condition()
+
+    def process_batch(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        for item in batch:
+            if item.pending is not None:
+                item.pending.result()
+        with self.written:
+            self.groups.append([item.raw for item in batch])
+            self.written.notify_all()
+        return [Outcome(item.raw, "AA", None) for item in batch]
+
+    def wait_for(self, raw: bytes) -> None:
+        with self.written:
+            assert self.written.wait_for(
+                lambda: any(raw in g for g in self.groups), 30
+            ), f"{raw!r} was never written"
+
+
+def test_the_writer_stores_other_connections_while_a_large_message_is_read() -> None:
+    """A large message still being read elsewhere does not hold up other senders.
+
+    What its own connection sent after it waits behind it (order per
+    connection); everything is written once the reading arrives, and
+    nothing is lost when the writer stops.
+    """
+    pipeline = _Recording()
+    delivered: list[Any] = []
+    committer = GroupCommitter(
+        pipeline,  # type: ignore[arg-type]
+        lambda token, outcome: delivered.append(token),
+        large_bytes=100,
+    )
+    committer.start()
+    reading = _SlowReading()
+    large = b"L" * 200
+    committer.submit(Inbound(large, "b:1", "mllp", pending=reading), "large")
+    committer.submit(Inbound(b"b2", "b:1", "mllp"), "b2")
+    committer.submit(Inbound(b"a1", "a:1", "mllp"), "a1")
+    pipeline.wait_for(b"a1")
+    committer.submit(Inbound(b"c1", "c:1", "mllp"), "c1")
+    pipeline.wait_for(b"c1")
+    written = [raw for group in pipeline.groups for raw in group]
+    assert large not in written and b"b2" not in written
+    assert committer.pending() == 2  # parked, still counted as in flight
+    reading.arrived.set()
+    pipeline.wait_for(b"b2")
+    written = [raw for group in pipeline.groups for raw in group]
+    assert written.index(large) < written.index(b"b2")
+    committer.stop(30)
+    assert sorted(delivered) == ["a1", "b2", "c1", "large"]
+
+
+def test_a_parked_message_is_written_when_the_writer_stops() -> None:
+    """Stopping waits for the reading (or the writer reads it): an accepted message is never dropped."""
+    pipeline = _Recording()
+    delivered: list[Any] = []
+    committer = GroupCommitter(
+        pipeline,  # type: ignore[arg-type]
+        lambda token, outcome: delivered.append(token),
+        large_bytes=100,
+    )
+    committer.start()
+    reading = _SlowReading()
+    committer.submit(Inbound(b"L" * 200, "b:1", "mllp", pending=reading), "large")
+    committer.submit(Inbound(b"a1", "a:1", "mllp"), "a1")
+    pipeline.wait_for(b"a1")
+    reading.arrived.set()  # what a worker does, or the writer reading it itself
+    committer.stop(30)
+    assert sorted(delivered) == ["a1", "large"]

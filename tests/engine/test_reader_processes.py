@@ -102,7 +102,7 @@ def test_a_failed_worker_leaves_the_message_to_the_writer(db: Database) -> None:
         first = vxu(control_id="F1", doses=[Dose()]).encode()
         second = vxu(control_id="F2", mrn="M2", doses=[Dose()]).encode()
         pending = [pool.submit(first, NOW.date()), pool.submit(second, NOW.date())]
-        (pid,) = pool.pids
+        pid = pool.pids[0]  # the ordinary worker (the large-message one is last)
         os.kill(pid, signal.SIGKILL)
         outcomes = pipeline.process_batch(
             [
@@ -118,15 +118,47 @@ def test_a_failed_worker_leaves_the_message_to_the_writer(db: Database) -> None:
     assert len(db.journal_search(control_id="F1")) == 1
 
 
-def test_a_message_too_large_for_the_pipe_is_read_by_the_writer(db: Database) -> None:
-    """A large message is never written to a worker's pipe (the reactor must not block)."""
+def test_a_large_message_is_read_by_the_large_message_worker(db: Database) -> None:
+    """A message too large for the pipe goes through the feeder to its own worker.
+
+    The writer is told it is not ready instead of waiting for it, and its
+    reading, once there, is the writer's own.
+    """
     pipeline = _pipeline(db)
+    large = vxu(control_id="L1", doses=[Dose()] * 300).encode()
+    assert len(large) > 32 * 1024
     pool = ReaderProcesses(pipeline.reader, 1)
     try:
+        slow = pool.submit(large, NOW.date())
+        small = pool.submit(vxu(control_id="L2").encode(), NOW.date())
+        assert slow is not None and slow.slow
+        assert small is not None and not small.slow
+        # the small one is answered by the ordinary worker meanwhile
+        assert small.result().header.control_id == "L2"
+        deadline = time.monotonic() + 60  # a liveness bound, not a speed target
+        while not slow.ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slow.ready()
+        theirs = slow.result()
+    finally:
+        pool.close()
+    ours = pipeline.reader.read(large, NOW.date())
+    assert ours is not None
+    assert theirs.header == ours.header and theirs.digest == ours.digest
+    assert theirs.decision == ours.decision
+
+
+def test_without_the_large_message_worker_the_writer_reads_large_messages(
+    db: Database,
+) -> None:
+    """``large=False``: a large message is never written to a worker's pipe (the reactor must not block)."""
+    pipeline = _pipeline(db)
+    pool = ReaderProcesses(pipeline.reader, 1, large=False)
+    try:
         large = vxu(control_id="L1", doses=[Dose()] * 300).encode()
-        assert len(large) > 32 * 1024
         assert pool.submit(large, NOW.date()) is None
         assert pool.submit(vxu(control_id="L2").encode(), NOW.date()) is not None
+        assert len(pool.pids) == 1
     finally:
         pool.close()
 
@@ -175,14 +207,15 @@ def test_a_worker_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert parent.stdout is not None
-    (worker,) = (int(p) for p in parent.stdout.readline().split())
-    assert _alive(worker)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2  # the ordinary worker and the large-message one
+    assert all(_alive(w) for w in workers)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 30  # a liveness bound, not a speed target
-    while _alive(worker) and time.monotonic() < deadline:
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(worker)
+    assert not any(_alive(w) for w in workers)
 
 
 def test_an_authenticated_senders_message_is_read_as_accepted(db: Database) -> None:
