@@ -134,6 +134,32 @@ def _run(
     return elapsed
 
 
+def new_and_grown(
+    seed_file: str,
+    preload: int,
+    messages: int,
+    batch: int,
+    rounds: int = 2,
+) -> list[tuple[float, float]]:
+    """VXU/s on a new database and on the preloaded one, alternated ``rounds`` times.
+
+    ``seed_file`` holds the first ``preload`` messages of ``Synth(7).traffic``
+    (as ``--preload N --seed-file PATH`` builds it); both runs time the same
+    next ``messages`` (the first 100 a warm-up), so that the registry's size
+    is the only difference. Returns (new, grown) per round.
+    """
+    traffic = [s.text.encode() for s in Synth(7).traffic(preload + messages)]
+    corpus = traffic[preload:]
+    del traffic
+    count = len(corpus) - 100
+    out = []
+    for _round in range(rounds):
+        new = _run(None, corpus, batch, lambda work: work())
+        grown = _run(None, corpus, batch, lambda work: work(), seed_file)
+        out.append((count / new, count / grown))
+    return out
+
+
 def main() -> None:
     """Time and profile the pipeline on generated VXUs (group commit)."""
     parser = argparse.ArgumentParser(description=__doc__)
