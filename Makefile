@@ -10,7 +10,7 @@ export CAIRN_CDSI_CASES ?= $(SHARED)/cdsi
 export CAIRN_HL7_SAMPLES ?= $(SHARED)/hl7/samples
 export CAIRN_CODES_DIR ?= $(SHARED)/codes
 
-.PHONY: run test lint unit coverage fuzz soak bench clean install system-deps
+.PHONY: run test lint unit coverage fuzz soak bench bench-targets clean install system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ soak: $(STAMP)
 ## bench: every benchmark; writes bench/RESULTS.md (not part of make test)
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run_all
+
+## bench-targets: every issue-18 target in one run (~20-25 min; TARGETS_ARGS="--seed-file PATH" adds
+## the 300k-message ratio), its section written into bench/RESULTS.md
+bench-targets: $(STAMP)
+	$(BIN)/python -m bench.targets --write $(TARGETS_ARGS)
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

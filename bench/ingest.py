@@ -329,6 +329,36 @@ def drive(
     return time.perf_counter() - started, latencies, codes
 
 
+def offered(
+    database: str | None,
+    rate: float,
+    seconds: float,
+    arrivals: str = "poisson",
+    senders: int = 8,
+) -> tuple[float, list[float]]:
+    """A fixed offered load on a fresh server: elapsed seconds and ACK latencies (ms).
+
+    ``rate`` msgs/s in all, over ``senders`` connections, for ``seconds``;
+    ``arrivals`` as :func:`drive` takes it.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if database:
+            fresh_postgresql(database)
+            upgrade(database)
+        server = start_server(Path(tmp), database)
+        try:
+            batch = messages(int(rate * seconds), seed=99)
+            elapsed, lat, _codes = drive(
+                server,
+                split(batch, senders),
+                rate_per_sender=rate / senders,
+                arrivals=arrivals,
+            )
+        finally:
+            server.stop()
+    return elapsed, lat
+
+
 def split(items: list[bytes], n: int) -> list[list[bytes]]:
     """Deal messages round-robin to n senders."""
     return [items[i::n] for i in range(n)]
@@ -351,22 +381,7 @@ def run(args: argparse.Namespace) -> list[str]:
         )
         print(lines[-1], flush=True)
     for arrivals in args.arrivals if args.rate else ():
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.database:
-                fresh_postgresql(args.database)
-                upgrade(args.database)
-            server = start_server(Path(tmp), args.database)
-            try:
-                count = int(args.rate * args.seconds)
-                batch = messages(count, seed=99)
-                elapsed, lat, _codes = drive(
-                    server,
-                    split(batch, 8),
-                    rate_per_sender=args.rate / 8,
-                    arrivals=arrivals,
-                )
-            finally:
-                server.stop()
+        elapsed, lat = offered(args.database, args.rate, args.seconds, arrivals)
         how = {
             "lockstep": f"8 senders in lockstep: 8 messages at once every {8000 / args.rate:.0f} ms",
             "poisson": "8 senders, Poisson arrivals, latency from the due time",

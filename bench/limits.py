@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -175,15 +176,33 @@ def trickle(server: Server, count: int, stop: threading.Event) -> dict[str, int]
     return stats
 
 
-def run(args: argparse.Namespace) -> list[str]:
-    """The three phases on one server, in alternating rounds; the result lines.
+@dataclass
+class Phases:
+    """The normal senders' latencies (ms) in each phase, and what the others got."""
+
+    alone: list[float]
+    beside_heavy: list[float]
+    beside_slow: list[float]
+    heavy: dict[str, int]
+    trickled: dict[str, int]
+    limits: LimitsSettings
+
+    def ratios(self) -> tuple[float, float]:
+        """p99 beside the sender at the limits, and beside the slow connections, over p99 alone."""
+        base = percentile(self.alone, 99)
+        return (
+            percentile(self.beside_heavy, 99) / base,
+            percentile(self.beside_slow, 99) / base,
+        )
+
+
+def phases(args: argparse.Namespace) -> Phases:
+    """The three phases on one server, in alternating rounds.
 
     The machine is shared: its load drifts over a run. Alternating the
     phases (alone, at the limits, trickling; again and again) spreads the
     drift over all three instead of charging it to one.
     """
-    lines = [header()]
-    backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
     per_round = int(args.rate * args.seconds / args.rounds)
     corpus = iter(messages(per_round * (3 * args.rounds + 1), seed=31))
 
@@ -241,7 +260,20 @@ def run(args: argparse.Namespace) -> list[str]:
                 slow.join()
         finally:
             server.stop()
+    return Phases(alone, beside_heavy, beside_slow, heavy, trickled, limits)
 
+
+def run(args: argparse.Namespace) -> list[str]:
+    """The three phases (:func:`phases`); the result lines."""
+    lines = [header()]
+    backend = "PostgreSQL" if args.database else "SQLite (WAL, synchronous=FULL)"
+    measured = phases(args)
+    alone, beside_heavy, beside_slow = (
+        measured.alone,
+        measured.beside_heavy,
+        measured.beside_slow,
+    )
+    heavy, trickled, limits = measured.heavy, measured.trickled, measured.limits
     base = percentile(alone, 99)
     what = (
         f"{args.senders} normal sender(s) at {args.rate:g} msgs/s in all, "

@@ -5,7 +5,8 @@ Run: .venv/bin/python -m bench.run_all [--quick] [--only SECTION ...]
 ``--only`` reruns some sections and keeps the others already in the file;
 sections: forecast, ingest, ingest-pg, auth, soap, spy, query, batch, memory, matching,
 lock-timing, inventory, recall, fuzz, dashboard (the Grafana panels over a load run, drawn to
-contrib/grafana/cairn-dashboard.png), limits.
+contrib/grafana/cairn-dashboard.png), limits; and, only when named, targets (every issue-18
+target in one run, :mod:`bench.targets`, about 25 minutes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
@@ -56,24 +58,64 @@ def _fresh_pg() -> bool:
 
 
 def _rss_kb(pid: int) -> int:
+    """Resident memory of a process and its descendants (the reader processes), kB."""
+    total = 0
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+                total += int(line.split()[1])
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _rss_kb(int(child))
+    return total
+
+
+@dataclass
+class Memory:
+    """A long ingest's figures: messages, seconds, and the server's RSS (kB, all its processes)."""
+
+    sent: int
+    elapsed: float
+    before_kb: int
+    after_kb: int
+    peak_kb: int
+    #: per chunk of ``chunk`` messages: its rate and the RSS after it
+    chunks: list[str]
+    chunk: int = 10000
+
+    @property
+    def growth_mb(self) -> float:
+        """RSS after the run less RSS after the warm-up, in MB."""
+        return (self.after_kb - self.before_kb) / 1024
+
+    def lines(self) -> list[str]:
+        """The result lines."""
+        line = (
+            f"memory: {self.sent} VXU over {self.elapsed:.0f} s after a 2000-message warm-up "
+            f"({self.sent / self.elapsed:.0f} VXU/s, 8 senders); server RSS (all its processes) {self.before_kb / 1024:.1f} MB -> "
+            f"{self.after_kb / 1024:.1f} MB (growth {self.growth_mb:.1f} MB, peak {self.peak_kb / 1024:.1f} MB)"
+        )
+        return [line, f"per {self.chunk:,}: " + ", ".join(self.chunks)]
 
 
 def memory(messages: int, seconds: float) -> list[str]:
+    """RSS of the server before and after a long ingest (at most ``seconds``)."""
+    lines = measure_memory(messages, seconds).lines()
+    print(*lines, sep="\n", flush=True)
+    return lines
+
+
+def measure_memory(messages: int, seconds: float, chunk: int = 10000) -> Memory:
     """RSS of the server before and after a long ingest (at most ``seconds``).
 
-    The traffic is generated 10,000 messages at a time from one generator
+    The traffic is generated ``chunk`` messages at a time from one generator
     (so patients keep coming back and control ids stay unique): holding
     500,000 messages in the load generator would make it, not the server,
     the bottleneck.
     """
     synth = Synth(77)
 
-    def chunk(n: int) -> list[bytes]:
+    def generate(n: int) -> list[bytes]:
         return [
             s.text.encode()
             for s in synth.traffic(n, duplicate_share=0.02, bad_share=0.02)
@@ -82,13 +124,13 @@ def memory(messages: int, seconds: float) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         server = ingest.start_server(Path(tmp))
         try:
-            ingest.drive(server, ingest.split(chunk(2000), 8))
+            ingest.drive(server, ingest.split(generate(2000), 8))
             before = peak = _rss_kb(server.proc.pid)
             started = time.perf_counter()
             sent = 0
             rates: list[str] = []
             while sent < messages:
-                batch = chunk(min(10000, messages - sent))
+                batch = generate(min(chunk, messages - sent))
                 took, _lat, _codes = ingest.drive(server, ingest.split(batch, 8))
                 sent += len(batch)
                 rss = _rss_kb(server.proc.pid)
@@ -100,13 +142,7 @@ def memory(messages: int, seconds: float) -> list[str]:
             after = _rss_kb(server.proc.pid)
         finally:
             server.stop()
-    line = (
-        f"memory: {sent} VXU over {elapsed:.0f} s after a 2000-message warm-up ({sent / elapsed:.0f} VXU/s, 8 senders); "
-        f"server RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB (growth {(after - before) / 1024:.1f} MB, peak {peak / 1024:.1f} MB)"
-    )
-    detail = "per 10,000: " + ", ".join(rates)
-    print(line, detail, sep="\n", flush=True)
-    return [line, detail]
+    return Memory(sent, elapsed, before, after, peak, rates, chunk)
 
 
 def fuzz(examples: int) -> list[str]:
@@ -159,7 +195,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smaller runs (for a smoke check)"
     )
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        "--only", nargs="+", choices=(*SECTIONS, "targets"), default=list(SECTIONS)
+    )
     args = parser.parse_args()
     only = set(args.only)
     n = 1000 if args.quick else 4000
@@ -412,6 +450,19 @@ def main() -> None:
                         database=None,
                     )
                 ),
+            )
+        )
+    if "targets" in only:
+        # Not in the default sections: it re-measures what others measure
+        # (about 25 minutes), every issue-18 target in one run.
+        from bench import targets
+
+        argv = [] if not args.quick else ["--scale", "0.05"]
+        sys.argv = [str(ROOT / "bench" / "targets.py"), *argv]
+        sections.append(
+            (
+                f"{targets.TITLE} (`{targets.command(argv)}`)",
+                targets.run(targets.parser().parse_args(argv)),
             )
         )
     write(sections)
