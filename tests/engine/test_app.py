@@ -610,3 +610,21 @@ def test_start_server_open_has_no_gate(db: Database, tmp_path: Path) -> None:
         assert len(reactor.tcpServers) == 1
     finally:
         server.sink.stop()
+
+
+def test_starting_the_server_puts_what_startup_built_beyond_the_collector(
+    db: Database, tmp_path: Path
+) -> None:
+    """A full garbage collection would walk the startup heap (~100 ms, every thread paused)."""
+    import gc
+
+    settings = _settings(tmp_path, server={"listen": "127.0.0.1:0"})
+    built_at_startup = [object()]  # stands for the code tables and the pipeline
+    gc.unfreeze()
+    assert any(o is built_at_startup for o in gc.get_objects())
+    server = start_server(_Reactor(), settings, db)  # type: ignore[arg-type]
+    try:
+        assert not any(o is built_at_startup for o in gc.get_objects())
+    finally:
+        server.sink.stop()
+        gc.unfreeze()
