@@ -67,6 +67,9 @@ _LARGEST = 32 * 1024
 #: F_SETPIPE_SZ (Linux): a larger pipe lets more messages wait for a worker
 _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1024 * 1024
+#: answers kept ahead of their message's turn, at most (only messages dropped
+#: at stop leave theirs unclaimed)
+_EARLY_KEPT = 4096
 
 
 class _Worker:
@@ -84,6 +87,13 @@ class _Worker:
         self.broken = False
         #: answers read ahead of their turn by :meth:`Pending.ready` (writer thread only)
         self.early: dict[int, bytes] = {}
+
+    def keep_early(self, seq: int, data: bytes) -> None:
+        """Keep an answer read before its message's turn (writer thread)."""
+        early = self.early
+        early[seq] = data
+        if len(early) > _EARLY_KEPT:
+            del early[min(early)]
 
     def answered(self, seq: int) -> None:
         """An answer was read: its bytes no longer wait in the pipe."""
@@ -160,7 +170,7 @@ class Pending:
                 data = worker.conn.recv_bytes()
                 (seq,) = struct.unpack_from("!Q", data)
                 worker.answered(seq)
-                worker.early[seq] = data
+                worker.keep_early(seq, data)
                 if seq == self._seq:
                     return True
         except (EOFError, OSError):
@@ -189,7 +199,12 @@ class Pending:
                     return pickle.loads(data[8:])  # noqa: S301 (our own forked worker)
                 if seq > self._seq:  # never: answers come in order
                     raise EOFError("reader process out of order")
-                # an answer nobody waits for any more (a message dropped at stop)
+                # An earlier message's answer: kept for it, since the writer
+                # may store messages out of arrival order (one parked behind
+                # its connection's large message, see GroupCommitter). Only a
+                # message dropped at stop leaves its answer unclaimed: the
+                # oldest go beyond a bound.
+                worker.keep_early(seq, data)
         except BaseException:
             worker.broken = True
             raise

@@ -280,3 +280,22 @@ def test_the_hand_off_pickles_dataclasses_by_constructor_only_when_that_is_faith
     checked = Checked(-3)
     checked.a = -9  # a state its constructor would never produce
     assert pickle.loads(dumps(checked)).a == -9
+
+
+def test_a_reading_claimed_out_of_order_is_kept_for_its_message(db: Database) -> None:
+    """The writer may store a later message first (one parked behind a large message).
+
+    The earlier message's answer, read on the way, is kept for it: its
+    result comes back instead of the writer waiting on the pipe forever.
+    """
+    pipeline = _pipeline(db)
+    pool = ReaderProcesses(pipeline.reader, 1)
+    try:
+        earlier = pool.submit(vxu(control_id="E1").encode(), NOW.date())
+        later = pool.submit(vxu(control_id="E2").encode(), NOW.date())
+        assert earlier is not None and later is not None
+        assert later.result().header.control_id == "E2"
+        assert earlier.ready()
+        assert earlier.result().header.control_id == "E1"
+    finally:
+        pool.close()
