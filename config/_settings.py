@@ -186,10 +186,6 @@ class DatabaseSettings:
     sqlite_synchronous: SqliteSynchronous = "FULL"
     pool_size: int = 8
     group_commit_max: int = 64
-    #: PostgreSQL: writer threads, each with its own transaction and group
-    #: commits; a sending facility's messages always go to the same one. Two
-    #: overlap the round trips one writer waits for. SQLite has one writer.
-    writers: int = 1
     #: PostgreSQL with autovacuum off: how often the engine analyzes tables
     #: whose statistics went stale (0: never).
     statistics_interval_seconds: int = 10
@@ -635,7 +631,6 @@ def _check(settings: Settings, source: str) -> None:
             1_000_000,
         ),
         ("server.reader_processes", settings.server.reader_processes, 0, 64),
-        ("database.writers", settings.database.writers, 1, 16),
         ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
         ("query.reader_threads", settings.query.reader_threads, 1, 64),

@@ -289,8 +289,6 @@ class PipelineSink:
         limiter: the per-organization message rate (authenticated listeners).
         processes: worker processes that read and decide messages before the
             writer (``server.reader_processes``; 0: the writer does it).
-        writers: writer threads (``database.writers``; PostgreSQL only), a
-            sending facility's messages always on the same one.
     """
 
     def __init__(
@@ -303,7 +301,6 @@ class PipelineSink:
         readers: int = 2,
         limiter: RateLimiter | None = None,
         processes: int = 0,
-        writers: int = 1,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
@@ -315,28 +312,20 @@ class PipelineSink:
         )
         #: queries handed to a reader and not yet to the writer
         self._reading = 0
-        self._committers = [
-            GroupCommitter(
-                pipeline,
-                self._deliver,
-                max_batch=max_batch,
-                max_queue=max_queue,
-                deliver_many=self._deliver_many,
-                name="cairn-writer" if writers == 1 else f"cairn-writer-{n + 1}",
-            )
-            for n in range(max(1, writers))
-        ]
+        self._committer = GroupCommitter(
+            pipeline,
+            self._deliver,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            deliver_many=self._deliver_many,
+        )
         self._max_queue = max_queue
         self._metrics = pipeline.metrics
         self._metrics.watch_queue(self.in_flight)
 
     def in_flight(self) -> int:
-        """Messages waiting for a writer or a reader."""
-        return sum(c.pending() for c in self._committers) + self._reading
-
-    def _committer_of(self, raw: bytes) -> GroupCommitter:
-        committers = self._committers
-        return committers[self._pipeline.writer_of(raw, len(committers))]
+        """Messages waiting for the writer or a reader."""
+        return self._committer.pending() + self._reading
 
     def start(self) -> None:
         """Start the reader processes, then the writer thread and the reader pool.
@@ -352,16 +341,14 @@ class PipelineSink:
         gc.freeze()
         if self._processes:
             self._pool = ReaderProcesses(self._pipeline.reader, self._processes)
-        for committer in self._committers:
-            committer.start()
+        self._committer.start()
         self._readers.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the reads, drain the queue and stop the writer thread (blocking)."""
         # Readers first: what they read still goes to the writer.
         self._readers.stop()
-        for committer in self._committers:
-            committer.stop(timeout)
+        self._committer.stop(timeout)
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -404,7 +391,7 @@ class PipelineSink:
                 # the sender only has to slow down: the connection stays.
                 d.callback(CloseAfter(answer) if session.refusal else answer)
                 return d
-        in_flight = self.in_flight()
+        in_flight = self._committer.pending() + self._reading
         if in_flight >= self._max_queue:
             logger.warning(
                 "overloaded",
@@ -423,7 +410,7 @@ class PipelineSink:
             self._read_then_write(item, d)
         else:
             d.addCallback(self._answered, started, "ingest")
-            self._committer_of(raw).submit(self._read_elsewhere(item), d)
+            self._committer.submit(self._read_elsewhere(item), d)
         return d
 
     def _answered(self, payload: bytes, started: float, path: str) -> bytes:
@@ -468,7 +455,7 @@ class PipelineSink:
                     **exception_summary(prepared.value),
                 )
             # A read step that failed outright leaves the query to the writer.
-            self._committer_of(item.raw).submit(
+            self._committer.submit(
                 prepared if isinstance(prepared, Inbound) else item, d
             )
 
@@ -753,14 +740,8 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
 
     Raises:
         StartupError: an address cannot be listened on (in use, not ours,
-            not permitted); what was started is stopped again first. Or
-            ``database.writers`` above 1 on SQLite (one writer at a time).
+            not permitted); what was started is stopped again first.
     """
-    if settings.database.writers > 1 and db.backend != "postgresql":
-        raise StartupError(
-            f"database.writers = {settings.database.writers} needs PostgreSQL: "
-            "SQLite takes one writer at a time (set it to 1)"
-        )
     metrics = EngineMetrics()
     forecast = load_forecaster(settings)
     if forecast[0] is None:
@@ -813,7 +794,6 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         if gate is not None or settings.soap.enabled
         else None,
         processes=settings.server.reader_processes,
-        writers=settings.database.writers,
     )
     sink.start()
     factory = MllpFactory(

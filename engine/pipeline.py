@@ -41,7 +41,6 @@ import re
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -877,24 +876,6 @@ class MessagePipeline:
             "region": region or "",
         }
 
-    @staticmethod
-    def writer_of(raw: bytes, writers: int) -> int:
-        """Which of ``writers`` writer threads stores a message: by its MSH-4, read from the bytes.
-
-        A sending facility's messages always go to the same writer, so its
-        resends meet their first copy's journal row and its messages are
-        applied in the order they arrived. Anything unusual goes to the first.
-        """
-        if writers <= 1:
-            return 0
-        head = raw[:1024].lstrip()
-        if not head.startswith(b"MSH") or len(head) < 9:
-            return 0
-        fields = head.split(b"\r", 1)[0].split(b"\n", 1)[0].split(head[3:4], 4)
-        if len(fields) < 5:
-            return 0
-        return zlib.crc32(fields[3].strip()) % writers
-
     def reads_only(self, raw: bytes) -> bool:
         """Whether a message is a query, whose read step runs on a reader.
 
@@ -1645,7 +1626,6 @@ class GroupCommitter:
         deliver_many: Callable[[list[tuple[Any, Outcome | BaseException]]], None]
         | None = None,
         large_bytes: int = LARGE_MESSAGE_BYTES,
-        name: str = "cairn-writer",
     ) -> None:
         self._pipeline = pipeline
         self._metrics = pipeline.metrics
@@ -1654,7 +1634,9 @@ class GroupCommitter:
         self._deliver_many = deliver_many
         self._max_batch = max_batch
         self._queue: queue.Queue[tuple[Inbound, Any] | None] = queue.Queue(max_queue)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="cairn-writer", daemon=True
+        )
         self._started = False
         #: messages set aside until their reading arrives (written by the thread)
         self._parked = 0

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from config import Settings, load_settings, with_overrides
-from engine.app import RunningServer, StartupError, build_pipeline, start_server
+from engine.app import RunningServer, build_pipeline, start_server
 from engine.pipeline import Inbound, MessagePipeline
 from listeners.mllp import MllpFactory, MllpProtocol
 from parsers.mllp import encode_frame
@@ -628,80 +628,3 @@ def test_starting_the_server_puts_what_startup_built_beyond_the_collector(
     finally:
         server.sink.stop()
         gc.unfreeze()
-
-
-class _FirstTransactionWaits:
-    """A real database whose first write transaction waits until the test opens the gate."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self._lock = threading.Lock()
-        self._first = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-    @contextmanager
-    def transaction(self) -> Iterator[UnitOfWork]:
-        with self._lock:
-            first, self._first = self._first, False
-        if first:
-            self.entered.set()
-            self.gate.wait(20)
-        with self._db.transaction() as uow:
-            yield uow
-
-
-def test_message_writer_follows_the_sending_facility() -> None:
-    """database.writers: a facility's messages always go to the same writer (resends meet their first copy)."""
-    one = vxu(control_id="W1", sender="CLINIC1").encode()
-    again = vxu(control_id="W2", sender="CLINIC1", doses=[Dose()]).encode()
-    other = vxu(control_id="W3", sender="LACLINIC").encode()
-    assert MessagePipeline.writer_of(one, 2) == MessagePipeline.writer_of(again, 2)
-    assert MessagePipeline.writer_of(one, 2) != MessagePipeline.writer_of(other, 2)
-    assert MessagePipeline.writer_of(one, 1) == 0
-    for garbage in (b"", b"junk", b"MSH|", b"\xef\xbb\xbfMSH|^~\\&"):
-        assert MessagePipeline.writer_of(garbage, 4) == 0
-
-
-def test_several_writers_store_facilities_side_by_side(
-    db: Database, tmp_path: Path
-) -> None:
-    """database.writers = 2 on PostgreSQL: one facility's slow transaction does not hold up another's.
-
-    SQLite takes one writer at a time: there the setting stops startup with
-    a line naming it.
-    """
-    settings = _settings(
-        tmp_path, server={"listen": "127.0.0.1:0"}, database={"writers": 2}
-    )
-    if db.backend != "postgresql":
-        with pytest.raises(
-            StartupError, match=r"database\.writers = 2 needs PostgreSQL"
-        ):
-            start_server(_Reactor(), settings, db)
-        return
-    gated = _FirstTransactionWaits(db)
-    server = start_server(_Reactor(), settings, gated)  # type: ignore[arg-type]
-    try:
-        held = _results(server.sink.submit(vxu(control_id="H1").encode(), "p", "l"))
-        assert gated.entered.wait(20)  # CLINIC1's writer holds its transaction open
-        other = _results(
-            server.sink.submit(
-                vxu(control_id="O1", sender="LACLINIC", mrn="LA-1").encode(), "q", "l"
-            )
-        )
-        deadline = time.monotonic() + 20  # a liveness bound, not a speed target
-        while not other and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [msa_code(r) for r in other] == ["AA"]
-        assert not held, "the first facility's message is still in its transaction"
-        gated.gate.set()
-        while not held and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [msa_code(r) for r in held] == ["AA"]
-    finally:
-        gated.gate.set()
-        server.sink.stop()
