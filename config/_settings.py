@@ -186,6 +186,9 @@ class DatabaseSettings:
     sqlite_synchronous: SqliteSynchronous = "FULL"
     pool_size: int = 8
     group_commit_max: int = 64
+    #: Milliseconds the writer waits for more messages when fewer are queued
+    #: than its last transaction held (0: never waits).
+    group_commit_wait_ms: float = 1.0
     #: PostgreSQL with autovacuum off: how often the engine analyzes tables
     #: whose statistics went stale (0: never).
     statistics_interval_seconds: int = 10
@@ -631,6 +634,12 @@ def _check(settings: Settings, source: str) -> None:
             1_000_000,
         ),
         ("server.reader_processes", settings.server.reader_processes, 0, 64),
+        (
+            "database.group_commit_wait_ms",
+            settings.database.group_commit_wait_ms,
+            0,
+            50,
+        ),
         ("matching.candidate_limit", settings.matching.candidate_limit, 1, 100_000),
         ("query.max_candidates", settings.query.max_candidates, 1, 100),
         ("query.reader_threads", settings.query.reader_threads, 1, 64),

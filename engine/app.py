@@ -289,6 +289,7 @@ class PipelineSink:
         limiter: the per-organization message rate (authenticated listeners).
         processes: worker processes that read and decide messages before the
             writer (``server.reader_processes``; 0: the writer does it).
+        linger_seconds: ``database.group_commit_wait_ms`` (see GroupCommitter).
     """
 
     def __init__(
@@ -301,6 +302,7 @@ class PipelineSink:
         readers: int = 2,
         limiter: RateLimiter | None = None,
         processes: int = 0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._reactor = reactor
         self._pipeline = pipeline
@@ -318,6 +320,7 @@ class PipelineSink:
             max_batch=max_batch,
             max_queue=max_queue,
             deliver_many=self._deliver_many,
+            linger_seconds=linger_seconds,
         )
         self._max_queue = max_queue
         self._metrics = pipeline.metrics
@@ -794,6 +797,7 @@ def start_server(reactor: Any, settings: Settings, db: Database) -> RunningServe
         if gate is not None or settings.soap.enabled
         else None,
         processes=settings.server.reader_processes,
+        linger_seconds=settings.database.group_commit_wait_ms / 1000,
     )
     sink.start()
     factory = MllpFactory(

@@ -1614,6 +1614,11 @@ class GroupCommitter:
         large_bytes: a message at least this large is written after the
             others queued with it, in a transaction of its own (see
             :func:`_large_last`).
+        linger_seconds: when fewer messages are queued than the last
+            transaction held, how long to wait for more before writing
+            (``database.group_commit_wait_ms``): with senders that wait for
+            each ACK, the stragglers of one round otherwise make a
+            transaction, and a commit, of their own.
     """
 
     def __init__(
@@ -1626,6 +1631,7 @@ class GroupCommitter:
         deliver_many: Callable[[list[tuple[Any, Outcome | BaseException]]], None]
         | None = None,
         large_bytes: int = LARGE_MESSAGE_BYTES,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._pipeline = pipeline
         self._metrics = pipeline.metrics
@@ -1640,6 +1646,9 @@ class GroupCommitter:
         self._started = False
         #: messages set aside until their reading arrives (written by the thread)
         self._parked = 0
+        self._linger = linger_seconds
+        #: the size of the last transaction's group
+        self._last_size = 0
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -1682,15 +1691,27 @@ class GroupCommitter:
                 break
             batch = [] if first is _NOTHING else [first]
             stop = False
+            # Linger (a little) only while fewer have come than last time:
+            # the other senders' next messages are on their way.
+            linger_until = (
+                time.perf_counter() + self._linger
+                if self._linger and batch and len(batch) < self._last_size
+                else 0.0
+            )
             while len(batch) < self._max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    wait = linger_until - time.perf_counter()
+                    if wait > 0 and len(batch) < self._last_size:
+                        nxt = self._queue.get(timeout=wait)
+                    else:
+                        nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
                     stop = True
                     break
                 batch.append(nxt)
+            self._last_size = len(batch)
             batch, parked = _unparked(parked + batch)
             self._parked = len(parked)
             if batch:

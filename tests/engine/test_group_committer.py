@@ -168,3 +168,46 @@ def test_a_parked_message_is_written_when_the_writer_stops() -> None:
     reading.arrived.set()  # what a worker does, or the writer reading it itself
     committer.stop(30)
     assert sorted(delivered) == ["a1", "large"]
+
+
+def _committer_with(pipeline: _Recording, linger: float) -> GroupCommitter:
+    return GroupCommitter(
+        pipeline,  # type: ignore[arg-type]
+        lambda token, outcome: None,
+        large_bytes=10_000,
+        linger_seconds=linger,
+    )
+
+
+def test_the_writer_waits_for_the_rest_of_a_round_of_senders() -> None:
+    """After a transaction of three, a lone message waits (within the linger) for the two behind it."""
+    pipeline = _Recording()
+    committer = _committer_with(pipeline, linger=10.0)
+    # The first round is queued together: one transaction of three.
+    _submit_all(committer, [b"a1", b"b1", b"c1"])
+    committer.start()
+    for name in (b"a1", b"b1", b"c1"):
+        pipeline.wait_for(name)
+    # The next round trickles in: the first waits for the other two.
+    committer.submit(Inbound(b"a2", "a", "mllp"), "a2")
+    threading.Timer(0.2, lambda: _submit_all(committer, [b"b2", b"c2"])).start()
+    pipeline.wait_for(b"c2")
+    committer.stop(30)
+    assert pipeline.groups == [[b"a1", b"b1", b"c1"], [b"a2", b"b2", b"c2"]]
+
+
+def test_a_lone_sender_never_waits_for_others() -> None:
+    """At low load (the last transaction held one message) nothing lingers."""
+    pipeline = _Recording()
+    committer = _committer_with(pipeline, linger=120.0)
+    committer.start()
+    for name in (b"x1", b"x2", b"x3"):
+        committer.submit(Inbound(name, "x", "mllp"), name)
+        pipeline.wait_for(name)  # within its liveness bound, far below the linger
+    committer.stop(30)
+    assert [raw for group in pipeline.groups for raw in group] == [b"x1", b"x2", b"x3"]
+
+
+def _submit_all(committer: GroupCommitter, names: list[bytes]) -> None:
+    for name in names:
+        committer.submit(Inbound(name, name.decode(), "mllp"), name)
