@@ -67,6 +67,10 @@ _LARGEST = 32 * 1024
 #: F_SETPIPE_SZ (Linux): a larger pipe lets more messages wait for a worker
 _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1024 * 1024
+#: a large message's reading not back after this long: its worker is taken
+#: for stuck, and the writer reads what it was given (reading one at the
+#: limits takes well under a second)
+STUCK_SECONDS = 30.0
 #: answers kept ahead of their message's turn, at most (only messages dropped
 #: at stop leave theirs unclaimed)
 _EARLY_KEPT = 4096
@@ -148,11 +152,12 @@ class Pending:
     :meth:`ready` before it waits for it (see :class:`engine.pipeline.GroupCommitter`).
     """
 
-    __slots__ = ("_seq", "_worker", "slow")
+    __slots__ = ("_seq", "_since", "_worker", "slow")
 
     def __init__(self, worker: _Worker, seq: int, *, slow: bool = False) -> None:
         self._worker = worker
         self._seq = seq
+        self._since = time.monotonic()
         self.slow = slow
 
     def ready(self) -> bool:
@@ -164,6 +169,12 @@ class Pending:
         """
         worker = self._worker
         if worker.broken or self._seq in worker.early:
+            return True
+        if time.monotonic() - self._since > STUCK_SECONDS:
+            # A worker this late is stuck: the writer reads its messages
+            # itself from now on (the parked message, and the ones after it).
+            logger.error("reader_process_stuck", seconds=STUCK_SECONDS)
+            worker.broken = True
             return True
         try:
             while worker.conn.poll(0):

@@ -299,3 +299,33 @@ def test_a_reading_claimed_out_of_order_is_kept_for_its_message(db: Database) ->
         assert earlier.result().header.control_id == "E1"
     finally:
         pool.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP")
+def test_a_stuck_large_message_worker_leaves_its_message_to_the_writer(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that never answers does not park a connection's messages for ever."""
+    import engine.readers
+
+    monkeypatch.setattr(engine.readers, "STUCK_SECONDS", 0.3)
+    pipeline = _pipeline(db)
+    large = vxu(control_id="S1", doses=[Dose()] * 200).encode()
+    assert len(large) > 32 * 1024
+    pool = ReaderProcesses(pipeline.reader, 1)
+    stuck = pool.pids[-1]  # the large-message worker
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        slow = pool.submit(large, NOW.date())
+        assert slow is not None and not slow.ready()
+        deadline = time.monotonic() + 20  # a liveness bound, not a speed target
+        while not slow.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.ready()
+        (outcome,) = pipeline.process_batch([Inbound(large, "p", "mllp", pending=slow)])
+        # later large messages are read by the writer (the worker is given up)
+        assert pool.submit(large, NOW.date()) is None
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+        pool.close()
+    assert msa_code(outcome.payload) == "AA"
