@@ -24,6 +24,7 @@ from handlers.scoring import (
     compare,
     is_nickname,
     name_frequency,
+    nickname_forms,
     normalize_name,
     within_one_edit,
 )
@@ -415,6 +416,7 @@ class PatientMatcher:
                 incoming.family,
                 incoming.given,
                 limit=self.candidate_limit,
+                given_forms=nickname_forms(normalize_name(incoming.given)),
             )
             # The same authority gave this record another id: another person.
             if not any(

@@ -82,6 +82,28 @@ def is_nickname(a: str, b: str) -> bool:
     return b in _SPANISH_SHORT_FORMS.get(a, ()) or a in _SPANISH_SHORT_FORMS.get(b, ())
 
 
+@functools.lru_cache(maxsize=4096)
+def nickname_forms(name: str) -> frozenset[str]:
+    """The names :func:`is_nickname` takes for the same name as ``name`` (normalized).
+
+    Its nicknames, its full forms, and the other nicknames of its full
+    forms (Will gives William, Bill, Billy...): matching reads the stored
+    patients on nearby birth dates by the initials of these, so that a
+    nickname that starts with another letter (Peggy for Margaret) is still
+    found.
+    """
+    forms = set(_NICKNAMER.nicknames_of(name)) | set(_NICKNAMER.canonicals_of(name))
+    for canonical in _NICKNAMER.canonicals_of(name):
+        forms |= _NICKNAMER.nicknames_of(canonical)
+    for full, short in _SPANISH_SHORT_FORMS.items():
+        if name == full:
+            forms |= short
+        elif name in short:
+            forms.add(full)
+    forms.discard(name)
+    return frozenset(forms)
+
+
 #: The u of exact agreement on a name whose frequency is not known (a small
 #: registry, a name without a key): about the share of the commonest family
 #: names in California, so that an unknown name counts as a common one.

@@ -93,17 +93,26 @@ _LIVE = ~exists().where(
 _CANDIDATE_LIMIT = 1000
 
 
-def _match_candidates(shape: tuple[int, int, bool, int]) -> Any:
-    """Born on one of the dates with a name key in common, or on the date with the initials.
+def _match_candidates(shape: tuple[int, int, int, int]) -> Any:
+    """The exact date's patients with a name key or the initials in common, and the nearby dates' patients with a key and the other name's initial in common.
 
-    Two index look-ups (region+family_key+birth_date, region+given_key+
-    birth_date) and, with ``initials``, the exact date's patients filtered
-    in the database by their initials (region+birth_date), in one UNION
-    ALL; merged records excluded. Shape (0, 0, False, limit) is the fallback
-    for a name without a key: everyone born on the exact date. At most
-    ``limit`` rows, lowest ids first.
+    Three arms in one UNION ALL, merged records excluded:
+
+    - the exact date (region+birth_date): a name key of either name, or
+      both initials either way round, filtered in the database among the
+      patients born that day;
+    - the dates (region+family_key+birth_date): a family key equal to the
+      key of either incoming name, and a given name whose initial is one of
+      ``n_initials`` (the incoming initials, a nickname's, or none stored);
+    - the same with the given key (region+given_key+birth_date) and the
+      family name's initial.
+
+    With ``n_initials`` 0 (an incoming name without a key) the last two arms
+    ask for the key alone, as before the initials narrowed them. Shape (0,
+    0, 0, limit) is the fallback for no key at all: everyone born on the
+    exact date. At most ``limit`` rows, lowest ids first.
     """
-    n_dates, n_keys, initials, limit = shape
+    n_dates, n_keys, n_initials, limit = shape
     live = _LIVE
     if not n_keys:
         return (
@@ -116,32 +125,40 @@ def _match_candidates(shape: tuple[int, int, bool, int]) -> Any:
             .order_by(patients.c.id)
             .limit(limit)
         )
+    family_initial = func.substr(patients.c.family_key, 1, 1)
+    given_initial = func.substr(patients.c.given_key, 1, 1)
+    same_day = [
+        in_list(patients.c.family_key, "k", n_keys),
+        in_list(patients.c.given_key, "k", n_keys),
+    ]
+    if n_initials:
+        same_day += [
+            and_(family_initial == bindparam("fi"), given_initial == bindparam("gi")),
+            and_(family_initial == bindparam("gi"), given_initial == bindparam("fi")),
+        ]
     parts = [
         select(*_PATIENT_COLUMNS).where(
             patients.c.region == bindparam("region"),
-            in_list(key, "k", n_keys),
-            in_list(patients.c.birth_date, "d", n_dates),
+            patients.c.birth_date == bindparam("exact"),
+            or_(*same_day),
             live,
         )
-        for key in (patients.c.family_key, patients.c.given_key)
     ]
-    if initials:
-        family_initial = func.substr(patients.c.family_key, 1, 1)
-        given_initial = func.substr(patients.c.given_key, 1, 1)
+    for key, other_initial, prefix in (
+        (patients.c.family_key, given_initial, "gx"),
+        (patients.c.given_key, family_initial, "fx"),
+    ):
+        narrowed = (
+            [other_initial.in_([bindparam(f"{prefix}{i}") for i in range(n_initials)])]
+            if n_initials
+            else []
+        )
         parts.append(
             select(*_PATIENT_COLUMNS).where(
                 patients.c.region == bindparam("region"),
-                patients.c.birth_date == bindparam("exact"),
-                or_(
-                    and_(
-                        family_initial == bindparam("fi"),
-                        given_initial == bindparam("gi"),
-                    ),
-                    and_(
-                        family_initial == bindparam("gi"),
-                        given_initial == bindparam("fi"),
-                    ),
-                ),
+                in_list(key, "k", n_keys),
+                in_list(patients.c.birth_date, "d", n_dates),
+                *narrowed,
                 live,
             )
         )
@@ -537,42 +554,56 @@ class PatientRepository:
         family: str,
         given: str,
         limit: int = _CANDIDATE_LIMIT,
+        given_forms: Iterable[str] = (),
     ) -> list[PatientRecord]:
         """Scored-matching candidates, read by blocking keys rather than whole dates.
 
-        Patients born on ``birth_date`` or on one of the ``nearby_dates`` (one
-        typing error away) whose family or given name key equals the key of
-        either incoming name (so a swapped name still meets its record), and
-        patients born on ``birth_date`` with the same initials, either way
-        round (two records that each have a typo in another name). When
-        neither incoming name has a key, everyone born on ``birth_date``.
-        Ordered by id, each patient once, at most ``limit`` rows read. See
-        storage/keys.py.
+        Patients born on ``birth_date`` whose family or given name key equals
+        the key of either incoming name (so a swapped name still meets its
+        record), or who have the same initials either way round (two records
+        that each have a typo in another name). Patients born on one of the
+        ``nearby_dates`` (one typing error away) when one name key agrees
+        *and* the other name starts with an incoming initial, or with the
+        initial of one of ``given_forms`` (the given name's nicknames and
+        full forms: Bill for William), or is empty. When neither incoming
+        name has a key, everyone born on ``birth_date``; when only one has,
+        the nearby dates' patients with that key. Ordered by id, each patient
+        once, at most ``limit`` rows read. See storage/keys.py.
+
+        A stored patient on a nearby date whose names differ in a key *and*
+        in the other name's first letter is left out: a birth date that is
+        not exact and a name that disagrees is how two neighbours' children
+        look, and reading them made every search grow with the registry.
         """
         family_key, given_key = name_key(family), name_key(given)
         keys = sorted({k for k in (family_key, given_key) if k})
-        params: dict[str, Any] = {"region": region}
+        params: dict[str, Any] = {"region": region, "exact": birth_date}
         if keys:
             dates = sorted(set(nearby_dates) | {birth_date})
-            # The list padded to a multiple of 16 (a date repeated changes
-            # nothing): a handful of statement shapes instead of one per count
-            # of dates, so that PostgreSQL plans each once (prepared) and
+            # The lists padded (a date or an initial repeated changes
+            # nothing): a handful of statement shapes instead of one per
+            # count, so that PostgreSQL plans each once (prepared) and
             # SQLite's statement cache keeps them.
             dates += [birth_date] * (-len(dates) % 16)
             params.update(in_values("d", dates))
             params.update(in_values("k", keys))
-            initials = bool(family_key and given_key)
-            if initials:
-                params.update(exact=birth_date, fi=family_key[0], gi=given_key[0])
-            shape: tuple[int, int, bool, int] = (
-                len(dates),
-                len(keys),
-                initials,
-                limit,
-            )
+            n_initials = 0
+            if family_key and given_key:
+                fi, gi = family_key[0], given_key[0]
+                params.update(fi=fi, gi=gi)
+                nicknames = {name_key(form)[:1] for form in given_forms}
+                # '' lets a stored patient without that name through.
+                given_initials = sorted({fi, gi, ""} | nicknames)
+                family_initials = sorted({fi, gi, ""})
+                n_initials = max(len(given_initials), len(family_initials))
+                n_initials += -n_initials % 8
+                given_initials += [""] * (n_initials - len(given_initials))
+                family_initials += [""] * (n_initials - len(family_initials))
+                params.update(in_values("gx", given_initials))
+                params.update(in_values("fx", family_initials))
+            shape = (len(dates), len(keys), n_initials, limit)
         else:
-            params["exact"] = birth_date
-            shape = (0, 0, False, limit)
+            shape = (0, 0, 0, limit)
         rows = self._sql.all(_MATCH_CANDIDATES[shape], params)
         seen: set[int] = set()
         unique = []

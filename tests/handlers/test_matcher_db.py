@@ -197,6 +197,51 @@ def test_matcher_the_same_child_from_another_clinic_is_merged(db: Database) -> N
     assert result.patient_id == same
 
 
+def test_matcher_finds_a_nickname_with_another_initial_one_digit_off(
+    db: Database,
+) -> None:
+    """Peggy born 2022-04-19 is Margaret born 2022-04-09 when her mother and phone agree.
+
+    On a nearby birth date only patients whose other name shares an initial
+    are read: the nickname's full form (another letter) still counts.
+    """
+    with db.transaction() as uow:
+        margaret = uow.patients.insert(
+            _stranger(
+                "Margaret",
+                middle_name="",
+                mother_maiden_family="Adeyemi",
+                phone="4155550101",
+            )
+        )
+    incoming = replace(
+        _FullIncoming(), name=_Name(given="Peggy"), birth_date=date(2022, 4, 19)
+    )
+    with db.transaction() as uow:
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", incoming)
+    assert result.candidate_id == margaret, result.reasons
+    assert result.outcome == "match", result.reasons
+
+
+def test_matcher_neighbours_born_a_digit_apart_are_not_compared(db: Database) -> None:
+    """Two children with the same family name born ten days apart, given names unlike, are not even candidates."""
+    with db.transaction() as uow:
+        uow.patients.insert(
+            _stranger(
+                "Nkechi",
+                birth_date=date(2022, 4, 19),
+                mother_maiden_family="Adeyemi",
+                phone="4155550101",
+                street="12 Mission St",
+                postal_code="94110",
+            )
+        )
+    with db.transaction() as uow:
+        result = PatientMatcher().find(uow.patients, "BAY", "CLINIC9", _FullIncoming())
+    assert result.outcome == "none"
+    assert result.candidate_id is None
+
+
 def test_matcher_boy_and_girl_are_never_merged_automatically(db: Database) -> None:
     """A boy with a near birth date and, by chance, the same mother's maiden name is not merged into a girl."""
     with db.transaction() as uow:
