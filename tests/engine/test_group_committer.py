@@ -126,11 +126,7 @@ def test_the_writer_stores_other_connections_while_a_large_message_is_read() -> 
     """
     pipeline = _Recording()
     delivered: list[Any] = []
-    committer = GroupCommitter(
-        pipeline,  # type: ignore[arg-type]
-        lambda token, outcome: delivered.append(token),
-        large_bytes=100,
-    )
+    committer = _committer_with(pipeline, 0.0, delivered, large_bytes=100)
     committer.start()
     reading = _SlowReading()
     large = b"L" * 200
@@ -155,11 +151,7 @@ def test_a_parked_message_is_written_when_the_writer_stops() -> None:
     """Stopping waits for the reading (or the writer reads it): an accepted message is never dropped."""
     pipeline = _Recording()
     delivered: list[Any] = []
-    committer = GroupCommitter(
-        pipeline,  # type: ignore[arg-type]
-        lambda token, outcome: delivered.append(token),
-        large_bytes=100,
-    )
+    committer = _committer_with(pipeline, 0.0, delivered, large_bytes=100)
     committer.start()
     reading = _SlowReading()
     committer.submit(Inbound(b"L" * 200, "b:1", "mllp", pending=reading), "large")
@@ -170,11 +162,19 @@ def test_a_parked_message_is_written_when_the_writer_stops() -> None:
     assert sorted(delivered) == ["a1", "large"]
 
 
-def _committer_with(pipeline: _Recording, linger: float) -> GroupCommitter:
+def _committer_with(
+    pipeline: _Recording,
+    linger: float,
+    delivered: list[Any] | None = None,
+    *,
+    large_bytes: int = 10_000,
+) -> GroupCommitter:
+    """A committer over ``pipeline``; delivered tokens go to ``delivered``."""
+    out: list[Any] = [] if delivered is None else delivered
     return GroupCommitter(
         pipeline,  # type: ignore[arg-type]
-        lambda token, outcome: None,
-        large_bytes=10_000,
+        lambda token, outcome: out.append(token),
+        large_bytes=large_bytes,
         linger_seconds=linger,
     )
 
