@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import logging
 import os
-import pstats
 import shutil
 import tempfile
 import time
@@ -33,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from bench._common import header
+from bench._common import header, print_profile
 from bench.synth import Synth
 from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
 from handlers.codes import CodeTables
@@ -232,11 +230,7 @@ def main() -> None:
 
     elapsed = _run(args.database, corpus, args.batch, profiled, seed, args.writer_only)
     print(f"under the profiler: {count / elapsed:.0f} VXU/s")
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(args.top)
-    stats.sort_stats("tottime").print_stats(args.top)
-    print(out.getvalue())
+    print_profile(profiler, args.top)
 
 
 if __name__ == "__main__":

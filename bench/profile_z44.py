@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import logging
 import os
-import pstats
 import tempfile
 import time
 from pathlib import Path
 
 import structlog
 
-from bench._common import ROOT, header, percentile
+from bench._common import ROOT, header, percentile, print_profile
 from bench.synth import CHILD_DOSES, Synth
 from config import load_settings
 from engine.app import build_pipeline
@@ -108,11 +106,7 @@ def main() -> None:
             answer(largest)
         profiler.disable()
         db.close()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(args.top)
-    stats.sort_stats("tottime").print_stats(args.top)
-    print(out.getvalue())
+    print_profile(profiler, args.top)
 
 
 if __name__ == "__main__":

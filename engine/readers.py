@@ -61,8 +61,8 @@ _HEAD = struct.Struct("!QI?")
 #: bytes in flight to one worker beyond which the writer reads a message itself
 #: (below a pipe's default 64 KiB, so that a send never blocks the reactor)
 _IN_FLIGHT = 48 * 1024
-#: a message larger than this is read by the writer (a pipe write of it
-#: could block the reactor)
+#: a message larger than this goes to the large-message worker through the
+#: feeder thread (a pipe write of it from the reactor could block)
 _LARGEST = 32 * 1024
 #: F_SETPIPE_SZ (Linux): a larger pipe lets more messages wait for a worker
 _F_SETPIPE_SZ = 1031
@@ -103,6 +103,13 @@ class _Worker:
         """An answer was read: its bytes no longer wait in the pipe."""
         with self.lock:
             self.in_flight -= self.sizes.pop(seq, 0)
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next answer from the pipe (waiting for it): its sequence number and bytes."""
+        data = self.conn.recv_bytes()
+        (seq,) = struct.unpack_from("!Q", data)
+        self.answered(seq)
+        return seq, data
 
 
 class _Reducers(dict[type, Any]):
@@ -178,9 +185,7 @@ class Pending:
             return True
         try:
             while worker.conn.poll(0):
-                data = worker.conn.recv_bytes()
-                (seq,) = struct.unpack_from("!Q", data)
-                worker.answered(seq)
+                seq, data = worker.receive()
                 worker.keep_early(seq, data)
                 if seq == self._seq:
                     return True
@@ -203,9 +208,7 @@ class Pending:
             if worker.broken:
                 raise EOFError("reader process gone")
             while True:
-                data = worker.conn.recv_bytes()
-                (seq,) = struct.unpack_from("!Q", data)
-                worker.answered(seq)
+                seq, data = worker.receive()
                 if seq == self._seq:
                     return pickle.loads(data[8:])  # noqa: S301 (our own forked worker)
                 if seq > self._seq:  # never: answers come in order

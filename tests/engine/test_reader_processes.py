@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.pipeline import Inbound, MessagePipeline, Route, SenderPolicy
-from engine.readers import ReaderProcesses
+from engine.readers import Pending, ReaderProcesses
 from handlers.codes import CodeTables
 from handlers.vxu import VxuHandler
 from storage import Database
@@ -118,6 +118,14 @@ def test_a_failed_worker_leaves_the_message_to_the_writer(db: Database) -> None:
     assert len(db.journal_search(control_id="F1")) == 1
 
 
+def _until_ready(pending: Pending) -> None:
+    """Wait (within a liveness bound, not a speed target) until the reading is back."""
+    deadline = time.monotonic() + 60
+    while not pending.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending.ready()
+
+
 def test_a_large_message_is_read_by_the_large_message_worker(db: Database) -> None:
     """A message too large for the pipe goes through the feeder to its own worker.
 
@@ -135,10 +143,7 @@ def test_a_large_message_is_read_by_the_large_message_worker(db: Database) -> No
         assert small is not None and not small.slow
         # the small one is answered by the ordinary worker meanwhile
         assert small.result().header.control_id == "L2"
-        deadline = time.monotonic() + 60  # a liveness bound, not a speed target
-        while not slow.ready() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert slow.ready()
+        _until_ready(slow)
         theirs = slow.result()
     finally:
         pool.close()
@@ -179,7 +184,7 @@ def test_an_answer_nobody_waits_for_is_skipped(db: Database) -> None:
 
 _PARENT = """
 import sys, time
-from engine.readers import ReaderProcesses
+from engine.readers import Pending, ReaderProcesses
 from engine.pipeline import MessageReader, SenderPolicy
 pool = ReaderProcesses(MessageReader({}, SenderPolicy({}, "accept", "BAY")), 1)
 print(*pool.pids, flush=True)
@@ -318,10 +323,7 @@ def test_a_stuck_large_message_worker_leaves_its_message_to_the_writer(
     try:
         slow = pool.submit(large, NOW.date())
         assert slow is not None and not slow.ready()
-        deadline = time.monotonic() + 20  # a liveness bound, not a speed target
-        while not slow.ready() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert slow.ready()
+        _until_ready(slow)
         (outcome,) = pipeline.process_batch([Inbound(large, "p", "mllp", pending=slow)])
         # later large messages are read by the writer (the worker is given up)
         assert pool.submit(large, NOW.date()) is None
